@@ -1,0 +1,170 @@
+"""ControlNet preprocessors ("annotators") from controlnet-aux.
+
+Each detector is built by controlnet-aux's own ``XxxDetector.from_pretrained(ANNOTATORS_REPO,
+cache_dir=..., local_files_only=...)``, which fetches its weight files with
+``huggingface_hub.hf_hub_download``; so the weights live in (and are read from) an ordinary hub
+cache, and offline runs use whatever is there. Detectors are loaded on first use and kept.
+
+``controlnet_aux`` is imported inside functions only: importing it takes seconds (it pulls in
+timm, scikit-image and every detector), which the UI should not pay until a preprocessor runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image
+
+from engine.errors import InvalidRequest, ModelError
+
+logger = logging.getLogger(__name__)
+
+ANNOTATORS_REPO = "lllyasviel/Annotators"
+MIN_RESOLUTION = 64  # controlnet-aux rounds sizes to multiples of 64; below that they hit 0
+MAX_RESOLUTION = 2048
+
+
+@dataclass(frozen=True)
+class AuxAnnotator:
+    """How to build and call one controlnet-aux detector."""
+
+    detector_class: str  # attribute of the ``controlnet_aux`` package
+    # Extra keyword arguments of the detector's __call__, as pairs so the spec stays hashable.
+    call_kwargs: tuple[tuple[str, Any], ...] = ()
+    needs_weights: bool = True  # built with from_pretrained(ANNOTATORS_REPO) or plainly
+    # The detector draws from numpy's global generator; run() seeds it from the input image.
+    uses_numpy_random: bool = False
+
+
+AUX_ANNOTATORS: Mapping[str, AuxAnnotator] = MappingProxyType({
+    "lineart": AuxAnnotator("LineartDetector"),
+    "lineart_coarse": AuxAnnotator("LineartDetector", (("coarse", True),)),
+    "softedge_hed": AuxAnnotator("HEDdetector"),
+    "softedge_pidinet": AuxAnnotator("PidiNetDetector"),
+    "mlsd": AuxAnnotator("MLSDdetector"),
+    "depth_midas": AuxAnnotator("MidasDetector"),
+    "shuffle": AuxAnnotator("ContentShuffleDetector", needs_weights=False,
+                            uses_numpy_random=True),
+})
+
+# numpy's global generator is process-wide: seeding and drawing must not interleave.
+_NUMPY_RANDOM_LOCK = threading.Lock()
+
+
+def get_annotator(name: str) -> AuxAnnotator:
+    try:
+        return AUX_ANNOTATORS[name]
+    except KeyError:
+        raise InvalidRequest("unknown_preprocessor", name=name) from None
+
+
+def _check_resolution(resolution: int) -> None:
+    if not MIN_RESOLUTION <= int(resolution) <= MAX_RESOLUTION:
+        raise InvalidRequest("invalid_resolution", value=resolution,
+                             min=MIN_RESOLUTION, max=MAX_RESOLUTION)
+
+
+def _is_missing_weights(error: BaseException) -> bool:
+    """Whether ``error`` means "the weight file is not in the cache and cannot be fetched"."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+        RepositoryNotFoundError)
+
+    # LocalEntryNotFoundError: offline or local_files_only, file not cached; the others come
+    # when the hub is reachable but the repo or file is not there.
+    return isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, EntryNotFoundError,
+                              RepositoryNotFoundError))
+
+
+def _image_seed(image: Image.Image) -> int:
+    """A seed that depends only on the pixels, so the same input gives the same output."""
+    return zlib.crc32(image.tobytes(), zlib.crc32(repr(image.size).encode()))
+
+
+class _SeededNumpyRandom:
+    """Seed numpy's global generator for one call and put the caller's state back after."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._saved: dict | tuple | None = None
+
+    def __enter__(self) -> None:
+        _NUMPY_RANDOM_LOCK.acquire()
+        self._saved = np.random.get_state()
+        np.random.seed(self._seed)
+
+    def __exit__(self, *exc_info: object) -> None:
+        np.random.set_state(self._saved)
+        _NUMPY_RANDOM_LOCK.release()
+
+
+def _to_rgb_of_size(result: Any, size: tuple[int, int]) -> Image.Image:
+    if isinstance(result, np.ndarray):
+        result = Image.fromarray(result)
+    result = result.convert("RGB")
+    if result.size != size:
+        # Detectors work at multiples of 64; the control image must match the input again.
+        result = result.resize(size, Image.Resampling.BILINEAR)
+    return result
+
+
+class AuxAnnotators:
+    """Runs controlnet-aux detectors by our stable names, loading each once (thread-safe)."""
+
+    def __init__(self, cache_dir: Path | None = None, local_files_only: bool = False) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.local_files_only = local_files_only
+        self._detectors: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return list(AUX_ANNOTATORS)
+
+    def run(self, name: str, image: Image.Image, resolution: int) -> Image.Image:
+        """The control map of ``image``: RGB, the same size as ``image``."""
+        annotator = get_annotator(name)
+        _check_resolution(resolution)
+        detector = self._detector(name, annotator)
+        source = image.convert("RGB")
+        kwargs = dict(annotator.call_kwargs, detect_resolution=int(resolution),
+                      image_resolution=int(resolution))
+        if annotator.uses_numpy_random:
+            with _SeededNumpyRandom(_image_seed(source)):
+                result = detector(source, **kwargs)
+        else:
+            result = detector(source, **kwargs)
+        return _to_rgb_of_size(result, image.size)
+
+    def _detector(self, name: str, annotator: AuxAnnotator) -> Any:
+        # Detectors are keyed by class: lineart and lineart_coarse share one LineartDetector.
+        key = annotator.detector_class
+        with self._lock:
+            # Loading under the lock: two first calls must not both read 100s of MB.
+            if key not in self._detectors:
+                self._detectors[key] = self._load(name, annotator)
+            return self._detectors[key]
+
+    def _load(self, name: str, annotator: AuxAnnotator) -> Any:
+        import controlnet_aux
+
+        detector_class = getattr(controlnet_aux, annotator.detector_class)
+        if not annotator.needs_weights:
+            return detector_class()
+        logger.info("loading annotator %s (%s) from %s", name, annotator.detector_class,
+                    self.cache_dir or "the default hub cache")
+        try:
+            return detector_class.from_pretrained(
+                ANNOTATORS_REPO, cache_dir=self.cache_dir, local_files_only=self.local_files_only)
+        except Exception as error:
+            if _is_missing_weights(error):
+                logger.warning("annotator %s: weights not available: %s", name, error)
+                raise ModelError("annotator_not_downloaded", name=name,
+                                 repo=ANNOTATORS_REPO) from error
+            raise

@@ -1,0 +1,145 @@
+"""Command line for the engine alone, without gradio.
+
+    python -m engine txt2img --model M --prompt P --out FILE.png [options]
+    python -m engine img2img --model M --init-image FILE --strength S --prompt P --out FILE.png
+
+M is a manifest id, a hub id or a local folder. Prints the seed of every image; exits 2 with
+a translated message on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_text
+
+logger = logging.getLogger(__name__)
+
+
+def _lora_argument(text: str):
+    from engine.requests import LoraWeight
+
+    name, sep, weight = text.rpartition(":")
+    if not sep:
+        return LoraWeight(text, 1.0)
+    try:
+        return LoraWeight(name, float(weight))
+    except ValueError:
+        return LoraWeight(text, 1.0)
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="manifest id, hub id or local folder")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--negative", default="")
+    parser.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=-1)
+    parser.add_argument("--width", type=int)
+    parser.add_argument("--height", type=int)
+    parser.add_argument("--sampler", default="DPM++ 2M")
+    parser.add_argument("--schedule", default="automatic")
+    parser.add_argument("--guidance", type=float, default=7.0)
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-count", type=int, default=1)
+    parser.add_argument("--lora", action="append", default=[], type=_lora_argument,
+                        metavar="PATH_OR_ID:WEIGHT")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--cache-dir", type=Path, help="huggingface_hub cache (default: HF_HOME)")
+    parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE)
+    parser.add_argument("--verbose", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine")
+    commands = parser.add_subparsers(dest="command", required=True)
+    txt2img = commands.add_parser("txt2img", help="text to image (with --controlnet: ControlNet)")
+    _common_arguments(txt2img)
+    txt2img.add_argument("--controlnet", help="ControlNet manifest id, hub id or folder")
+    txt2img.add_argument("--control-type", default="canny")
+    txt2img.add_argument("--control-image", type=Path)
+    txt2img.add_argument("--control-weight", type=float, default=1.0)
+    txt2img.add_argument("--canny-low", type=int, default=100)
+    txt2img.add_argument("--canny-high", type=int, default=200)
+    img2img = commands.add_parser("img2img", help="image to image (with --mask: inpainting)")
+    _common_arguments(img2img)
+    img2img.add_argument("--init-image", required=True, type=Path)
+    img2img.add_argument("--strength", type=float, default=0.75)
+    img2img.add_argument("--mask", type=Path, help="white = repaint")
+    img2img.add_argument("--mask-blur", type=int, default=4)
+    return parser
+
+
+def _build_request(args, limits):
+    from engine import requests as r
+    from engine.images import open_image_file
+
+    common = dict(
+        model=args.model, prompt=args.prompt, negative_prompt=args.negative,
+        sampler=args.sampler, schedule=args.schedule, steps=args.steps, guidance=args.guidance,
+        seed=args.seed, width=args.width, height=args.height, batch_size=args.batch_size,
+        batch_count=args.batch_count, loras=tuple(args.lora))
+    image = lambda path: open_image_file(path, limits.max_input_pixels)  # noqa: E731
+    if args.command == "img2img":
+        init = image(args.init_image)
+        if args.mask:
+            return r.InpaintRequest(init_image=init, strength=args.strength,
+                                    mask=image(args.mask), mask_blur=args.mask_blur, **common)
+        return r.Img2ImgRequest(init_image=init, strength=args.strength, **common)
+    if args.controlnet:
+        control_image = image(args.control_image) if args.control_image else None
+        control = r.ControlSpec(
+            model=args.controlnet, control_type=args.control_type, image=control_image,
+            weight=args.control_weight, low_threshold=args.canny_low,
+            high_threshold=args.canny_high)
+        return r.ControlNetRequest(control=control, **common)
+    return r.Txt2ImgRequest(**common)
+
+
+def _output_paths(out: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}") for i in range(count)]
+
+
+def run(args) -> int:
+    from engine.errors import EngineError
+    from engine.generation import Engine
+    from engine.settings import EngineSettings
+
+    settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
+                              offline=args.offline or os.environ.get("HF_HUB_OFFLINE") == "1",
+                              device=args.device, precision=args.precision)
+    try:
+        engine = Engine(settings)
+        result = engine.generate(_build_request(args, settings.limits))
+    except EngineError as error:
+        message = error_text(args.lang, error.code, error.params)
+        print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
+        return 2
+    for warning in result.warnings:
+        text = warning_text(args.lang, warning.code, warning.params)
+        print(translate(args.lang, "cli.warning", message=text))
+    info = result.prompt_info
+    print(translate(args.lang, "cli.prompt_tokens", tokens=info.tokens, chunks=info.chunks,
+                    context_length=info.context_length))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for generated, path in zip(result.images, _output_paths(args.out, len(result.images))):
+        generated.image.save(path, format="PNG")
+        print(translate(args.lang, "cli.seed_used", path=path, seed=generated.seed))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from engine.logging_setup import configure_logging
+
+    configure_logging(args.verbose)
+    return run(args)

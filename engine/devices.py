@@ -1,0 +1,50 @@
+"""Choosing where and in what precision models run. Probed when asked, never at import."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from engine.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def precision(self) -> str:
+        return next(name for name, dtype in _DTYPES.items() if dtype == self.dtype)
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def pick_placement(device: str = "auto", precision: str = "auto") -> Placement:
+    """CUDA, then MPS, then CPU; fp16 on a GPU and fp32 on the CPU unless overridden."""
+    if device not in DEVICES:
+        raise InvalidRequest("unknown_device", name=device, known=", ".join(DEVICES))
+    if precision not in PRECISIONS:
+        raise InvalidRequest("unknown_precision", name=precision, known=", ".join(PRECISIONS))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequest("device_unavailable", name=device)
+    elif device == "mps" and not _mps_available():
+        raise InvalidRequest("device_unavailable", name=device)
+    if precision == "auto":
+        precision = "fp32" if device == "cpu" else "fp16"
+    placement = Placement(torch.device(device), _DTYPES[precision])
+    logger.info("models run on %s in %s", placement.device, precision)
+    return placement

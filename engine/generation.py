@@ -1,0 +1,315 @@
+"""The engine: takes one typed request, validates it, runs it, returns images with their seeds.
+
+Stages of ``Engine.generate``: 1. read LoRA tags from the prompt; 2. validate; under the lock:
+3. load the base; 4. apply LoRAs; 5. encode prompts; 6. prepare images; 7. denoise each batch;
+8. decode (fp32 retry on NaN) and describe each image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine import images as image_ops
+from engine.aux_annotators import AuxAnnotators
+from engine.devices import Placement, pick_placement
+from engine.errors import EngineError, JobCancelled, ModelError, ResourceError
+from engine.lora import LoraSource
+from engine.manifest import Manifest, ModelKind, load_manifest
+from engine.model_store import ModelStore
+from engine.pipelines import LoadedBase, PipelineManager, free_memory
+from engine.preprocessors import CONTROL_TYPES, Preprocessors
+from engine.prompt_syntax import parse_prompt
+from engine.requests import (
+    ControlNetRequest, EngineWarning, GeneratedImage, GenerationRequest, GenerationResult,
+    Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo,
+)
+from engine.samplers import build_scheduler
+from engine.settings import EngineSettings
+from engine.text_encoding import encode_prompts, prompt_info
+from engine.validation import normalise_sampler, validate_request
+
+logger = logging.getLogger(__name__)
+
+SEED_MODULUS = 2**32
+ENGINE_VERSION = "0.1.0"
+ProgressCallback = Callable[[ProgressUpdate], None]
+
+
+@dataclasses.dataclass
+class _Job:
+    """What one request resolves to once its base model is loaded."""
+
+    request: GenerationRequest
+    base: LoadedBase
+    width: int
+    height: int
+    seed: int
+    warnings: list[EngineWarning]
+    control_map: Image.Image | None = None
+    call_args: dict = dataclasses.field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, settings: EngineSettings, manifest: Manifest | None = None,
+                 placement: Placement | None = None) -> None:
+        self.settings = settings
+        self.limits = settings.limits
+        self.manifest = manifest or load_manifest(settings.manifest_path)
+        self.placement = placement or pick_placement(settings.device, settings.precision)
+        self.store = ModelStore(settings, self.manifest)
+        self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models)
+        aux = AuxAnnotators(cache_dir=settings.hub_cache_dir, local_files_only=settings.offline)
+        self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """Canonical sampler names, and ``<lora:name:w>`` tags moved from the prompt to loras."""
+        sampler, schedule = normalise_sampler(request.sampler, request.schedule)
+        loras = tuple(request.loras)
+        if isinstance(request.prompt, str):
+            tags = parse_prompt(request.prompt).loras
+            loras += tuple(LoraWeight(t.name, t.weight) for t in tags)
+        return dataclasses.replace(request, sampler=sampler, schedule=schedule, loras=loras)
+
+    def validate(self, request: GenerationRequest) -> GenerationRequest:
+        prepared = self.prepare(request)
+        validate_request(prepared, self.limits, control_types=CONTROL_TYPES,
+                         lora_exists=self._lora_exists)
+        return prepared
+
+    def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        request = self.validate(request)
+        started = time.perf_counter()
+        with self.pipelines.lock:
+            job = self._start_job(request)
+            try:
+                images, infos = self._run_batches(job, on_progress, cancel)
+            except torch.OutOfMemoryError:
+                free_memory()
+                raise ResourceError("out_of_memory") from None
+        duration = time.perf_counter() - started
+        logger.info("%s on %s: %dx%d, %d steps, seed %d, %d images in %.2f s",
+                    request.kind.value, job.base.model_id, job.width, job.height, request.steps,
+                    job.seed, len(images), duration)
+        return GenerationResult(tuple(images), job.control_map, tuple(job.warnings),
+                                infos[0], infos[1], duration)
+
+    def prompt_info(self, model: str, prompt: str) -> PromptInfo:
+        """Token count of ``prompt`` against ``model``'s context, for a live counter."""
+        with self.pipelines.lock:
+            base = self.pipelines.base(model)
+            return prompt_info(parse_prompt(prompt), base.pipe.tokenizer, base.text_context)
+
+    def preprocess(self, control, width: int | None = None, height: int | None = None):
+        """The control map a ControlNet job would use, for a preview."""
+        image = image_ops.to_rgb(control.image)
+        if width and height:
+            image = image_ops.resize(image, width, height, image_ops.ResizeMode.CROP_AND_RESIZE)
+        if not control.preprocess:
+            return image
+        return self.preprocessors.run(control, image, resolution=min(image.size))
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _start_job(self, request: GenerationRequest) -> _Job:
+        base = self.pipelines.base(request.model)
+        width, height = self._size_for(request, base)
+        seed = request.seed if request.seed != -1 else secrets.randbelow(SEED_MODULUS)
+        job = _Job(request, base, width, height, seed, warnings=[])
+        base.loras.apply(base.pipe, self._lora_sources(request, base, job.warnings))
+        base.pipe.scheduler = build_scheduler(base.scheduler_config, request.sampler,
+                                              request.schedule)
+        self._prepare_images(job)
+        return job
+
+    def _size_for(self, request: GenerationRequest, base: LoadedBase) -> tuple[int, int]:
+        if request.width and request.height:
+            return request.width, request.height
+        if isinstance(request, Img2ImgRequest):
+            width, height = request.init_image.size
+        else:
+            width, height = base.default_size
+        width, height = request.width or width, request.height or height
+        limits = self.limits
+        side_pixels = limits.max_batch_pixels // request.batch_size
+        return image_ops.fit_size(width, height, limits.max_size, side_pixels, limits.size_step,
+                                  limits.min_size)
+
+    def _prepare_images(self, job: _Job) -> None:
+        request, size = job.request, (job.width, job.height)
+        if type(request) is not Img2ImgRequest:
+            # Only the plain img2img pipeline takes its size from the init image alone.
+            job.call_args.update(width=job.width, height=job.height)
+        if isinstance(request, Img2ImgRequest):
+            init = image_ops.resize(image_ops.to_rgb(request.init_image), *size,
+                                    request.resize_mode)
+            job.call_args.update(image=init, strength=request.strength)
+        if isinstance(request, InpaintRequest):
+            mask = image_ops.to_mask(request.mask, request.mask_blur, request.invert_mask)
+            job.call_args["mask_image"] = image_ops.resize(mask, *size, request.resize_mode)
+        if isinstance(request, ControlNetRequest):
+            self._prepare_control(job, request)
+
+    def _prepare_control(self, job: _Job, request: ControlNetRequest) -> None:
+        control = request.control
+        controlnet = self.pipelines.controlnet(control.model)
+        entry = self.store.entry(control.model)
+        if entry and entry.base and entry.base != job.base.model_id:
+            job.warnings.append(EngineWarning("controlnet_base_mismatch", {
+                "controlnet": control.model, "base": job.base.model_id, "expected": entry.base}))
+        job.control_map = self.preprocess(control, job.width, job.height)
+        job.call_args.update(
+            image=job.control_map, controlnet_conditioning_scale=float(control.weight),
+            control_guidance_start=float(control.start), control_guidance_end=float(control.end))
+        job.call_args["_controlnet"] = controlnet
+
+    def _run_batches(self, job: _Job, on_progress, cancel):
+        request, base = job.request, job.base
+        controlnet = job.call_args.pop("_controlnet", None)
+        pipe = self.pipelines.pipeline(base, request.kind, controlnet)
+        pipe.scheduler = base.pipe.scheduler
+        encoded = encode_prompts(parse_prompt(request.prompt), parse_prompt(request.negative_prompt),
+                                 base.pipe.tokenizer, base.pipe.text_encoder, base.text_context,
+                                 self.placement.device)
+        results = []
+        for batch_index in range(request.batch_count):
+            first = job.seed + batch_index * request.batch_size
+            seeds = [(first + i) % SEED_MODULUS for i in range(request.batch_size)]
+            if job.call_args.get("strength") == 0:
+                # Nothing to repaint: the (resized) init image is the result, as in A1111.
+                decoded = [job.call_args["image"].copy() for _ in seeds]
+            else:
+                latents = self._denoise(pipe, job, encoded, seeds, batch_index, on_progress,
+                                        cancel)
+                decoded = self._decode(base, latents)
+            for image, seed in zip(decoded, seeds):
+                results.append(GeneratedImage(image, seed, self._parameters(job, seed, encoded)))
+        return results, (encoded.positive_info, encoded.negative_info)
+
+    def _denoise(self, pipe, job: _Job, encoded, seeds, batch_index, on_progress, cancel):
+        request = job.request
+
+        def on_step_end(pipeline, step, timestep, kwargs):
+            # Raising here stops within one step; pipe._interrupt would still run the VAE.
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled()
+            if on_progress is not None:
+                on_progress(ProgressUpdate(step + 1, pipeline.num_timesteps, batch_index,
+                                           request.batch_count))
+            return kwargs
+
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        steps = request.steps
+        strength = job.call_args.get("strength")
+        if strength and steps * strength < 1:
+            # img2img runs int(steps * strength) steps; make that at least one.
+            steps = math.ceil(1 / strength)
+        output = pipe(
+            prompt_embeds=encoded.positive, negative_prompt_embeds=encoded.negative,
+            num_inference_steps=steps, guidance_scale=float(request.guidance),
+            num_images_per_prompt=request.batch_size, generator=generators,
+            output_type="latent",
+            callback_on_step_end=on_step_end, **job.call_args)
+        return output.images
+
+    @torch.no_grad()
+    def _decode(self, base: LoadedBase, latents: torch.Tensor) -> list[Image.Image]:
+        """Decode latents; on NaN (fp16 VAE overflow) decode again in fp32, never save black."""
+        vae = base.pipe.vae
+        scaled = latents / vae.config.scaling_factor
+        decoded = vae.decode(scaled.to(vae.dtype)).sample
+        if torch.isnan(decoded).any() and vae.dtype != torch.float32:
+            logger.warning("VAE produced NaN in %s; decoding again in fp32", vae.dtype)
+            vae.to(torch.float32)
+            try:
+                decoded = vae.decode(scaled.float()).sample
+            finally:
+                vae.to(self.placement.dtype)
+        if torch.isnan(decoded).any():
+            raise ResourceError("nan_output")
+        array = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+        array = array.permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(np.ascontiguousarray(frame)) for frame in array]
+
+    # -- LoRAs ------------------------------------------------------------------------------
+
+    def _lora_source(self, name: str) -> LoraSource | None:
+        entry = self.store.entry(name)
+        if entry is not None and entry.kind is ModelKind.LORA:
+            folder = self.store.resolve(name, ModelKind.LORA)
+            return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
+                              manifest_base=entry.base)
+        for candidate in (Path(name).expanduser(), self.settings.lora_dir / name,
+                          self.settings.lora_dir / f"{name}.safetensors"):
+            if candidate.is_file():
+                return LoraSource(name, candidate, allow_pickle=False)
+        return None
+
+    def _lora_exists(self, name: str) -> bool:
+        entry = self.store.entry(name)
+        if entry is not None:
+            return entry.kind is ModelKind.LORA
+        try:
+            return self._lora_source(name) is not None
+        except EngineError:
+            return False
+
+    def _lora_sources(self, request, base: LoadedBase, warnings: list[EngineWarning]):
+        wanted = []
+        for lora in request.loras:
+            source = self._lora_source(lora.name)
+            if source is None:
+                raise ModelError("unknown_lora", name=lora.name)
+            if source.manifest_base and source.manifest_base != base.model_id:
+                warnings.append(EngineWarning("lora_base_mismatch", {
+                    "lora": lora.name, "base": base.model_id, "expected": source.manifest_base}))
+            wanted.append((source, float(lora.weight)))
+        return wanted
+
+    def unload_loras(self) -> None:
+        with self.pipelines.lock:
+            for base in self.pipelines._bases.values():
+                base.loras.unload_all(base.pipe)
+
+    # -- description ------------------------------------------------------------------------
+
+    def _parameters(self, job: _Job, seed: int, encoded) -> dict:
+        request = job.request
+        parameters = {
+            "mode": request.kind.value, "model": job.base.model_id,
+            "prompt": request.prompt, "negative_prompt": request.negative_prompt,
+            "sampler": request.sampler, "schedule": request.schedule, "steps": request.steps,
+            "guidance": float(request.guidance), "seed": seed, "width": job.width,
+            "height": job.height, "batch_size": request.batch_size,
+            "batch_count": request.batch_count,
+            "loras": [{"name": lora.name, "weight": float(lora.weight)} for lora in request.loras],
+            "prompt_tokens": encoded.positive_info.tokens,
+            "context_length": encoded.positive_info.context_length,
+            "precision": self.placement.precision, "version": ENGINE_VERSION,
+        }
+        if isinstance(request, Img2ImgRequest):
+            parameters.update(strength=float(request.strength),
+                              resize_mode=request.resize_mode.value)
+        if isinstance(request, InpaintRequest):
+            parameters.update(mask_blur=request.mask_blur, invert_mask=request.invert_mask)
+        if isinstance(request, ControlNetRequest):
+            control = request.control
+            parameters["control"] = {
+                "model": control.model, "type": control.control_type,
+                "weight": float(control.weight), "start": float(control.start),
+                "end": float(control.end), "low_threshold": control.low_threshold,
+                "high_threshold": control.high_threshold, "preprocess": control.preprocess}
+        return parameters

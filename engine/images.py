@@ -1,0 +1,77 @@
+"""Input images made safe to use: upright, RGB, the requested size, masks as clean grey maps."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageFilter, ImageOps
+
+from engine.requests import ResizeMode
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Honour EXIF rotation; flatten transparency on white; convert CMYK, palette and 16-bit."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: keep the top 8 bits instead of clipping everything to white.
+        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def to_mask(image: Image.Image, blur: int = 0, invert: bool = False) -> Image.Image:
+    """A greyscale mask, white = repaint. An alpha-only mask uses its alpha channel."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA") and image.convert("L").getextrema() == (0, 0):
+        mask = image.getchannel("A")
+    else:
+        mask = to_rgb(image).convert("L")
+    if invert:
+        mask = ImageOps.invert(mask)
+    if blur:
+        mask = mask.filter(ImageFilter.GaussianBlur(blur))
+    return mask
+
+
+def fit_size(width: int, height: int, max_side: int, max_pixels: int, step: int = 8,
+             min_side: int = 64) -> tuple[int, int]:
+    """Scale (width, height) down into the limits, keep the aspect, round down to ``step``."""
+    scale = min(1.0, max_side / max(width, height), (max_pixels / (width * height)) ** 0.5)
+    fitted = []
+    for side in (width * scale, height * scale):
+        fitted.append(max(min_side, int(side) // step * step))
+    return fitted[0], fitted[1]
+
+
+def resize(image: Image.Image, width: int, height: int, mode: ResizeMode) -> Image.Image:
+    """The three A1111 resize modes: stretch, crop to fill, or fit and pad."""
+    if image.size == (width, height):
+        return image
+    if mode is ResizeMode.CROP_AND_RESIZE:
+        return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    if mode is ResizeMode.RESIZE_AND_FILL:
+        fitted = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
+        canvas = Image.new(image.mode, (width, height))
+        # Stretch the edges into the padding, as A1111 does, rather than leave black bars.
+        canvas.paste(image.resize((width, height), Image.Resampling.BILINEAR))
+        canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+        return canvas
+    return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def open_image_file(path, max_pixels: int) -> Image.Image:
+    """Open an image file, refusing decompression bombs before decoding any pixels."""
+    from engine.errors import InvalidRequest
+
+    try:
+        image = Image.open(path)
+        if image.width * image.height > max_pixels:
+            raise InvalidRequest("image_too_large", field=str(path), width=image.width,
+                                 height=image.height, max_pixels=max_pixels)
+        image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise InvalidRequest("image_unreadable", path=str(path)) from None
+    return image

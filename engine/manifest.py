@@ -1,0 +1,153 @@
+"""The model manifest: every model the app knows by name, read into typed, strict models.
+
+``yaml.safe_load`` (no tags run), unknown keys rejected, and every error names its entry.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.errors import EngineError
+
+
+class ModelKind(str, enum.Enum):
+    BASE = "base"
+    CONTROLNET = "controlnet"
+    LORA = "lora"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalizedText(_Strict):
+    zh: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class ImageSize(_Strict):
+    width: int = Field(ge=64, le=2048, multiple_of=8)
+    height: int = Field(ge=64, le=2048, multiple_of=8)
+
+
+class Recommended(_Strict):
+    sampler: str | None = None
+    schedule: str | None = None
+    steps: int | None = Field(default=None, ge=1, le=150)
+    guidance: float | None = Field(default=None, ge=0, le=30)
+    lora_weight: float | None = Field(default=None, ge=-2, le=2)
+    strength: float | None = Field(default=None, ge=0, le=1)
+
+
+class ExamplePrompt(_Strict):
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+
+
+class ManifestEntry(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    kind: ModelKind
+    repo: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+    name: LocalizedText
+    description: LocalizedText
+    license: str
+    license_url: str | None = None
+    base: str | None = None
+    default_size: ImageSize | None = None
+    recommended: Recommended = Recommended()
+    examples: tuple[ExamplePrompt, ...] = ()
+    control_type: str | None = None
+    weight_file: str | None = None
+    trigger_words: tuple[str, ...] = ()
+    approx_size_gb: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> "ManifestEntry":
+        if self.kind is ModelKind.BASE and self.default_size is None:
+            raise ValueError("a base model needs default_size")
+        if self.kind is not ModelKind.BASE and self.base is None:
+            raise ValueError("a ControlNet or LoRA names the base it was trained for")
+        if self.kind is ModelKind.CONTROLNET and not self.control_type:
+            raise ValueError("a ControlNet needs control_type")
+        if self.kind is ModelKind.LORA and not self.weight_file:
+            raise ValueError("a LoRA needs weight_file")
+        return self
+
+
+class Manifest(_Strict):
+    version: int = Field(ge=1, le=1)
+    models: tuple[ManifestEntry, ...]
+
+    def get(self, model_id: str) -> ManifestEntry | None:
+        """By manifest id or hub repo id."""
+        for entry in self.models:
+            if model_id in (entry.id, entry.repo):
+                return entry
+        return None
+
+    def of_kind(self, kind: ModelKind) -> tuple[ManifestEntry, ...]:
+        return tuple(entry for entry in self.models if entry.kind is kind)
+
+    def for_base(self, base_id: str, kind: ModelKind) -> tuple[ManifestEntry, ...]:
+        return tuple(e for e in self.of_kind(kind) if e.base == base_id)
+
+
+class ManifestError(EngineError):
+    def __init__(self, entry: str, detail: str) -> None:
+        super().__init__("manifest_invalid", entry=entry, detail=detail)
+
+
+def _entry_label(raw: object, index: int) -> str:
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        return raw["id"]
+    return f"#{index + 1}"
+
+
+def _parse_entries(raw_models: list) -> tuple[ManifestEntry, ...]:
+    entries = []
+    for index, raw in enumerate(raw_models):
+        try:
+            entries.append(ManifestEntry.model_validate(raw))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "entry"
+            raise ManifestError(_entry_label(raw, index), f"{where}: {first['msg']}") from None
+    return tuple(entries)
+
+
+def _check_references(entries: tuple[ManifestEntry, ...]) -> None:
+    ids = [entry.id for entry in entries]
+    for entry in entries:
+        if ids.count(entry.id) > 1:
+            raise ManifestError(entry.id, "id is used twice")
+        if entry.base is None:
+            continue
+        base = next((e for e in entries if e.id == entry.base), None)
+        if base is None or base.kind is not ModelKind.BASE:
+            raise ManifestError(entry.id, f"base '{entry.base}' is not a base model here")
+
+
+def parse_manifest(text: str) -> Manifest:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError("(file)", f"not valid YAML: {exc.__class__.__name__}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("models"), list):
+        raise ManifestError("(file)", "expected a mapping with a 'models' list")
+    unknown = set(raw) - {"version", "models"}
+    if unknown:
+        raise ManifestError("(file)", f"unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    entries = _parse_entries(raw["models"])
+    _check_references(entries)
+    try:
+        return Manifest(version=raw.get("version", 0), models=entries)
+    except ValidationError as exc:
+        raise ManifestError("(file)", exc.errors()[0]["msg"]) from None
+
+
+def load_manifest(path: Path) -> Manifest:
+    return parse_manifest(Path(path).read_text(encoding="utf-8"))

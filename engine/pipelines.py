@@ -1,0 +1,177 @@
+"""Loaded pipelines: each base model once, its img2img/inpaint/ControlNet pipelines derived
+with ``from_pipe`` (the same weight tensors, no extra memory), and a bounded LRU of bases.
+
+Callers hold ``PipelineManager.lock`` around a whole job, so no two jobs use or swap a
+pipeline at once.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.devices import Placement
+from engine.errors import ModelError
+from engine.lora import LoraAdapters, weights_only_forced_off
+from engine.manifest import ManifestEntry, ModelKind
+from engine.model_store import ModelStore
+from engine.requests import JobKind
+from engine.text_encoding import TextContext, read_text_context
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedBase:
+    reference: str
+    folder: Path
+    entry: ManifestEntry | None
+    pipe: object
+    scheduler_config: dict
+    text_context: TextContext
+    loras: LoraAdapters = field(default_factory=LoraAdapters)
+    derived: dict = field(default_factory=dict)
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        if self.entry and self.entry.default_size:
+            return self.entry.default_size.width, self.entry.default_size.height
+        side = self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor
+        return side, side
+
+    @property
+    def model_id(self) -> str:
+        return self.entry.id if self.entry else self.reference
+
+
+def _pipeline_class(kind: JobKind):
+    import diffusers
+
+    return {
+        JobKind.TXT2IMG: diffusers.StableDiffusionPipeline,
+        JobKind.IMG2IMG: diffusers.StableDiffusionImg2ImgPipeline,
+        JobKind.INPAINT: diffusers.StableDiffusionInpaintPipeline,
+        JobKind.CONTROLNET: diffusers.StableDiffusionControlNetPipeline,
+    }[kind]
+
+
+def _has_safetensors(folder: Path) -> bool:
+    """PAI ships pickles only; asking for them up front avoids a failed safetensors probe."""
+    return any(folder.glob("*.safetensors"))
+
+
+def _prefer_safetensors(folder: Path) -> bool | None:
+    """True or False when every component agrees; None lets diffusers try each."""
+    found = {_has_safetensors(folder / part) for part in ("unet", "vae", "text_encoder")}
+    return found.pop() if len(found) == 1 else None
+
+
+def free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class PipelineManager:
+    def __init__(self, store: ModelStore, placement: Placement, max_loaded: int = 2,
+                 max_controlnets: int = 2) -> None:
+        self.store = store
+        self.placement = placement
+        self.max_loaded = max_loaded
+        self.max_controlnets = max_controlnets
+        self.lock = threading.RLock()
+        self._bases: OrderedDict[Path, LoadedBase] = OrderedDict()
+        self._controlnets: OrderedDict[Path, object] = OrderedDict()
+
+    @property
+    def loaded_models(self) -> tuple[str, ...]:
+        return tuple(base.model_id for base in self._bases.values())
+
+    def base(self, reference: str) -> LoadedBase:
+        folder = self.store.base_folder(reference).resolve()
+        with self.lock:
+            if folder in self._bases:
+                self._bases.move_to_end(folder)
+                return self._bases[folder]
+            while len(self._bases) >= self.max_loaded:
+                self._evict_oldest()
+            loaded = self._load_base(reference, folder)
+            self._bases[folder] = loaded
+            return loaded
+
+    def _evict_oldest(self) -> None:
+        folder, evicted = self._bases.popitem(last=False)
+        logger.info("unloading %s to make room", evicted.model_id)
+        del evicted
+        free_memory()
+
+    def unload_all(self) -> None:
+        with self.lock:
+            self._bases.clear()
+            self._controlnets.clear()
+            free_memory()
+
+    def _load_base(self, reference: str, folder: Path) -> LoadedBase:
+        from diffusers import StableDiffusionPipeline
+
+        if weights_only_forced_off():
+            raise ModelError("weights_only_disabled")
+        started = time.perf_counter()
+        try:
+            pipe = StableDiffusionPipeline.from_pretrained(
+                folder, dtype=self.placement.dtype, safety_checker=None,
+                feature_extractor=None, requires_safety_checker=False,
+                use_safetensors=_prefer_safetensors(folder))
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            logger.warning("loading %s failed: %s", reference, type(exc).__name__)
+            raise ModelError("model_load_failed", name=reference) from None
+        pipe.to(self.placement.device)
+        pipe.set_progress_bar_config(disable=True)
+        logger.info("loaded %s in %.2f s", reference, time.perf_counter() - started)
+        return LoadedBase(
+            reference=reference, folder=folder, entry=self.store.entry(reference), pipe=pipe,
+            scheduler_config=dict(pipe.scheduler.config),
+            text_context=read_text_context(pipe.tokenizer, pipe.text_encoder))
+
+    def controlnet(self, reference: str):
+        from diffusers import ControlNetModel
+
+        folder = self.store.resolve(reference, ModelKind.CONTROLNET).resolve()
+        with self.lock:
+            if folder in self._controlnets:
+                self._controlnets.move_to_end(folder)
+                return self._controlnets[folder]
+            if weights_only_forced_off():
+                raise ModelError("weights_only_disabled")
+            try:
+                model = ControlNetModel.from_pretrained(
+                    folder, dtype=self.placement.dtype, use_safetensors=_has_safetensors(folder))
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                logger.warning("loading ControlNet %s failed: %s", reference, type(exc).__name__)
+                raise ModelError("model_load_failed", name=reference) from None
+            model.to(self.placement.device)
+            while len(self._controlnets) >= self.max_controlnets:
+                self._controlnets.popitem(last=False)
+                for base in self._bases.values():
+                    base.derived = {k: v for k, v in base.derived.items() if k[1] is None}
+            self._controlnets[folder] = model
+            return model
+
+    def pipeline(self, base: LoadedBase, kind: JobKind, controlnet=None):
+        """The pipeline for ``kind``, sharing the base's modules (made once, then reused)."""
+        if kind is JobKind.TXT2IMG:
+            return base.pipe
+        key = (kind, id(controlnet) if controlnet is not None else None)
+        if key not in base.derived:
+            extra = {"controlnet": controlnet} if controlnet is not None else {}
+            derived = _pipeline_class(kind).from_pipe(base.pipe, **extra)
+            derived.set_progress_bar_config(disable=True)
+            base.derived[key] = derived
+        return base.derived[key]

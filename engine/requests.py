@@ -1,0 +1,150 @@
+"""One typed request per job kind, and the results the engine gives back.
+
+These types import neither torch nor gradio: the UI and the HTTP API build them, the engine
+validates them in one place (``engine.validation``) and runs them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from engine.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE
+
+
+class JobKind(str, enum.Enum):
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+    CONTROLNET = "controlnet"
+
+
+class ResizeMode(str, enum.Enum):
+    JUST_RESIZE = "just_resize"
+    CROP_AND_RESIZE = "crop_and_resize"
+    RESIZE_AND_FILL = "resize_and_fill"
+
+
+@dataclass(frozen=True)
+class LoraWeight:
+    """A LoRA by manifest id, hub id, file path or name in the LoRA folder, and its strength."""
+
+    name: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    """What every job kind shares. ``width``/``height`` of None mean the model's default size."""
+
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    sampler: str = DEFAULT_SAMPLER
+    schedule: str = DEFAULT_SCHEDULE
+    steps: int = 20
+    guidance: float = 7.0
+    seed: int = -1
+    width: int | None = None
+    height: int | None = None
+    batch_size: int = 1
+    batch_count: int = 1
+    loras: tuple[LoraWeight, ...] = ()
+
+    kind = JobKind.TXT2IMG
+
+
+@dataclass(frozen=True, kw_only=True)
+class Txt2ImgRequest(GenerationRequest):
+    kind = JobKind.TXT2IMG
+
+
+@dataclass(frozen=True, kw_only=True)
+class Img2ImgRequest(GenerationRequest):
+    """Size defaults to the init image's size (rounded down to a multiple of 8)."""
+
+    init_image: Image.Image
+    strength: float = 0.75
+    resize_mode: ResizeMode = ResizeMode.JUST_RESIZE
+
+    kind = JobKind.IMG2IMG
+
+
+@dataclass(frozen=True, kw_only=True)
+class InpaintRequest(Img2ImgRequest):
+    """White in ``mask`` is repainted, black is kept."""
+
+    mask: Image.Image
+    mask_blur: int = 4
+    invert_mask: bool = False
+
+    kind = JobKind.INPAINT
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSpec:
+    """One ControlNet unit. ``preprocess=False`` means ``image`` already is the control map."""
+
+    model: str
+    control_type: str
+    image: Image.Image
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    low_threshold: int = 100
+    high_threshold: int = 200
+    preprocess: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlNetRequest(GenerationRequest):
+    control: ControlSpec
+
+    kind = JobKind.CONTROLNET
+
+
+@dataclass(frozen=True)
+class EngineWarning:
+    """Something the user should know that did not stop the job (translated like errors)."""
+
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    image: Image.Image
+    seed: int
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """Token counts against the model's context, for the UI's counter."""
+
+    tokens: int
+    context_length: int
+    chunks: int
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    images: tuple[GeneratedImage, ...]
+    control_map: Image.Image | None
+    warnings: tuple[EngineWarning, ...]
+    prompt_info: PromptInfo
+    negative_prompt_info: PromptInfo
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """Sent after every denoising step; ``image_index`` counts across batches."""
+
+    step: int
+    total_steps: int
+    batch_index: int
+    batch_count: int

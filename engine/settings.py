@@ -1,0 +1,32 @@
+"""The engine's settings: one typed object, built once by the caller and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.limits import DEFAULT_LIMITS, Limits
+
+DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models_manifest.yaml"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """``device``/``precision`` of "auto" pick CUDA, then Apple MPS, then CPU, and fp16 on a GPU.
+
+    ``hub_cache_dir`` of None means huggingface_hub's own default cache (``HF_HOME``).
+    ``lora_dir`` is where users drop LoRA files; they are found there by file name.
+    """
+
+    models_dir: Path = Path("models")
+    hub_cache_dir: Path | None = None
+    manifest_path: Path = DEFAULT_MANIFEST
+    device: str = "auto"
+    precision: str = "auto"
+    offline: bool = False
+    max_loaded_models: int = 2
+    limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
+
+    @property
+    def lora_dir(self) -> Path:
+        return self.models_dir / "lora"

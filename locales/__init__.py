@@ -1,0 +1,61 @@
+"""Translated text for the UI, the HTTP API and the command line.
+
+``locales/<lang>.yaml`` files share one key tree; errors live under ``errors.<code>`` and
+warnings under ``warnings.<code>``, filled with the error's parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+LOCALES_DIR = Path(__file__).resolve().parent
+DEFAULT_LANGUAGE = "zh-CN"
+LANGUAGES = ("zh-CN", "en")
+
+
+class _KeepMissing(dict):
+    """Leave ``{name}`` in place when a parameter is missing rather than fail."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+@lru_cache(maxsize=None)
+def messages(language: str) -> dict[str, str]:
+    if language not in LANGUAGES:
+        language = DEFAULT_LANGUAGE
+    with (LOCALES_DIR / f"{language}.yaml").open(encoding="utf-8") as handle:
+        return _flatten(yaml.safe_load(handle) or {})
+
+
+def translate(language: str, key: str, **params: object) -> str:
+    """The text for ``key``; falls back to English, then to the key itself."""
+    text = messages(language).get(key) or messages("en").get(key)
+    if text is None:
+        logger.warning("no text for %s", key)
+        return key
+    return text.format_map(_KeepMissing({k: str(v) for k, v in params.items()}))
+
+
+def error_text(language: str, code: str, params: dict | None = None) -> str:
+    return translate(language, f"errors.{code}", **(params or {}))
+
+
+def warning_text(language: str, code: str, params: dict | None = None) -> str:
+    return translate(language, f"warnings.{code}", **(params or {}))

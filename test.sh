@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (system packages included) and runs them, offline.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/install_system_packages.sh
+scripts/install.sh requirements-dev.txt
+export HF_HUB_OFFLINE=1
+exec .venv/bin/python -m pytest "$@"

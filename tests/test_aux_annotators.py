@@ -1,0 +1,132 @@
+"""The controlnet-aux preprocessors, loaded by controlnet-aux's own code, fully offline.
+
+A tiny random-weight replica of ``lllyasviel/Annotators`` is placed in a temporary hub cache;
+``from_pretrained`` finds it there with the hub switched off. The maps are noise, so the
+tests check shape, colour mode, dependence on the input and determinism, not content.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.aux_annotators import ANNOTATORS_REPO, AUX_ANNOTATORS, AuxAnnotators
+from engine.errors import InvalidRequest, ModelError
+from engine.tiny_annotators import write_tiny_annotators_repo
+from engine.tiny_models import place_in_hub_cache
+
+RESOLUTION = 128
+# Not a multiple of 64 and not square: detectors return another size, run() must undo that.
+IMAGE_SIZE = (150, 100)
+
+# Importing controlnet-aux warns about optional packages and timm renames; not ours to fix.
+pytestmark = [
+    pytest.mark.filterwarnings(f"ignore::{category}:{module}")
+    for category in ("UserWarning", "FutureWarning", "DeprecationWarning")
+    for module in ("controlnet_aux", "timm", "torch")
+]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test may reach the hub. huggingface_hub reads HF_HUB_OFFLINE once, at import."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("annotators")
+    repo = write_tiny_annotators_repo(root / "repo")
+    place_in_hub_cache(repo, ANNOTATORS_REPO, root / "hub")
+    return root / "hub"
+
+
+@pytest.fixture(scope="module")
+def annotators(hub_cache) -> AuxAnnotators:
+    # One instance for the module, so each detector is loaded once for all tests.
+    return AuxAnnotators(cache_dir=hub_cache)
+
+
+def _noise_image(seed: int) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (IMAGE_SIZE[1], IMAGE_SIZE[0], 3))
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def _shapes_image() -> Image.Image:
+    """Flat areas and straight edges, unlike the noise image."""
+    pixels = np.zeros((IMAGE_SIZE[1], IMAGE_SIZE[0], 3), dtype=np.uint8)
+    pixels[:, :, 2] = np.linspace(0, 255, IMAGE_SIZE[0], dtype=np.uint8)
+    pixels[20:80, 30:120] = (240, 200, 30)
+    pixels[45:55, :] = (10, 120, 250)
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("name", sorted(AUX_ANNOTATORS))
+def test_map_is_rgb_input_sized_input_dependent_and_deterministic(annotators, name):
+    noise, shapes = _noise_image(1), _shapes_image()
+
+    first = annotators.run(name, noise, RESOLUTION)
+    again = annotators.run(name, noise, RESOLUTION)
+    other = annotators.run(name, shapes, RESOLUTION)
+
+    for result in (first, again, other):
+        assert isinstance(result, Image.Image)
+        assert result.mode == "RGB"
+        assert result.size == IMAGE_SIZE
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(other))
+
+
+def test_detectors_are_loaded_once_even_from_threads(hub_cache, monkeypatch):
+    annotators = AuxAnnotators(cache_dir=hub_cache, local_files_only=True)
+    loads = []
+    real_load = annotators._load
+    monkeypatch.setattr(annotators, "_load", lambda *args: loads.append(args) or real_load(*args))
+    names = ["lineart", "lineart_coarse"] * 3
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        results = list(pool.map(lambda n: annotators.run(n, _noise_image(2), 64), names))
+    # lineart and lineart_coarse share one LineartDetector, loaded by one thread only.
+    assert len(loads) == 1
+    assert all(result.size == IMAGE_SIZE for result in results)
+
+
+def test_unknown_name_is_an_invalid_request(annotators):
+    with pytest.raises(InvalidRequest) as caught:
+        annotators.run("no_such_preprocessor", _noise_image(5), RESOLUTION)
+    assert caught.value.code == "unknown_preprocessor"
+    assert caught.value.params == {"name": "no_such_preprocessor"}
+
+
+def test_resolution_out_of_range_is_an_invalid_request(annotators):
+    with pytest.raises(InvalidRequest) as caught:
+        annotators.run("shuffle", _noise_image(6), 8)
+    assert caught.value.code == "invalid_resolution"
+
+
+@pytest.mark.parametrize("local_files_only", [False, True])
+def test_empty_cache_means_not_downloaded_quickly(tmp_path, local_files_only):
+    annotators = AuxAnnotators(cache_dir=tmp_path / "empty", local_files_only=local_files_only)
+    with pytest.raises(ModelError) as caught:
+        annotators.run("softedge_hed", _noise_image(7), RESOLUTION)
+    assert caught.value.code == "annotator_not_downloaded"
+    assert caught.value.params == {"name": "softedge_hed", "repo": ANNOTATORS_REPO}
+
+
+def test_shuffle_needs_no_weights(tmp_path):
+    result = AuxAnnotators(cache_dir=tmp_path / "empty").run("shuffle", _noise_image(8), 64)
+    assert result.size == IMAGE_SIZE
+
+
+def test_shuffle_leaves_numpy_random_state_alone(annotators):
+    np.random.seed(123)
+    expected = np.random.random()
+    np.random.seed(123)
+    annotators.run("shuffle", _noise_image(9), RESOLUTION)
+    assert np.random.random() == expected

@@ -1,0 +1,353 @@
+"""The engine over tiny replicas of the real repos, loaded through the real loading code."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_PAI_SIZE, make_settings
+from engine.errors import EngineError, JobCancelled
+from engine.generation import Engine
+from engine.requests import ResizeMode
+from engine.samplers import SAMPLERS
+from helpers import (
+    PROMPT, controlnet, difference, img2img, inpaint, pixels, sample_image, txt2img,
+)
+
+
+def test_pai_base_loads_without_safety_checker(engine):
+    base = engine.pipelines.base("pai-artist-large")
+    assert base.pipe.safety_checker is None and base.pipe.feature_extractor is None
+    assert type(base.pipe.tokenizer).__name__ == "BertTokenizer"
+    assert type(base.pipe.text_encoder).__name__ == "CLIPTextModel"
+    assert base.text_context.length == 32
+    assert (base.text_context.start_id, base.text_context.end_id) == (
+        base.pipe.tokenizer.cls_token_id, base.pipe.tokenizer.sep_token_id)
+
+
+def test_text_encoder_weights_come_from_the_pickle(engine, tiny_repos):
+    """transformers 5 renames the old 'text_model.' keys; nothing may be left at random init."""
+    saved = torch.load(tiny_repos.pai_base / "text_encoder" / "pytorch_model.bin",
+                       weights_only=True)
+    loaded = engine.pipelines.base("pai-artist-large").pipe.text_encoder.state_dict()
+    key = "embeddings.token_embedding.weight"
+    assert torch.equal(saved["text_model." + key], loaded[key])
+
+
+def test_safety_checker_files_are_never_read(tiny_repos, tmp_path):
+    import shutil
+
+    folder = tmp_path / "pai"
+    shutil.copytree(tiny_repos.pai_base, folder)
+    (folder / "safety_checker" / "pytorch_model.bin").write_bytes(b"not a checkpoint")
+    engine = Engine(make_settings(tiny_repos))
+    result = engine.generate(txt2img(model=str(folder)))
+    assert result.images[0].image.size == (64, 64)
+    shutil.rmtree(folder / "safety_checker")
+    assert Engine(make_settings(tiny_repos)).generate(txt2img(model=str(folder))).images
+
+
+def test_txt2img_returns_seed_and_parameters(engine):
+    result = engine.generate(txt2img(seed=1234))
+    image = result.images[0]
+    assert image.seed == 1234
+    assert image.image.size == (64, 64) and image.image.mode == "RGB"
+    assert image.parameters["seed"] == 1234
+    assert image.parameters["prompt"] == PROMPT
+    assert image.parameters["sampler"] == "DPM++ 2M"
+    assert image.parameters["model"] == "pai-artist-large"
+    assert result.prompt_info.context_length == 32
+
+
+def test_same_request_and_seed_give_the_identical_image(engine):
+    assert difference(engine.generate(txt2img()), engine.generate(txt2img())) == 0
+    assert difference(engine.generate(txt2img()), engine.generate(txt2img(seed=8))) > 0
+
+
+def test_random_seed_is_reported_and_reproduces(engine):
+    first = engine.generate(txt2img(seed=-1))
+    seed = first.images[0].seed
+    assert 0 <= seed < 2**32
+    assert difference(first, engine.generate(txt2img(seed=seed))) == 0
+
+
+def test_batch_images_use_consecutive_seeds_and_match_single_runs(engine):
+    batch = engine.generate(txt2img(seed=100, batch_size=2, batch_count=2))
+    assert [image.seed for image in batch.images] == [100, 101, 102, 103]
+    single = engine.generate(txt2img(seed=102))
+    assert np.abs(pixels(batch, 2) - pixels(single)).max() <= 1
+
+
+def test_default_size_comes_from_the_model(engine):
+    result = engine.generate(txt2img(width=None, height=None, steps=1))
+    assert result.images[0].image.size == (512, 512)  # the manifest's size for artist-large
+
+
+def test_xlarge_default_size_is_768(engine):
+    result = engine.generate(txt2img(model="pai-artist-xlarge", width=None, height=None, steps=1))
+    assert result.images[0].image.size == (768, 768)
+
+
+def test_local_folder_default_size_comes_from_the_unet(engine, tiny_repos):
+    result = engine.generate(txt2img(model=str(tiny_repos.pai_base), width=None, height=None))
+    assert result.images[0].image.size == (TINY_PAI_SIZE, TINY_PAI_SIZE)
+
+
+def test_taiyi_style_bert_text_encoder(engine):
+    result = engine.generate(txt2img(model="taiyi-1b-chinese", prompt="飞流直下三千尺，油画"))
+    base = engine.pipelines.base("taiyi-1b-chinese")
+    assert type(base.pipe.text_encoder).__name__ == "BertModel"
+    assert base.text_context.length == 512
+    assert result.images[0].image.size == (64, 64)
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_every_sampler_runs_and_keeps_the_model_betas(engine, sampler):
+    result = engine.generate(txt2img(sampler=sampler, steps=4))
+    assert result.images[0].parameters["sampler"] == sampler
+    scheduler = engine.pipelines.base("pai-artist-large").pipe.scheduler
+    assert type(scheduler).__name__ == SAMPLERS[sampler].scheduler_class
+    assert scheduler.config.beta_schedule == "scaled_linear"
+    assert scheduler.config.beta_end == pytest.approx(0.012)
+    assert not np.isnan(pixels(result)).any()
+
+
+@pytest.mark.parametrize("schedule", ["karras", "exponential", "beta", "sgm_uniform"])
+def test_schedule_types_change_the_sampling(engine, schedule):
+    plain = engine.generate(txt2img(sampler="Euler", steps=4))
+    scheduled = engine.generate(txt2img(sampler="Euler", schedule=schedule, steps=4))
+    assert difference(plain, scheduled) > 0
+
+
+def test_legacy_combined_sampler_name(engine):
+    result = engine.generate(txt2img(sampler="DPM++ 2M Karras"))
+    assert result.images[0].parameters["schedule"] == "karras"
+    assert engine.pipelines.base("pai-artist-large").pipe.scheduler.config.use_karras_sigmas
+
+
+def test_long_chinese_prompt_is_chunked_not_truncated(engine):
+    long_prompt = "浮岛，天空，白云，城堡，幻想世界，" * 3 + "雪山下的红色小屋，湖面倒影，晨雾"
+    first_thirty = long_prompt[:30]
+    long_result = engine.generate(txt2img(prompt=long_prompt))
+    assert long_result.prompt_info.chunks == 3  # 67 characters, 30 per chunk
+    assert long_result.prompt_info.tokens == len(long_prompt)
+    assert difference(long_result, engine.generate(txt2img(prompt=first_thirty))) > 0
+
+
+def test_prompt_weighting_changes_the_image(engine):
+    plain = engine.generate(txt2img(prompt="雪山，湖泊"))
+    weighted = engine.generate(txt2img(prompt="(雪山:1.6)，湖泊"))
+    assert difference(plain, weighted) > 0
+
+
+def test_prompt_info_counts_tokens(engine):
+    info = engine.prompt_info("pai-artist-large", "亭台楼阁 (曲径通幽:1.2) <lora:x:0.5>")
+    assert (info.tokens, info.context_length, info.chunks) == (8, 32, 1)
+
+
+def test_img2img_follows_the_init_image_and_strength(engine):
+    base = engine.generate(img2img())
+    other_image = engine.generate(img2img(init_image=sample_image(seed=5).rotate(90)))
+    weaker = engine.generate(img2img(strength=0.3))
+    assert difference(base, other_image) > 0 and difference(base, weaker) > 0
+    assert base.images[0].parameters["strength"] == pytest.approx(0.7)
+
+
+def test_img2img_size_defaults_to_the_init_image(engine):
+    result = engine.generate(img2img(init_image=sample_image(100, 76), width=None, height=None))
+    assert result.images[0].image.size == (96, 72)
+
+
+@pytest.mark.parametrize("mode", list(ResizeMode))
+def test_img2img_resize_modes(engine, mode):
+    request = img2img(init_image=sample_image(96, 64), resize_mode=mode)
+    assert engine.generate(request).images[0].image.size == (64, 64)
+
+
+def test_inpaint_keeps_the_unmasked_area(engine):
+    init = sample_image()
+    result = engine.generate(inpaint(init_image=init, mask_blur=0, strength=1.0))
+    out, original = pixels(result), np.asarray(init, dtype=np.int16)
+    inside = np.abs(out[24:40, 24:40] - original[24:40, 24:40]).mean()
+    outside = np.abs(out[:8, :8] - original[:8, :8]).mean()
+    assert inside > outside
+
+
+def test_controlnet_control_image_changes_the_output(engine):
+    first = engine.generate(controlnet())
+    moved = sample_image(seed=3).transpose(0)
+    second = engine.generate(controlnet({"image": moved}))
+    assert difference(first, second) > 0
+    assert first.control_map.size == (64, 64)
+    edges = np.asarray(first.control_map)
+    assert set(np.unique(edges)) <= {0, 255} and edges.max() == 255
+
+
+def test_controlnet_weight_and_thresholds_matter(engine):
+    base = engine.generate(controlnet())
+    assert difference(base, engine.generate(controlnet({"weight": 0.2}))) > 0
+    loose = engine.generate(controlnet({"low_threshold": 250, "high_threshold": 255}))
+    assert not np.array_equal(np.asarray(base.control_map), np.asarray(loose.control_map))
+
+
+def test_controlnet_depth_uses_dpt(engine):
+    result = engine.generate(controlnet({"model": "pai-artist-large-controlnet-depth",
+                                         "control_type": "depth"}))
+    depth = np.asarray(result.control_map)
+    assert depth.shape == (64, 64, 3)
+    assert np.array_equal(depth[..., 0], depth[..., 1]) and depth.max() > depth.min()
+
+
+def test_controlnet_with_a_ready_map_skips_preprocessing(engine):
+    ready = sample_image(seed=9)
+    result = engine.generate(controlnet({"image": ready, "preprocess": False}))
+    assert np.array_equal(np.asarray(result.control_map), np.asarray(ready))
+
+
+def test_controlnet_on_another_base_warns(engine):
+    result = engine.generate(controlnet(model="pai-general-large"))
+    assert [w.code for w in result.warnings] == ["controlnet_base_mismatch"]
+    assert result.warnings[0].params["expected"] == "pai-artist-large"
+
+
+def test_derived_pipelines_share_the_base_weights(engine):
+    engine.generate(img2img())
+    engine.generate(inpaint())
+    engine.generate(controlnet())
+    base = engine.pipelines.base("pai-artist-large")
+    unet_weight = base.pipe.unet.conv_in.weight
+    assert len(base.derived) >= 3
+    for pipe in base.derived.values():
+        assert pipe.unet.conv_in.weight.data_ptr() == unet_weight.data_ptr()
+        assert pipe.vae is base.pipe.vae and pipe.text_encoder is base.pipe.text_encoder
+
+
+def test_progress_reports_every_step(engine):
+    updates = []
+    engine.generate(txt2img(steps=5, batch_count=2), on_progress=updates.append)
+    assert [(u.step, u.batch_index) for u in updates] == [
+        (step, batch) for batch in range(2) for step in range(1, 6)]
+    assert {u.total_steps for u in updates} == {5}
+
+
+def test_cancel_stops_the_job_and_the_engine_stays_usable(engine):
+    cancel = threading.Event()
+
+    def cancel_after_two(update):
+        if update.step == 2:
+            cancel.set()
+
+    seen = []
+    with pytest.raises(JobCancelled):
+        engine.generate(txt2img(steps=20), cancel=cancel,
+                        on_progress=lambda u: (seen.append(u.step), cancel_after_two(u)))
+    assert seen == [1, 2]
+    assert engine.generate(txt2img()).images
+
+
+def test_lru_keeps_a_bounded_number_of_bases(tiny_repos):
+    engine = Engine(make_settings(tiny_repos, max_loaded_models=1))
+    engine.generate(txt2img())
+    engine.generate(txt2img(model="pai-general-large"))
+    assert engine.pipelines.loaded_models == ("pai-general-large",)
+
+
+def test_one_job_at_a_time(engine):
+    """Two threads generate at once; the UNet must never run for both simultaneously."""
+    unet = engine.pipelines.base("pai-artist-large").pipe.unet
+    running, overlaps = [0], []
+    original_forward = unet.forward
+
+    def guarded_forward(*args, **kwargs):
+        running[0] += 1
+        overlaps.append(running[0])
+        try:
+            return original_forward(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    unet.forward = guarded_forward
+    try:
+        results = []
+        threads = [threading.Thread(target=lambda s=s: results.append(
+            engine.generate(txt2img(seed=s, steps=6)))) for s in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        del unet.forward
+    assert len(results) == 2 and max(overlaps) == 1
+
+
+def test_out_of_memory_is_an_error_and_the_next_job_works(engine, monkeypatch):
+    unet = engine.pipelines.base("pai-artist-large").pipe.unet
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(unet, "forward", no_memory)
+    with pytest.raises(EngineError) as caught:
+        engine.generate(txt2img())
+    assert caught.value.code == "out_of_memory"
+    monkeypatch.undo()
+    assert engine.generate(txt2img()).images
+
+
+class _Fp16OverflowVae:
+    """A VAE that overflows to NaN in fp16 and decodes fine in fp32, like SD's at times."""
+
+    def __init__(self):
+        self.dtype = torch.float16
+        self.config = type("Config", (), {"scaling_factor": 0.18215})()
+        self.casts = []
+
+    def to(self, dtype):
+        self.casts.append(dtype)
+        self.dtype = dtype
+        return self
+
+    def decode(self, latents):
+        sample = torch.zeros(latents.shape[0], 3, 16, 16)
+        sample[:, 0] = float("nan") if self.dtype == torch.float16 else 0.5
+        return type("Output", (), {"sample": sample})()
+
+
+def test_nan_from_an_fp16_vae_is_decoded_again_in_fp32(engine):
+    vae = _Fp16OverflowVae()
+    base = type("Base", (), {"pipe": type("Pipe", (), {"vae": vae})()})()
+    images = engine._decode(base, torch.zeros(2, 4, 2, 2))
+    assert len(images) == 2 and np.asarray(images[0])[0, 0, 0] == 191  # (0.5/2+0.5)*255
+    assert vae.casts[0] == torch.float32
+
+
+def test_nan_in_fp32_is_an_error_not_a_black_image(engine):
+    vae = _Fp16OverflowVae()
+    vae.to = lambda dtype: vae  # stays fp16: the retry cannot help
+    base = type("Base", (), {"pipe": type("Pipe", (), {"vae": vae})()})()
+    with pytest.raises(EngineError) as caught:
+        engine._decode(base, torch.zeros(1, 4, 2, 2))
+    assert caught.value.code == "nan_output"
+
+
+def test_request_is_not_changed_by_the_engine(engine):
+    request = txt2img(prompt="山水 <lora:pai-artist-large-lora-poem:0.4>")
+    frozen = dataclasses.asdict(request)
+    engine.generate(request)
+    assert dataclasses.asdict(request) == frozen
+
+
+def test_img2img_with_few_steps_still_denoises(engine):
+    init = sample_image()
+    result = engine.generate(img2img(init_image=init, strength=0.2, steps=2))
+    assert np.abs(pixels(result) - np.asarray(init, dtype=np.int16)).max() > 0
+
+
+def test_img2img_strength_zero_returns_the_init_image(engine):
+    init = sample_image()
+    result = engine.generate(img2img(init_image=init, strength=0.0, batch_size=2))
+    assert np.array_equal(pixels(result, 1), np.asarray(init, dtype=np.int16))

@@ -1,0 +1,89 @@
+"""Input images are normalised correctly whatever their mode, rotation or size."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from engine.errors import InvalidRequest
+from engine.images import fit_size, open_image_file, resize, to_mask, to_rgb
+from engine.requests import ResizeMode
+
+
+def test_rgba_is_flattened_on_white():
+    image = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    assert to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_palette_cmyk_and_16_bit_become_rgb():
+    palette = Image.new("P", (4, 4), 3)
+    cmyk = Image.new("CMYK", (4, 4), (0, 255, 255, 0))
+    grey16 = Image.fromarray(np.full((4, 4), 40000, dtype=np.uint16))
+    assert {to_rgb(i).mode for i in (palette, cmyk, grey16)} == {"RGB"}
+    assert to_rgb(cmyk).getpixel((0, 0)) == (255, 0, 0)
+    assert to_rgb(grey16).getpixel((0, 0)) == (156, 156, 156)  # 40000 / 256
+
+
+def test_exif_rotation_is_applied():
+    image = Image.new("RGB", (40, 20))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert to_rgb(Image.open(buffer)).size == (20, 40)
+
+
+def test_mask_from_alpha_and_inversion():
+    painted = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    painted.paste((0, 0, 0, 255), (0, 0, 4, 8))
+    mask = to_mask(painted)
+    assert mask.getpixel((1, 1)) == 255 and mask.getpixel((6, 1)) == 0
+    assert to_mask(painted, invert=True).getpixel((1, 1)) == 0
+
+
+def test_mask_blur_softens_the_edge():
+    mask = Image.new("L", (16, 16), 0)
+    mask.paste(255, (0, 0, 8, 16))
+    assert 0 < to_mask(mask, blur=2).getpixel((8, 8)) < 255
+
+
+@pytest.mark.parametrize("width, height, expected", [
+    (1000, 760, (1000, 760)), (4000, 3000, (2048, 1536)), (100, 76, (96, 72)), (30, 30, (64, 64)),
+])
+def test_fit_size(width, height, expected):
+    assert fit_size(width, height, 2048, 2048 * 2048) == expected
+
+
+@pytest.mark.parametrize("mode", list(ResizeMode))
+def test_resize_modes_give_the_target_size(mode):
+    assert resize(Image.new("RGB", (90, 40)), 64, 64, mode).size == (64, 64)
+
+
+def test_crop_and_resize_keeps_the_centre_and_fill_pads():
+    image = Image.new("RGB", (200, 100), (0, 0, 255))
+    image.paste((255, 0, 0), (50, 0, 150, 100))
+    assert resize(image, 64, 64, ResizeMode.CROP_AND_RESIZE).getpixel((4, 32)) == (255, 0, 0)
+    filled = resize(image, 64, 64, ResizeMode.RESIZE_AND_FILL)
+    assert filled.getpixel((32, 32)) == (255, 0, 0)
+
+
+def test_open_image_file_refuses_bombs_and_garbage(tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("L", (3000, 3000)).save(big)
+    with pytest.raises(InvalidRequest) as caught:
+        open_image_file(big, max_pixels=1000 * 1000)
+    assert caught.value.code == "image_too_large"
+    truncated = tmp_path / "cut.png"
+    data = io.BytesIO()
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(data, format="PNG")
+    truncated.write_bytes(data.getvalue()[:60])
+    with pytest.raises(InvalidRequest) as caught:
+        open_image_file(truncated, max_pixels=10**7)
+    assert caught.value.code == "image_unreadable"
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(InvalidRequest):
+        open_image_file(text, max_pixels=10**7)

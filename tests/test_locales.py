@@ -1,0 +1,53 @@
+"""Both languages have the same keys, and every error code the engine raises has a text."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from locales import LANGUAGES, error_text, messages, translate, warning_text
+
+ROOT = Path(__file__).resolve().parent.parent
+RAISED = re.compile(
+    r"(?:InvalidRequest|ModelError|ResourceError|EngineError|EngineWarning)\(\s*\"([a-z_]+)\"")
+
+
+def codes_in_engine() -> set[str]:
+    codes = {"cancelled", "manifest_invalid"}  # set inside JobCancelled and ManifestError
+    for path in (ROOT / "engine").glob("*.py"):
+        codes |= set(RAISED.findall(path.read_text(encoding="utf-8")))
+    return codes
+
+
+def test_languages_have_the_same_keys():
+    assert set(messages("zh-CN")) == set(messages("en"))
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_engine_code_has_a_text(language):
+    known = messages(language)
+    missing = [code for code in codes_in_engine()
+               if f"errors.{code}" not in known and f"warnings.{code}" not in known]
+    assert codes_in_engine() >= {"invalid_size", "lora_incompatible", "unknown_sampler"}
+    assert missing == []
+
+
+def test_texts_are_filled_with_parameters():
+    text = error_text("zh-CN", "invalid_size", {"value": "513", "min": 64, "max": 2048,
+                                                "step": 8})
+    assert text == "宽度和高度必须是 8 的倍数，范围 64 到 2048（收到 513）。"
+    assert "{name}" in error_text("en", "unknown_lora", {})  # a missing parameter stays visible
+    assert warning_text("en", "lora_base_mismatch", {"lora": "a", "expected": "b", "base": "c"})
+
+
+def test_unknown_language_falls_back_to_chinese_and_unknown_key_to_itself():
+    assert translate("fr", "errors.cancelled") == "生成已中止。"
+    assert translate("en", "errors.no_such_code") == "errors.no_such_code"
+
+
+def test_chinese_error_texts_are_chinese():
+    han = re.compile(r"[\u4e00-\u9fff]")
+    for key, text in messages("zh-CN").items():
+        assert han.search(text), key

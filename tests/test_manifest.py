@@ -1,0 +1,107 @@
+"""The manifest: typed, strict, complete for the PAI family, with errors that name the entry."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from engine.manifest import ManifestError, ModelKind, load_manifest, parse_manifest
+from engine.settings import DEFAULT_MANIFEST
+
+PAI_REPOS = {
+    "alibaba-pai/pai-diffusion-artist-large-zh", "alibaba-pai/pai-diffusion-artist-xlarge-zh",
+    "alibaba-pai/pai-diffusion-anime-large-zh", "alibaba-pai/pai-diffusion-food-large-zh",
+    "alibaba-pai/pai-diffusion-general-large-zh", "alibaba-pai/pai-diffusion-general-xlarge-zh",
+    "IDEA-CCNL/Taiyi-Stable-Diffusion-1B-Chinese-v0.1",
+}
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return load_manifest(DEFAULT_MANIFEST)
+
+
+def test_every_model_of_the_brief_is_listed(manifest):
+    assert {e.repo for e in manifest.of_kind(ModelKind.BASE)} == PAI_REPOS
+    controlnets = {e.repo: (e.base, e.control_type) for e in manifest.of_kind(ModelKind.CONTROLNET)}
+    assert controlnets == {
+        "alibaba-pai/pai-diffusion-artist-large-zh-controlnet-canny": ("pai-artist-large", "canny"),
+        "alibaba-pai/pai-diffusion-artist-large-zh-controlnet-depth": ("pai-artist-large", "depth"),
+        "alibaba-pai/pai-diffusion-general-large-zh-controlnet-depth": ("pai-general-large",
+                                                                        "depth"),
+    }
+    loras = manifest.of_kind(ModelKind.LORA)
+    assert {e.repo.rsplit("-", 1)[1] for e in loras} == {"poem", "25d"}
+    assert all(e.recommended.lora_weight == 0.4 and e.base == "pai-artist-large" for e in loras)
+
+
+def test_default_sizes_follow_the_cards(manifest):
+    sizes = {e.id: (e.default_size.width, e.default_size.height)
+             for e in manifest.of_kind(ModelKind.BASE)}
+    assert sizes["pai-artist-xlarge"] == (768, 768)
+    assert sizes["pai-anime-large"] == (512, 768)
+    assert sizes["pai-artist-large"] == (512, 512)
+
+
+def test_every_entry_has_both_languages_and_examples(manifest):
+    for entry in manifest.models:
+        assert entry.name.zh and entry.name.en and entry.description.zh and entry.license
+        assert entry.examples, entry.id
+
+
+def test_lookup_by_id_or_repo(manifest):
+    assert manifest.get("pai-artist-large") is manifest.get(
+        "alibaba-pai/pai-diffusion-artist-large-zh")
+    assert [e.id for e in manifest.for_base("pai-artist-large", ModelKind.CONTROLNET)] == [
+        "pai-artist-large-controlnet-canny", "pai-artist-large-controlnet-depth"]
+
+
+def _with_first_entry(change) -> str:
+    data = yaml.safe_load(DEFAULT_MANIFEST.read_text(encoding="utf-8"))
+    change(data["models"][0], data)
+    return yaml.safe_dump(data, allow_unicode=True)
+
+
+def _error(text: str) -> ManifestError:
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(text)
+    return caught.value
+
+
+def test_unknown_key_names_the_entry():
+    error = _error(_with_first_entry(lambda entry, _: entry.update(colour="red")))
+    assert error.code == "manifest_invalid" and error.params["entry"] == "pai-artist-large"
+    assert "colour" in error.params["detail"]
+
+
+def test_unknown_top_level_key():
+    error = _error(_with_first_entry(lambda _, data: data.update(extra=1)))
+    assert error.params["entry"] == "(file)"
+
+
+def test_yaml_tags_are_not_run():
+    error = _error("version: 1\nmodels: !!python/object/apply:os.system ['echo hi']\n")
+    assert error.params["entry"] == "(file)"
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda e, _: e.update(default_size={"width": 500, "height": 512}), "default_size"),
+    (lambda e, _: e.pop("default_size"), "default_size"),
+    (lambda e, _: e.update(kind="vae"), "kind"),
+    (lambda e, _: e.update(repo="not a repo"), "repo"),
+])
+def test_bad_fields_name_the_entry(change, fragment):
+    error = _error(_with_first_entry(change))
+    assert error.params["entry"] == "pai-artist-large" and fragment in error.params["detail"]
+
+
+def test_references_and_duplicates():
+    def bad_base(entry, data):
+        data["models"][-1]["base"] = "no-such-base"
+
+    assert _error(_with_first_entry(bad_base)).params["entry"] == "pai-artist-large-lora-25d"
+
+    def duplicate(entry, data):
+        data["models"].append(dict(entry))
+
+    assert "twice" in _error(_with_first_entry(duplicate)).params["detail"]
