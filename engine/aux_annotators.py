@@ -118,9 +118,11 @@ def _to_rgb_of_size(result: Any, size: tuple[int, int]) -> Image.Image:
 class AuxAnnotators:
     """Runs controlnet-aux detectors by our stable names, loading each once (thread-safe)."""
 
-    def __init__(self, cache_dir: Path | None = None, local_files_only: bool = False) -> None:
+    def __init__(self, cache_dir: Path | None = None, local_files_only: bool = False,
+                 device: str = "cpu") -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.local_files_only = local_files_only
+        self.device = device
         self._detectors: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -148,7 +150,10 @@ class AuxAnnotators:
         with self._lock:
             # Loading under the lock: two first calls must not both read 100s of MB.
             if key not in self._detectors:
-                self._detectors[key] = self._load(name, annotator)
+                detector = self._load(name, annotator)
+                if hasattr(detector, "to"):
+                    detector = detector.to(self.device)
+                self._detectors[key] = detector
             return self._detectors[key]
 
     def _load(self, name: str, annotator: AuxAnnotator) -> Any:
@@ -167,4 +172,5 @@ class AuxAnnotators:
                 logger.warning("annotator %s: weights not available: %s", name, error)
                 raise ModelError("annotator_not_downloaded", name=name,
                                  repo=ANNOTATORS_REPO) from error
-            raise
+            logger.warning("annotator %s failed to load: %s", name, type(error).__name__)
+            raise ModelError("model_load_failed", name=name) from error

@@ -32,7 +32,7 @@ from engine.preprocessors import CONTROL_TYPES, Preprocessors
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, EngineWarning, GeneratedImage, GenerationRequest, GenerationResult,
-    Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo,
+    Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo, ResizeMode,
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
@@ -69,7 +69,8 @@ class Engine:
         self.placement = placement or pick_placement(settings.device, settings.precision)
         self.store = ModelStore(settings, self.manifest)
         self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models)
-        aux = AuxAnnotators(cache_dir=settings.hub_cache_dir, local_files_only=settings.offline)
+        aux = AuxAnnotators(cache_dir=settings.hub_cache_dir, local_files_only=settings.offline,
+                            device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
 
     # -- requests ---------------------------------------------------------------------------
@@ -117,10 +118,11 @@ class Engine:
         """The control map a ControlNet job would use, for a preview."""
         image = image_ops.to_rgb(control.image)
         if width and height:
-            image = image_ops.resize(image, width, height, image_ops.ResizeMode.CROP_AND_RESIZE)
+            image = image_ops.resize(image, width, height, ResizeMode.CROP_AND_RESIZE)
         if not control.preprocess:
             return image
-        return self.preprocessors.run(control, image, resolution=min(image.size))
+        resolution = max(64, min(2048, *image.size))
+        return self.preprocessors.run(control, image, resolution=resolution)
 
     # -- stages -----------------------------------------------------------------------------
 

@@ -36,6 +36,8 @@ class TinyRepos:
 
 def _build_tiny_repos(root: Path) -> TinyRepos:
     from engine import tiny_models as tiny
+    from engine.aux_annotators import ANNOTATORS_REPO
+    from engine.tiny_annotators import write_tiny_annotators_repo
 
     hub = root / "hub"
     made = root / "made"
@@ -60,6 +62,7 @@ def _build_tiny_repos(root: Path) -> TinyRepos:
         (dpt, "Intel/dpt-large"),
         (poem, "alibaba-pai/pai-diffusion-artist-large-zh-lora-poem"),
         (style, "alibaba-pai/pai-diffusion-artist-large-zh-lora-25d"),
+        (write_tiny_annotators_repo(made / "annotators"), ANNOTATORS_REPO),
     ]:
         tiny.place_in_hub_cache(folder, repo, hub)
     lora_dir = root / "models" / "lora"

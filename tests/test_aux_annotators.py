@@ -16,8 +16,6 @@ from PIL import Image
 
 from engine.aux_annotators import ANNOTATORS_REPO, AUX_ANNOTATORS, AuxAnnotators
 from engine.errors import InvalidRequest, ModelError
-from engine.tiny_annotators import write_tiny_annotators_repo
-from engine.tiny_models import place_in_hub_cache
 
 RESOLUTION = 128
 # Not a multiple of 64 and not square: detectors return another size, run() must undo that.
@@ -41,11 +39,8 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def hub_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("annotators")
-    repo = write_tiny_annotators_repo(root / "repo")
-    place_in_hub_cache(repo, ANNOTATORS_REPO, root / "hub")
-    return root / "hub"
+def hub_cache(tiny_repos) -> Path:
+    return tiny_repos.hub_cache  # the session's replicas include lllyasviel/Annotators
 
 
 @pytest.fixture(scope="module")

@@ -351,3 +351,18 @@ def test_img2img_strength_zero_returns_the_init_image(engine):
     init = sample_image()
     result = engine.generate(img2img(init_image=init, strength=0.0, batch_size=2))
     assert np.array_equal(pixels(result, 1), np.asarray(init, dtype=np.int16))
+
+
+@pytest.mark.parametrize("control_type", ["lineart", "softedge_hed", "depth_midas"])
+def test_controlnet_with_controlnet_aux_preprocessors(engine, control_type):
+    result = engine.generate(controlnet({"control_type": control_type}))
+    assert result.control_map.size == (64, 64) and result.control_map.mode == "RGB"
+    assert result.images[0].parameters["control"]["type"] == control_type
+
+
+def test_preview_of_a_small_control_image(engine):
+    from engine.requests import ControlSpec
+
+    control = ControlSpec(model="pai-artist-large-controlnet-canny", control_type="lineart",
+                          image=sample_image(40, 30))
+    assert engine.preprocess(control).size == (40, 30)
