@@ -36,8 +36,8 @@ from engine.requests import (
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
-from engine.text_encoding import encode_prompts, prompt_info
-from engine.validation import normalise_sampler, validate_request
+from engine.text_encoding import encode_prompts, prompt_info, read_text_context
+from engine.validation import normalise_sampler, validate_control, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,28 @@ class _Job:
     call_args: dict = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class _TokenCounter:
+    tokenizer: object
+    context: object
+    lock: threading.Lock
+
+    @classmethod
+    def load(cls, folder: Path) -> "_TokenCounter":
+        from types import SimpleNamespace
+
+        from transformers import AutoConfig, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+            config = AutoConfig.from_pretrained(folder / "text_encoder")
+        except (OSError, ValueError) as exc:
+            logger.warning("no tokenizer in %s: %s", folder, type(exc).__name__)
+            raise ModelError("model_load_failed", name=str(folder.name)) from None
+        context = read_text_context(tokenizer, SimpleNamespace(config=config))
+        return cls(tokenizer, context, threading.Lock())
+
+
 class Engine:
     def __init__(self, settings: EngineSettings, manifest: Manifest | None = None,
                  placement: Placement | None = None) -> None:
@@ -68,10 +90,13 @@ class Engine:
         self.manifest = manifest or load_manifest(settings.manifest_path)
         self.placement = placement or pick_placement(settings.device, settings.precision)
         self.store = ModelStore(settings, self.manifest)
-        self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models)
+        self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models,
+                                         memory_mode=settings.memory_mode)
         aux = AuxAnnotators(cache_dir=settings.hub_cache_dir, local_files_only=settings.offline,
                             device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
+        self._counters: dict[Path, _TokenCounter] = {}
+        self._counters_lock = threading.Lock()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -109,13 +134,23 @@ class Engine:
                                 infos[0], infos[1], duration)
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo:
-        """Token count of ``prompt`` against ``model``'s context, for a live counter."""
-        with self.pipelines.lock:
-            base = self.pipelines.base(model)
-            return prompt_info(parse_prompt(prompt), base.pipe.tokenizer, base.text_context)
+        """Token count of ``prompt`` against ``model``'s context, for a live counter.
+
+        Uses a tokenizer of its own, so counting never waits for a running job.
+        """
+        counter = self._token_counter(self.store.base_folder(model).resolve())
+        with counter.lock:
+            return prompt_info(parse_prompt(prompt), counter.tokenizer, counter.context)
+
+    def _token_counter(self, folder: Path) -> "_TokenCounter":
+        with self._counters_lock:
+            if folder not in self._counters:
+                self._counters[folder] = _TokenCounter.load(folder)
+            return self._counters[folder]
 
     def preprocess(self, control, width: int | None = None, height: int | None = None):
         """The control map a ControlNet job would use, for a preview."""
+        validate_control(control, self.limits, CONTROL_TYPES)
         image = image_ops.to_rgb(control.image)
         if width and height:
             image = image_ops.resize(image, width, height, ResizeMode.CROP_AND_RESIZE)

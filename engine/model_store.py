@@ -51,11 +51,26 @@ class ModelStore:
             raise ModelError("unknown_model", name=reference)
         return self._snapshot(repo, _files_for(entry, kind), reference)
 
+    @property
+    def _cache(self) -> str | None:
+        return str(self.settings.hub_cache_dir) if self.settings.hub_cache_dir else None
+
+    def local_snapshot(self, entry: ManifestEntry) -> Path | None:
+        """The cached snapshot of a manifest model, without any network access."""
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            return Path(snapshot_download(entry.repo, cache_dir=self._cache, local_files_only=True,
+                                          allow_patterns=_files_for(entry, entry.kind)))
+        except (LocalEntryNotFoundError, OSError):
+            return None
+
     def _snapshot(self, repo: str, patterns: list[str], reference: str) -> Path:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-        cache = str(self.settings.hub_cache_dir) if self.settings.hub_cache_dir else None
+        cache = self._cache
         try:
             return Path(snapshot_download(repo, cache_dir=cache, allow_patterns=patterns,
                                           local_files_only=True))

@@ -81,9 +81,10 @@ def free_memory() -> None:
 
 class PipelineManager:
     def __init__(self, store: ModelStore, placement: Placement, max_loaded: int = 2,
-                 max_controlnets: int = 2) -> None:
+                 max_controlnets: int = 2, memory_mode: str = "normal") -> None:
         self.store = store
         self.placement = placement
+        self.memory_mode = memory_mode
         self.max_loaded = max_loaded
         self.max_controlnets = max_controlnets
         self.lock = threading.RLock()
@@ -132,13 +133,21 @@ class PipelineManager:
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             logger.warning("loading %s failed: %s", reference, type(exc).__name__)
             raise ModelError("model_load_failed", name=reference) from None
-        pipe.to(self.placement.device)
+        self._place(pipe)
         pipe.set_progress_bar_config(disable=True)
         logger.info("loaded %s in %.2f s", reference, time.perf_counter() - started)
         return LoadedBase(
             reference=reference, folder=folder, entry=self.store.entry(reference), pipe=pipe,
             scheduler_config=dict(pipe.scheduler.config),
             text_context=read_text_context(pipe.tokenizer, pipe.text_encoder))
+
+    def _place(self, pipe) -> None:
+        """On the device; in low-memory mode only the module at work is on the GPU."""
+        if self.memory_mode == "low" and self.placement.device.type == "cuda":
+            pipe.enable_model_cpu_offload()
+            pipe.vae.enable_tiling()
+        else:
+            pipe.to(self.placement.device)
 
     def controlnet(self, reference: str):
         from diffusers import ControlNetModel

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from engine.limits import DEFAULT_LIMITS, Limits
 
+MEMORY_MODES = ("normal", "low")
+
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models_manifest.yaml"
 
 
@@ -25,6 +27,7 @@ class EngineSettings:
     precision: str = "auto"
     offline: bool = False
     max_loaded_models: int = 2
+    memory_mode: str = "normal"  # "normal", or "low": offload idle modules and tile the VAE
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
 
     @property

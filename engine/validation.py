@@ -122,7 +122,7 @@ def _check_img2img(request: Img2ImgRequest, limits: Limits) -> None:
         _check_int("invalid_mask_blur", request.mask_blur, 0, limits.max_mask_blur)
 
 
-def _check_control(control: Any, limits: Limits, control_types: tuple[str, ...]) -> None:
+def validate_control(control: Any, limits: Limits, control_types: tuple[str, ...]) -> None:
     if not isinstance(control, ControlSpec) or control.image is None:
         raise InvalidRequest("missing_control_image")
     check_input_image("control_image", control.image, limits)
@@ -160,7 +160,7 @@ def validate_request(request: GenerationRequest, limits: Limits, *,
     if isinstance(request, Img2ImgRequest):
         _check_img2img(request, limits)
     if isinstance(request, ControlNetRequest):
-        _check_control(request.control, limits, control_types)
+        validate_control(request.control, limits, control_types)
 
 
 def normalise_sampler(sampler: str, schedule: str) -> tuple[str, str]:

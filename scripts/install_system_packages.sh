@@ -2,7 +2,7 @@
 # System packages the tests use: a real browser and CJK fonts (without them Chinese renders
 # as boxes in screenshots). Skipped when already present.
 set -euo pipefail
-packages=(chromium fonts-noto-cjk)
+packages=(chromium fonts-noto-cjk fonts-noto-color-emoji)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

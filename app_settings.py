@@ -1,0 +1,164 @@
+"""The app's settings: command-line flags and environment, read once in ``app.py``; and the
+preferences chosen in 设置, kept in a JSON file across restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from engine.settings import MEMORY_MODES
+from locales import DEFAULT_LANGUAGE, LANGUAGES
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    auth: tuple[tuple[str, str], ...] = ()
+    allow_insecure: bool = False
+    language: str | None = None  # None: the saved preference
+    models_dir: Path = Path("models")
+    cache_dir: Path | None = None
+    data_dir: Path = Path("data")
+    offline: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    demo: bool = False
+    verbose: bool = False
+
+    @property
+    def is_public(self) -> bool:
+        """Reachable from other machines: a share link or a non-loopback address."""
+        if self.share:
+            return True
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What users change in 设置."""
+
+    language: str = DEFAULT_LANGUAGE
+    output_dir: str = "outputs"
+    memory_mode: str = "normal"
+    default_sampler: str = "DPM++ 2M"
+
+
+class SettingsError(Exception):
+    """A flag or file the app cannot start with; the message is for the terminal."""
+
+
+def _read_auth(pair: str) -> tuple[str, str]:
+    user, sep, password = pair.strip().partition(":")
+    if not sep or not user or not password:
+        raise SettingsError("--auth needs USER:PASSWORD")
+    return user, password
+
+
+def _auth_from_file(path: Path) -> list[tuple[str, str]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise SettingsError(f"cannot read --auth-file: {error.strerror}") from None
+    return [_read_auth(line) for line in lines if line.strip() and not line.startswith("#")]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="app.py", description="画境 Huajing WebUI")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, help="default 7860, or $PORT on hosted platforms")
+    parser.add_argument("--share", action="store_true", help="public Gradio link (needs auth)")
+    parser.add_argument("--auth", help="USER:PASSWORD")
+    parser.add_argument("--auth-file", type=Path, help="file of USER:PASSWORD lines")
+    parser.add_argument("--insecure-no-auth", action="store_true",
+                        help="allow a public address or --share without a password")
+    parser.add_argument("--lang", choices=LANGUAGES)
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--cache-dir", type=Path, help="huggingface_hub cache (default HF_HOME)")
+    parser.add_argument("--data-dir", type=Path, default=Path("data"),
+                        help="saved settings and the demo models")
+    parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
+    parser.add_argument("--demo", action="store_true",
+                        help="tiny built-in random-weight models: no download, draws noise")
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSettings:
+    args = build_parser().parse_args(argv)
+    auth = [_read_auth(args.auth)] if args.auth else []
+    if args.auth_file:
+        auth += _auth_from_file(args.auth_file)
+    # Hosted platforms (Hugging Face Spaces) say where to listen through the environment.
+    port = args.port or int(environ.get("PORT") or environ.get("GRADIO_SERVER_PORT") or 7860)
+    host = environ.get("GRADIO_SERVER_NAME", args.host) if args.host == "127.0.0.1" else args.host
+    settings = AppSettings(
+        host=host, port=port, share=args.share, auth=tuple(auth),
+        allow_insecure=args.insecure_no_auth, language=args.lang, models_dir=args.models_dir,
+        cache_dir=args.cache_dir, data_dir=args.data_dir,
+        offline=args.offline or environ.get("HF_HUB_OFFLINE") == "1", device=args.device,
+        precision=args.precision, demo=args.demo, verbose=args.verbose)
+    if settings.is_public and not settings.auth and not settings.allow_insecure:
+        raise SettingsError(
+            "Refusing to serve on a public address or share link without a password: add "
+            "--auth USER:PASSWORD (or --insecure-no-auth if you really mean it). / "
+            "未设置密码时拒绝在公开地址或分享链接上运行：请加 --auth 用户名:密码。")
+    return settings
+
+
+class PreferencesStore:
+    """Preferences in ``path``; a missing or damaged file gives the defaults, never a crash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> Preferences:
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            known = {f.name for f in dataclasses.fields(Preferences)}
+            loaded = Preferences(**{k: v for k, v in raw.items() if k in known})
+        except FileNotFoundError:
+            return Preferences()
+        except (OSError, ValueError, TypeError, AttributeError):
+            logger.warning("settings file %s is damaged; using defaults", self.path)
+            return Preferences()
+        return _sanitised(loaded)
+
+    def save(self, preferences: Preferences) -> None:
+        """Write to a temporary file and rename, so a crash never leaves half a file."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(dataclasses.asdict(preferences), ensure_ascii=False, indent=2)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(data)
+        os.replace(temporary, self.path)
+
+
+def _sanitised(preferences: Preferences) -> Preferences:
+    defaults = Preferences()
+    if preferences.language not in LANGUAGES:
+        preferences = dataclasses.replace(preferences, language=defaults.language)
+    if preferences.memory_mode not in MEMORY_MODES:
+        preferences = dataclasses.replace(preferences, memory_mode=defaults.memory_mode)
+    if not isinstance(preferences.output_dir, str) or not preferences.output_dir.strip():
+        preferences = dataclasses.replace(preferences, output_dir=defaults.output_dir)
+    if not isinstance(preferences.default_sampler, str):
+        preferences = dataclasses.replace(preferences, default_sampler=defaults.default_sampler)
+    return preferences

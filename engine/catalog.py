@@ -1,0 +1,83 @@
+"""What is on disk: each manifest model's state and size, and the LoRAs users dropped in.
+
+Types here import neither torch nor gradio, so the UI can show them; the checks only look at
+files (a cached snapshot, its required files, their sizes) and never load weights.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.manifest import ManifestEntry, ModelKind
+
+LORA_SUFFIXES = (".safetensors",)
+
+
+class ModelState(str, enum.Enum):
+    MISSING = "missing"  # 未下载
+    READY = "ready"  # 已就绪
+    LOADING = "loading"  # 加载中
+    BROKEN = "broken"  # 已损坏
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    entry: ManifestEntry
+    state: ModelState
+    size_bytes: int
+    active: bool = False
+
+
+@dataclass(frozen=True)
+class LoraChoice:
+    """A LoRA the user can pick: a manifest entry, or a file in the LoRA folder."""
+
+    name: str
+    title_zh: str
+    title_en: str
+    description_zh: str
+    description_en: str
+    base: str | None
+    weight: float
+    trigger_words: tuple[str, ...]
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+
+
+def required_files_present(entry: ManifestEntry, folder: Path) -> bool:
+    """Whether a snapshot holds what loading needs (not merely that its folder exists)."""
+    if entry.kind is ModelKind.BASE:
+        parts = ("unet", "vae", "text_encoder")
+        return (folder / "model_index.json").is_file() and all(
+            (folder / p / "config.json").is_file() and _has_weights(folder / p) for p in parts)
+    if entry.kind is ModelKind.LORA:
+        return (folder / entry.weight_file).is_file()
+    return (folder / "config.json").is_file() and _has_weights(folder)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def lora_files(lora_dir: Path) -> list[Path]:
+    if not lora_dir.is_dir():
+        return []
+    return sorted(p for p in lora_dir.iterdir() if p.suffix in LORA_SUFFIXES and p.is_file())
+
+
+def lora_choice_from_entry(entry: ManifestEntry) -> LoraChoice:
+    return LoraChoice(
+        name=entry.id, title_zh=entry.name.zh, title_en=entry.name.en,
+        description_zh=entry.description.zh, description_en=entry.description.en,
+        base=entry.base, weight=entry.recommended.lora_weight or 1.0,
+        trigger_words=entry.trigger_words)
+
+
+def lora_choice_from_file(path: Path) -> LoraChoice:
+    return LoraChoice(name=path.stem, title_zh=path.stem, title_en=path.stem,
+                      description_zh="", description_en="", base=None, weight=1.0,
+                      trigger_words=())

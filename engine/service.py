@@ -1,0 +1,197 @@
+"""The engine as the UI and the HTTP API see it: models and their states, the active model,
+generation with progress and cancel, LoRA choices, control previews and saved outputs.
+
+``ui/`` depends on this shape only (see ``ui/service.py``); tests give the UI a fake instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from engine.catalog import (
+    LoraChoice, ModelState, ModelStatus, folder_size, lora_choice_from_entry,
+    lora_choice_from_file, lora_files, required_files_present,
+)
+from engine.errors import EngineError, ModelError
+from engine.limits import Limits
+from engine.manifest import Manifest, ManifestEntry, ModelKind
+from engine.model_store import ModelStore
+from engine.preprocessors import CONTROL_TYPES
+from engine.requests import (
+    ControlSpec, GenerationRequest, GenerationResult, ProgressUpdate, PromptInfo,
+)
+from engine.settings import EngineSettings
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[ProgressUpdate], None]
+
+
+def _default_engine_factory(settings: EngineSettings, manifest: Manifest):
+    from engine.generation import Engine  # torch and diffusers: seconds to import
+
+    return Engine(settings, manifest)
+
+
+class ImageService:
+    """Answers catalog questions at once; the engine (torch, models) starts in the background,
+    so a UI can be served before heavy imports finish. Engine calls wait until it is ready.
+    """
+
+    def __init__(self, settings: EngineSettings, manifest: Manifest,
+                 output_dir: Path | None = None, active_model: str | None = None,
+                 engine_factory: Callable[[EngineSettings, Manifest], object] | None = None):
+        self.settings = settings
+        self.manifest = manifest
+        self.store = ModelStore(settings, manifest)
+        self.output_dir = output_dir
+        bases = manifest.of_kind(ModelKind.BASE)
+        self._active = active_model or (bases[0].id if bases else "")
+        self._loading: set[str] = set()
+        self._broken: set[str] = set()
+        self._state_lock = threading.Lock()
+        self._engine_factory = engine_factory or _default_engine_factory
+        self._engine = None
+        self._engine_error: BaseException | None = None
+        self._engine_ready = threading.Event()
+        self._start_lock = threading.Lock()
+
+    @property
+    def limits(self) -> Limits:
+        return self.settings.limits
+
+    @property
+    def engine(self):
+        """The engine, started now if ``start`` was not called; waits while it starts."""
+        self.start(preload=False)
+        self._engine_ready.wait()
+        if self._engine is None:
+            raise ModelError("engine_failed") from self._engine_error
+        return self._engine
+
+    def start(self, preload: bool = True) -> None:
+        """Import and build the engine in a thread (once); then load the active model."""
+        with self._start_lock:
+            if self._engine_ready.is_set() or getattr(self, "_starter", None):
+                return
+            self._starter = threading.Thread(target=self._build_engine, args=(preload,),
+                                             name="engine-start", daemon=True)
+            self._starter.start()
+
+    def _build_engine(self, preload: bool) -> None:
+        try:
+            self._engine = self._engine_factory(self.settings, self.manifest)
+        except Exception as error:  # noqa: BLE001 - reported to every caller of .engine
+            logger.exception("the engine could not start")
+            self._engine_error = error
+        finally:
+            self._engine_ready.set()
+        if preload and self._engine is not None and self._active:
+            try:
+                self.activate(self._active)
+            except EngineError as error:
+                logger.warning("could not preload %s: %s", self._active, error.code)
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        return self._engine_ready.wait(timeout)
+
+    @property
+    def active_model(self) -> str:
+        return self._active
+
+    # -- catalog ----------------------------------------------------------------------------
+
+    def entries(self, kind: ModelKind) -> tuple[ManifestEntry, ...]:
+        return self.manifest.of_kind(kind)
+
+    def model_statuses(self, kind: ModelKind | None = None) -> list[ModelStatus]:
+        entries = self.manifest.models if kind is None else self.entries(kind)
+        return [self._status(entry) for entry in entries]
+
+    def _status(self, entry: ManifestEntry) -> ModelStatus:
+        folder = self.store.local_snapshot(entry)
+        size = folder_size(folder) if folder else 0
+        with self._state_lock:
+            if entry.id in self._loading:
+                state = ModelState.LOADING
+            elif folder is None:
+                state = ModelState.MISSING
+            elif entry.id in self._broken or not required_files_present(entry, folder):
+                state = ModelState.BROKEN
+            else:
+                state = ModelState.READY
+        return ModelStatus(entry, state, size, active=entry.id == self._active)
+
+    def default_size(self, model: str) -> tuple[int, int]:
+        entry = self.manifest.get(model)
+        if entry and entry.default_size:
+            return entry.default_size.width, entry.default_size.height
+        return 512, 512
+
+    def controlnets_for(self, base: str) -> list[ManifestEntry]:
+        """ControlNets trained for ``base`` first, then the rest (which get a warning)."""
+        controlnets = self.entries(ModelKind.CONTROLNET)
+        return sorted(controlnets, key=lambda entry: entry.base != base)
+
+    def lora_choices(self) -> list[LoraChoice]:
+        choices = [lora_choice_from_entry(e) for e in self.entries(ModelKind.LORA)]
+        return choices + [lora_choice_from_file(p) for p in lora_files(self.settings.lora_dir)]
+
+    @staticmethod
+    def control_types() -> tuple[str, ...]:
+        return CONTROL_TYPES
+
+    def set_memory_mode(self, mode: str) -> None:
+        """Takes effect as models load again: the loaded ones are released now."""
+        engine = self.engine
+        with engine.pipelines.lock:
+            engine.pipelines.memory_mode = mode
+            engine.pipelines.unload_all()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def activate(self, model: str) -> None:
+        """Load ``model`` now and make it the default for new jobs."""
+        with self._state_lock:
+            self._loading.add(model)
+        try:
+            self.engine.pipelines.base(model)
+        except ModelError as error:
+            if error.code == "model_load_failed":
+                with self._state_lock:
+                    self._broken.add(model)
+            raise
+        finally:
+            with self._state_lock:
+                self._loading.discard(model)
+        with self._state_lock:
+            self._broken.discard(model)
+        self._active = model
+        logger.info("active model: %s", model)
+
+    def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        return self.engine.generate(request, on_progress=on_progress, cancel=cancel)
+
+    def save(self, result: GenerationResult) -> list[Path]:
+        from engine.outputs import save_generated
+
+        if self.output_dir is None:
+            return []
+        return save_generated(result.images, self.output_dir)
+
+    def prompt_info(self, model: str, prompt: str) -> PromptInfo | None:
+        """Token count for the live counter; None while the model is not available."""
+        try:
+            return self.engine.prompt_info(model, prompt)
+        except EngineError:
+            return None
+
+    def preprocess(self, control: ControlSpec, width: int | None = None,
+                   height: int | None = None) -> Image.Image:
+        return self.engine.preprocess(control, width, height)

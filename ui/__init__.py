@@ -1,0 +1,1 @@
+"""The Gradio WebUI. Imports gradio and the engine's torch-free types only (see ui/service.py)."""

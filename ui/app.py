@@ -1,0 +1,149 @@
+"""The WebUI: a header with the model picker, then one tab per task. ``build_ui`` only builds;
+``app.py`` decides what service, preferences and language it gets.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from app_settings import Preferences, PreferencesStore
+from engine.errors import EngineError
+from engine.manifest import ModelKind
+from ui.common import GPU_QUEUE, JobRunner
+from ui.controlnet_tab import build_controlnet_tab
+from ui.img2img_tab import build_img2img_tab
+from ui.lora_tab import build_lora_tab, wire_lora_apply
+from ui.models_tab import build_models_tab
+from ui.pnginfo_tab import build_pnginfo_tab, wire_send_parameters
+from ui.service import ImageServiceLike
+from ui.settings_tab import build_settings_tab, wire_settings
+from ui.texts import Texts
+from ui.txt2img_tab import build_txt2img_tab
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UiOptions:
+    preferences: Preferences
+    demo: bool = False
+    gpu: Callable[[Callable], Callable] | None = None  # spaces.GPU on ZeroGPU Spaces
+
+    def on_gpu(self, handler: Callable) -> Callable:
+        return self.gpu(handler) if self.gpu else handler
+
+
+def _model_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
+    def choices(language: str) -> list[tuple[str, str]]:
+        return [(e.name.zh if language == "zh-CN" else e.name.en, e.id)
+                for e in service.entries(ModelKind.BASE)]
+
+    return choices
+
+
+def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
+    with gr.Row(elem_id="huajing-header", equal_height=True):
+        texts.make(gr.Markdown, text="app.title")
+        choices = _model_choices(service)
+        model = gr.Dropdown(choices=choices(texts.language), value=service.active_model,
+                            label=texts("app.model"), scale=3, elem_id="model-picker")
+        texts.bind(model, label="app.model", choices=choices)
+    if options.demo:
+        texts.make(gr.Markdown, text="app.demo_banner", elem_id="demo-banner")
+    return model
+
+
+def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
+                       size_sliders: list[Any]) -> None:
+    def switch(model_id: str, progress=gr.Progress()):
+        progress(0, desc=texts("app.loading_model"))
+        try:
+            service.activate(model_id)
+        except EngineError as error:
+            raise gr.Error(texts.error(error.code, error.params)) from None
+        width, height = service.default_size(model_id)
+        return [width, height] * (len(size_sliders) // 2)
+
+    model.change(switch, inputs=model, outputs=size_sliders, concurrency_id=GPU_QUEUE,
+                 concurrency_limit=1)
+
+
+def _wire_send_image(gallery: Any, button: Any, target: Any, tabs: Any, tab_id: str) -> None:
+    """Send the selected (else the first) result image to another tab's image input."""
+    selected = gr.State(0)
+
+    def remember(event: gr.SelectData) -> int:
+        return event.index
+
+    def send(items: list | None, index: int):
+        if not items:
+            return gr.skip(), gr.skip()
+        image = items[min(index, len(items) - 1)][0]
+        return image, gr.Tabs(selected=tab_id)
+
+    gallery.select(remember, outputs=selected, queue=False)
+    gallery.change(lambda: 0, outputs=selected, queue=False)
+    button.click(send, inputs=[gallery, selected], outputs=[target, tabs], queue=False)
+
+
+def _tab(texts: Texts, key: str, tab_id: str) -> Any:
+    tab = gr.Tab(texts(key), id=tab_id, elem_id=f"tab-{tab_id}")
+    texts.bind(tab, label=key)
+    return tab
+
+
+def build_ui(service: ImageServiceLike, options: UiOptions,
+             store: PreferencesStore) -> gr.Blocks:
+    preferences = options.preferences
+    texts = Texts(preferences.language)
+    runner = JobRunner(service, texts)
+    gpu, sampler = options.on_gpu, preferences.default_sampler
+    with gr.Blocks(title="画境 Huajing", analytics_enabled=False) as demo:
+        model = _header(service, texts, options)
+        with gr.Tabs(elem_id="main-tabs") as tabs:
+            with _tab(texts, "tabs.txt2img", "txt2img"):
+                txt2img = build_txt2img_tab(service, texts, runner, model, sampler, gpu)
+            with _tab(texts, "tabs.img2img", "img2img"):
+                img2img = build_img2img_tab(service, texts, runner, model, sampler, gpu)
+            with _tab(texts, "tabs.controlnet", "controlnet"):
+                controlnet = build_controlnet_tab(service, texts, runner, model, sampler, gpu)
+            with _tab(texts, "tabs.lora", "lora"):
+                lora = build_lora_tab(service, texts)
+            with _tab(texts, "tabs.models", "models"):
+                build_models_tab(service, texts, model)
+            with _tab(texts, "tabs.pnginfo", "pnginfo"):
+                pnginfo = build_pnginfo_tab(texts)
+            with _tab(texts, "tabs.settings", "settings"):
+                settings = build_settings_tab(texts, preferences)
+        sizes = [widget for tab in (txt2img, img2img, controlnet)
+                 for widget in (tab.parameters.width, tab.parameters.height)]
+        _wire_model_switch(service, texts, model, sizes)
+        _wire_send_image(txt2img.results.gallery, txt2img.send_to_img2img, img2img.init_image,
+                         tabs, "img2img")
+        _wire_send_image(txt2img.results.gallery, txt2img.send_to_controlnet,
+                         controlnet.control_image, tabs, "controlnet")
+        wire_lora_apply(lora, txt2img.prompts.prompt, tabs, "txt2img")
+        wire_send_parameters(pnginfo.send_to_txt2img, pnginfo.parsed, txt2img.prompts,
+                             txt2img.parameters, tabs, "txt2img")
+        wire_send_parameters(pnginfo.send_to_img2img, pnginfo.parsed, img2img.prompts,
+                             img2img.parameters, tabs, "img2img")
+        wire_settings(settings, texts, service, store)
+        _wire_language_on_load(demo, texts, store)
+    return demo
+
+
+def _wire_language_on_load(demo: gr.Blocks, texts: Texts, store: PreferencesStore) -> None:
+    """A page opened after a language switch gets the saved language at once."""
+    built_in = texts.language
+
+    def on_load():
+        language = store.load().language
+        if language == built_in and texts.language == built_in:
+            return [gr.skip()] * len(texts.components)
+        return texts.updates(language)
+
+    demo.load(on_load, outputs=texts.components, queue=False)

@@ -1,0 +1,228 @@
+"""Widgets every generation tab shares, and the runner that turns a click into one job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from engine.errors import EngineError
+from engine.infotext import format_infotext
+from engine.limits import Limits
+from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
+from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
+from ui.service import ImageServiceLike
+from ui.texts import Texts
+
+logger = logging.getLogger(__name__)
+
+GPU_QUEUE = "gpu"  # every event that runs a model shares it: one job at a time
+RANDOM_SEED = -1
+
+
+@dataclass(frozen=True)
+class PromptWidgets:
+    prompt: Any
+    negative: Any
+    prompt_tokens: Any
+    negative_tokens: Any
+
+
+@dataclass(frozen=True)
+class ParameterWidgets:
+    sampler: Any
+    schedule: Any
+    steps: Any
+    guidance: Any
+    width: Any
+    height: Any
+    seed: Any
+    random_seed: Any
+    reuse_seed: Any
+    batch_count: Any
+    batch_size: Any
+
+    def inputs(self) -> set[Any]:
+        return {self.sampler, self.schedule, self.steps, self.guidance, self.width, self.height,
+                self.seed, self.batch_count, self.batch_size}
+
+
+@dataclass(frozen=True)
+class ResultWidgets:
+    gallery: Any
+    info: Any
+    seeds: Any  # gr.State: the seeds of the last results, for ♻
+
+
+def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidgets:
+    with gr.Column(scale=4):
+        prompt = texts.make(gr.Textbox, label="common.prompt", placeholder="common.prompt_hint",
+                            lines=3, max_length=limits.max_prompt_chars,
+                            elem_id=f"{elem_prefix}-prompt")
+        prompt_tokens = gr.Markdown("", elem_id=f"{elem_prefix}-prompt-tokens")
+        negative = texts.make(gr.Textbox, label="common.negative_prompt", lines=2,
+                              max_length=limits.max_prompt_chars,
+                              elem_id=f"{elem_prefix}-negative")
+        negative_tokens = gr.Markdown("", elem_id=f"{elem_prefix}-negative-tokens")
+    return PromptWidgets(prompt, negative, prompt_tokens, negative_tokens)
+
+
+def _schedule_choices() -> list[tuple[str, str]]:
+    return [(SCHEDULE_LABELS[s], s) for s in ALL_SCHEDULES]
+
+
+def parameter_widgets(texts: Texts, limits: Limits, default_sampler: str,
+                      size: tuple[int, int], elem_prefix: str) -> ParameterWidgets:
+    with gr.Row():
+        sampler = texts.make(gr.Dropdown, label="common.sampler", choices=list(SAMPLERS),
+                             value=default_sampler if default_sampler in SAMPLERS else
+                             "DPM++ 2M", elem_id=f"{elem_prefix}-sampler")
+        schedule = texts.make(gr.Dropdown, label="common.schedule",
+                              choices=_schedule_choices(), value="automatic")
+    steps = texts.make(gr.Slider, label="common.steps", minimum=limits.min_steps,
+                       maximum=limits.max_steps, step=1, value=20, elem_id=f"{elem_prefix}-steps")
+    guidance = texts.make(gr.Slider, label="common.guidance", minimum=limits.min_guidance,
+                          maximum=limits.max_guidance, step=0.5, value=7.0)
+    with gr.Row():
+        width = texts.make(gr.Slider, label="common.width", minimum=limits.min_size,
+                           maximum=limits.max_size, step=limits.size_step, value=size[0],
+                           elem_id=f"{elem_prefix}-width")
+        height = texts.make(gr.Slider, label="common.height", minimum=limits.min_size,
+                            maximum=limits.max_size, step=limits.size_step, value=size[1],
+                            elem_id=f"{elem_prefix}-height")
+    with gr.Row(equal_height=True):
+        seed = texts.make(gr.Number, label="common.seed", value=RANDOM_SEED, precision=0,
+                          minimum=RANDOM_SEED, maximum=limits.max_seed, scale=4,
+                          elem_id=f"{elem_prefix}-seed")
+        random_seed = gr.Button("🎲", scale=0, min_width=48, elem_id=f"{elem_prefix}-random")
+        reuse_seed = gr.Button("♻", scale=0, min_width=48, elem_id=f"{elem_prefix}-reuse")
+    with gr.Row():
+        batch_count = texts.make(gr.Slider, label="common.batch_count", minimum=1,
+                                 maximum=limits.max_batch_count, step=1, value=1)
+        batch_size = texts.make(gr.Slider, label="common.batch_size", minimum=1,
+                                maximum=limits.max_batch_size, step=1, value=1)
+    return ParameterWidgets(sampler, schedule, steps, guidance, width, height, seed,
+                            random_seed, reuse_seed, batch_count, batch_size)
+
+
+def result_widgets(texts: Texts, elem_prefix: str) -> ResultWidgets:
+    gallery = texts.make(gr.Gallery, label="common.results", columns=2, height=480,
+                         format="png", type="pil", object_fit="contain", interactive=False,
+                         elem_id=f"{elem_prefix}-gallery")
+    info = texts.make(gr.Textbox, label="common.generation_info", lines=4, interactive=False,
+                      elem_id=f"{elem_prefix}-info")
+    return ResultWidgets(gallery, info, gr.State([]))
+
+
+def wire_seed_buttons(parameters: ParameterWidgets, results: ResultWidgets) -> None:
+    parameters.random_seed.click(lambda: RANDOM_SEED, outputs=parameters.seed, queue=False)
+    parameters.reuse_seed.click(lambda seeds: seeds[0] if seeds else RANDOM_SEED,
+                                inputs=results.seeds, outputs=parameters.seed, queue=False)
+
+
+def wire_token_counter(service: ImageServiceLike, texts: Texts, prompts: PromptWidgets,
+                       model: Any) -> None:
+    def count(model_id: str, text: str) -> str:
+        info = service.prompt_info(model_id, text or "")
+        if info is None:
+            return ""
+        key = "common.tokens_over" if info.chunks > 1 else "common.tokens"
+        return texts(key, tokens=info.tokens, context=info.context_length - 2,
+                     chunks=info.chunks)
+
+    for box, counter in ((prompts.prompt, prompts.prompt_tokens),
+                         (prompts.negative, prompts.negative_tokens)):
+        box.change(count, inputs=[model, box], outputs=counter, queue=False,
+                   show_progress="hidden", trigger_mode="always_last")
+
+
+def common_request_fields(values: dict, prompts: PromptWidgets, parameters: ParameterWidgets,
+                          model: str) -> dict[str, Any]:
+    """Request fields from a handler's ``{component: value}`` input, named, never positional."""
+    return dict(
+        model=model, prompt=values[prompts.prompt] or "",
+        negative_prompt=values[prompts.negative] or "", sampler=values[parameters.sampler],
+        schedule=values[parameters.schedule], steps=_as_int(values[parameters.steps]),
+        guidance=values[parameters.guidance], seed=_as_int(values[parameters.seed]),
+        width=_as_int(values[parameters.width]), height=_as_int(values[parameters.height]),
+        batch_count=_as_int(values[parameters.batch_count]),
+        batch_size=_as_int(values[parameters.batch_size]))
+
+
+def _as_int(value: Any) -> Any:
+    """Sliders and number boxes send floats; whole floats become ints, the rest stay for the
+    validator to reject with a clear message."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class JobRunner:
+    """Runs jobs with progress and ETA; 中止 stops the job of the same browser session only."""
+
+    def __init__(self, service: ImageServiceLike, texts: Texts) -> None:
+        self.service = service
+        self.texts = texts
+        self._cancels: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def run(self, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
+        cancel = threading.Event()
+        with self._lock:
+            self._cancels[session] = cancel
+        started = time.monotonic()
+
+        def report(update: ProgressUpdate) -> None:
+            total = update.total_steps * update.batch_count
+            done = update.batch_index * update.total_steps + update.step
+            eta = (time.monotonic() - started) / done * (total - done)
+            progress((done, total), desc=self.texts("common.progress", done=done, total=total,
+                                                    eta=f"{eta:.0f}"))
+
+        try:
+            result = self.service.generate(request, on_progress=report, cancel=cancel)
+        except EngineError as error:
+            raise gr.Error(self.texts.error(error.code, error.params)) from None
+        finally:
+            with self._lock:
+                if self._cancels.get(session) is cancel:
+                    del self._cancels[session]
+        self._save(result)
+        for warning in result.warnings:
+            gr.Warning(self.texts.warning(warning.code, warning.params))
+        return result
+
+    def _save(self, result: GenerationResult) -> None:
+        try:
+            self.service.save(result)
+        except EngineError as error:
+            gr.Warning(self.texts.error(error.code, error.params))
+
+    def interrupt(self, session: str) -> None:
+        with self._lock:
+            cancel = self._cancels.get(session)
+        if cancel is not None:
+            cancel.set()
+
+
+def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list[int]]:
+    """Gallery items captioned with their seeds, the first image's infotext, and the seeds."""
+    gallery = [(item.image, texts("common.seed_caption", seed=item.seed))
+               for item in result.images]
+    info = format_infotext(result.images[0].parameters) if result.images else ""
+    return gallery, info, [item.seed for item in result.images]
+
+
+def wire_interrupt(button: Any, runner: JobRunner) -> None:
+    def interrupt(request: gr.Request) -> None:
+        runner.interrupt(session_of(request))
+
+    button.click(interrupt, queue=False)
+
+
+def session_of(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"

@@ -1,0 +1,78 @@
+"""Every visible string of the UI comes from ``locales/`` through this registry.
+
+Components are created with their text in the current language and remembered with the key
+they show, so switching language in 设置 can send each one its new text without a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_text
+
+
+@dataclass(frozen=True)
+class _Binding:
+    component: Any
+    attribute: str  # "label", "value", "info", "placeholder" or "choices"
+    key: str | Callable[[str], Any]  # a locale key, or a function of the language
+
+
+class Texts:
+    def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
+        self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        self._bindings: list[_Binding] = []
+        self.used_keys: set[str] = set()
+
+    def __call__(self, key: str, **params: Any) -> str:
+        self.used_keys.add(key)
+        return translate(self.language, key, **params)
+
+    def error(self, code: str, params: dict | None = None) -> str:
+        self.used_keys.add(f"errors.{code}")
+        return error_text(self.language, code, params)
+
+    def warning(self, code: str, params: dict | None = None) -> str:
+        return warning_text(self.language, code, params)
+
+    def bind(self, component: Any, **keys: str | Callable[[str], Any]) -> Any:
+        """Remember which key each text attribute of ``component`` shows; returns it."""
+        for attribute, key in keys.items():
+            if isinstance(key, str):
+                self.used_keys.add(key)
+            self._bindings.append(_Binding(component, attribute, key))
+        return component
+
+    def make(self, factory: Callable[..., Any], *, label: str | None = None,
+             info: str | None = None, placeholder: str | None = None, text: str | None = None,
+             **kwargs: Any) -> Any:
+        """Create a component with its texts in the current language, and bind them.
+
+        ``text`` is the key of a button's or a Markdown's value; ``value`` and other keyword
+        arguments go to the component untouched.
+        """
+        keys = {name: key for name, key in (("label", label), ("info", info),
+                                            ("placeholder", placeholder), ("value", text))
+                if key is not None}
+        texts = {name: self(key) for name, key in keys.items()}
+        return self.bind(factory(**texts, **kwargs), **keys)
+
+    @property
+    def components(self) -> list[Any]:
+        seen: dict[int, Any] = {}
+        for binding in self._bindings:
+            seen.setdefault(id(binding.component), binding.component)
+        return list(seen.values())
+
+    def updates(self, language: str) -> list[Any]:
+        """One update per bound component, in ``components`` order, with texts in ``language``."""
+        self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        changes: dict[int, dict[str, Any]] = {}
+        for binding in self._bindings:
+            key = binding.key
+            text = key(self.language) if callable(key) else translate(self.language, key)
+            changes.setdefault(id(binding.component), {})[binding.attribute] = text
+        return [gr.update(**changes[id(component)]) for component in self.components]

@@ -1,0 +1,65 @@
+"""文生图: prompt to images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from engine.requests import Txt2ImgRequest
+from ui.common import (
+    GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
+    parameter_widgets, prompt_widgets, result_widgets, session_of, show_result,
+    wire_interrupt, wire_seed_buttons, wire_token_counter,
+)
+from ui.service import ImageServiceLike
+from ui.texts import Texts
+
+
+@dataclass(frozen=True)
+class Txt2ImgTab:
+    prompts: PromptWidgets
+    parameters: ParameterWidgets
+    results: ResultWidgets
+    generate: Any
+    interrupt: Any
+    send_to_img2img: Any
+    send_to_controlnet: Any
+
+
+def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
+                      default_sampler: str, gpu) -> Txt2ImgTab:
+    limits = service.limits
+    with gr.Row():
+        prompts = prompt_widgets(texts, limits, "txt2img")
+        with gr.Column(scale=1, min_width=160):
+            generate = texts.make(gr.Button, text="common.generate", variant="primary",
+                                  size="lg", elem_id="txt2img-generate")
+            interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop",
+                                   elem_id="txt2img-interrupt")
+    with gr.Row():
+        with gr.Column(scale=1):
+            parameters = parameter_widgets(texts, limits, default_sampler,
+                                           service.default_size(service.active_model), "txt2img")
+        with gr.Column(scale=1):
+            results = result_widgets(texts, "txt2img")
+            with gr.Row():
+                send_to_img2img = texts.make(gr.Button, text="common.send_to_img2img",
+                                             size="sm")
+                send_to_controlnet = texts.make(gr.Button, text="common.send_to_controlnet",
+                                                size="sm")
+
+    def run(values: dict, request: gr.Request, progress=gr.Progress()):
+        fields = common_request_fields(values, prompts, parameters, values[model])
+        result = runner.run(Txt2ImgRequest(**fields), session_of(request), progress)
+        return show_result(result, texts)
+
+    generate.click(gpu(run), inputs={model, prompts.prompt, prompts.negative, *parameters.inputs()},
+                   outputs=[results.gallery, results.info, results.seeds],
+                   concurrency_id=GPU_QUEUE, concurrency_limit=1)
+    wire_interrupt(interrupt, runner)
+    wire_seed_buttons(parameters, results)
+    wire_token_counter(service, texts, prompts, model)
+    return Txt2ImgTab(prompts, parameters, results, generate, interrupt, send_to_img2img,
+                      send_to_controlnet)
