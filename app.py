@@ -36,18 +36,29 @@ def engine_settings(settings: AppSettings, memory_mode: str):
 
 
 def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):
-    from engine.manifest import load_manifest
-    from engine.service import ImageService
+    """The image service; its engine (and, with --demo, the demo models) start in the
+    background, so the page is served before torch is even imported."""
+    from engine.manifest import load_manifest, parse_manifest
+    from engine.service import ImageService, default_engine_factory
 
     config = engine_settings(settings, memory_mode)
-    active = None
-    if settings.demo:
-        from engine.demo import build_demo, demo_settings
+    if not settings.demo:
+        return ImageService(config, load_manifest(config.manifest_path), output_dir=output_dir)
+    from engine.demo import build_demo, demo_manifest_yaml, demo_set_at, demo_settings
 
-        demo_set = build_demo(settings.data_dir / "demo")
-        config, active = demo_settings(demo_set, config), demo_set.base_id
-    return ImageService(config, load_manifest(config.manifest_path), output_dir=output_dir,
-                        active_model=active)
+    root = settings.data_dir / "demo"
+    demo_set = demo_set_at(root)
+
+    def build_then_start(engine_config, manifest):
+        from engine.logging_setup import quiet_libraries
+
+        quiet_libraries()
+        build_demo(root)  # seconds on the first run; at once when the set is complete
+        return default_engine_factory(engine_config, manifest)
+
+    return ImageService(demo_settings(demo_set, config), parse_manifest(demo_manifest_yaml()),
+                        output_dir=output_dir, active_model=demo_set.base_id,
+                        engine_factory=build_then_start)
 
 
 def gpu_decorator():

@@ -115,7 +115,10 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSet
         cache_dir=args.cache_dir, data_dir=args.data_dir,
         offline=args.offline or environ.get("HF_HUB_OFFLINE") == "1", device=args.device,
         precision=args.precision, demo=args.demo, verbose=args.verbose)
-    if settings.is_public and not settings.auth and not settings.allow_insecure:
+    # On a Hugging Face Space the platform serves the app and the Space's own visibility
+    # setting decides who may open it.
+    on_space = bool(environ.get("SPACE_ID"))
+    if settings.is_public and not settings.auth and not settings.allow_insecure and not on_space:
         raise SettingsError(
             "Refusing to serve on a public address or share link without a password: add "
             "--auth USER:PASSWORD (or --insecure-no-auth if you really mean it). / "

@@ -32,7 +32,10 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[ProgressUpdate], None]
 
 
-def _default_engine_factory(settings: EngineSettings, manifest: Manifest):
+def default_engine_factory(settings: EngineSettings, manifest: Manifest):
+    from engine.logging_setup import quiet_libraries
+
+    quiet_libraries()
     from engine.generation import Engine  # torch and diffusers: seconds to import
 
     return Engine(settings, manifest)
@@ -55,7 +58,7 @@ class ImageService:
         self._loading: set[str] = set()
         self._broken: set[str] = set()
         self._state_lock = threading.Lock()
-        self._engine_factory = engine_factory or _default_engine_factory
+        self._engine_factory = engine_factory or default_engine_factory
         self._engine = None
         self._engine_error: BaseException | None = None
         self._engine_ready = threading.Event()

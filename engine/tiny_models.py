@@ -202,7 +202,7 @@ def write_base_model(root: Path, spec: TinyBaseSpec = TinyBaseSpec()) -> Path:
 def load_tiny_unet(base: Path):
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_pretrained(Path(base) / "unet")
+    return UNet2DConditionModel.from_pretrained(Path(base) / "unet", use_safetensors=False)
 
 
 def write_controlnet(root: Path, base: Path, seed: int = 10) -> Path:

@@ -69,7 +69,7 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
         return [width, height] * (len(size_sliders) // 2)
 
     model.change(switch, inputs=model, outputs=size_sliders, concurrency_id=GPU_QUEUE,
-                 concurrency_limit=1)
+                 concurrency_limit=1, api_name="switch_model")
 
 
 def _wire_send_image(gallery: Any, button: Any, target: Any, tabs: Any, tab_id: str) -> None:

@@ -221,7 +221,7 @@ def wire_interrupt(button: Any, runner: JobRunner) -> None:
     def interrupt(request: gr.Request) -> None:
         runner.interrupt(session_of(request))
 
-    button.click(interrupt, queue=False)
+    button.click(interrupt, queue=False, api_name="interrupt")
 
 
 def session_of(request: gr.Request | None) -> str:

@@ -156,11 +156,12 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
 
     preview_button.click(gpu(show_preview), inputs={*control.inputs(), parameters.width,
                                                     parameters.height},
-                         outputs=preview, concurrency_id=GPU_QUEUE, concurrency_limit=1)
+                         outputs=preview, api_name="controlnet_preview",
+                         concurrency_id=GPU_QUEUE, concurrency_limit=1)
     generate.click(gpu(run), inputs={model, *control.inputs(), prompts.prompt,
                                      prompts.negative, *parameters.inputs()},
                    outputs=[preview, results.gallery, results.info, results.seeds],
-                   concurrency_id=GPU_QUEUE, concurrency_limit=1)
+                   api_name="controlnet", concurrency_id=GPU_QUEUE, concurrency_limit=1)
     model.change(lambda base: gr.update(choices=controlnet_choices(service, base,
                                                                   texts.language)),
                  inputs=model, outputs=control.controlnet, queue=False)

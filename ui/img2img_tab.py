@@ -133,7 +133,7 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
     generate.click(gpu(run), inputs={model, mode, init_image, editor, mask_upload, strength,
                                      resize_mode, mask_blur, invert_mask, prompts.prompt,
                                      prompts.negative, *parameters.inputs()},
-                   outputs=[results.gallery, results.info, results.seeds],
+                   outputs=[results.gallery, results.info, results.seeds], api_name="img2img",
                    concurrency_id=GPU_QUEUE, concurrency_limit=1)
     wire_interrupt(interrupt, runner)
     wire_seed_buttons(parameters, results)

@@ -55,9 +55,13 @@ def _headers(language: str) -> list[str]:
 
 def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any) -> ModelsTab:
     texts.make(gr.Markdown, text="models.intro")
-    table = gr.Dataframe(value=status_rows(service.model_statuses(), texts.language),
-                         headers=_headers(texts.language), interactive=False, wrap=True,
-                         elem_id="models-table")
+
+    def rows() -> list[list[str]]:
+        return status_rows(service.model_statuses(), texts.language)
+
+    # A callable value is read again on every page load, so states are never stale.
+    table = gr.Dataframe(value=rows, headers=_headers(texts.language), interactive=False,
+                         wrap=True, elem_id="models-table")
     texts.bind(table, headers=_headers)
     with gr.Row(equal_height=True):
         bases = [(e.name.zh if texts.language == "zh-CN" else e.name.en, e.id)
@@ -67,9 +71,6 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any)
         activate = texts.make(gr.Button, text="models.activate", variant="primary", scale=1,
                               elem_id="models-activate")
         refresh = texts.make(gr.Button, text="models.refresh", scale=1, elem_id="models-refresh")
-
-    def rows() -> list[list[str]]:
-        return status_rows(service.model_statuses(), texts.language)
 
     refresh.click(rows, outputs=table, queue=False)
     # Switching goes through the header's picker, so both always show the same model.

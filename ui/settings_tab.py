@@ -76,4 +76,4 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
 
     tab.save.click(save, inputs={tab.language, tab.output_dir, tab.memory_mode,
                                  tab.default_sampler},
-                   outputs=texts.components, queue=False)
+                   outputs=texts.components, queue=False, api_name="save_settings")

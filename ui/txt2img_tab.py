@@ -56,7 +56,7 @@ def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         return show_result(result, texts)
 
     generate.click(gpu(run), inputs={model, prompts.prompt, prompts.negative, *parameters.inputs()},
-                   outputs=[results.gallery, results.info, results.seeds],
+                   outputs=[results.gallery, results.info, results.seeds], api_name="txt2img",
                    concurrency_id=GPU_QUEUE, concurrency_limit=1)
     wire_interrupt(interrupt, runner)
     wire_seed_buttons(parameters, results)

@@ -1,0 +1,220 @@
+"""A torch-free stand-in for ``engine.service.ImageService``, for the UI tests.
+
+It knows the real manifest and the real ``Limits``, validates every request with the real
+validator (after the same preparation the engine does: canonical sampler names and
+``<lora:...>`` tags moved from the prompt), reports progress per step, honours cancel, and
+returns solid-colour images whose parameters look like the engine's, so infotexts work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from engine.catalog import LoraChoice, ModelState, ModelStatus, lora_choice_from_entry
+from engine.errors import JobCancelled, ModelError
+from engine.limits import Limits
+from engine.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
+from engine.prompt_syntax import parse_prompt
+from engine.requests import (
+    ControlNetRequest, ControlSpec, GeneratedImage, GenerationRequest, GenerationResult,
+    Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo,
+)
+from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES
+from engine.validation import normalise_sampler, validate_control, validate_request
+
+FAKE_CONTROL_TYPES = ("canny", "depth")
+CONTEXT_LENGTH = 32
+SEED_MODULUS = 2**32
+COLOURS = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60))
+
+
+class FakeImageService:
+    """Implements ``ui.service.ImageServiceLike``; every request it gets is kept in ``requests``."""
+
+    def __init__(self, manifest: Manifest | None = None, limits: Limits | None = None,
+                 output_dir: Path | None = None, active_model: str | None = None,
+                 step_delay: float = 0.0) -> None:
+        self.manifest = manifest or load_manifest(DEFAULT_MANIFEST)
+        self.limits = limits or Limits()
+        self.output_dir = output_dir
+        bases = self.manifest.of_kind(ModelKind.BASE)
+        self._active = active_model or bases[0].id
+        self.step_delay = step_delay  # seconds per step: makes a job slow enough to interrupt
+        self.requests: list[GenerationRequest] = []  # as received, before preparation
+        self.progress: list[ProgressUpdate] = []
+        self.cancelled: list[GenerationRequest] = []
+        self.started = threading.Event()  # set when a job has begun its steps
+        self.memory_modes: list[str] = []
+        self.activated: list[str] = []
+        self.saved: list[Path] = []
+        self.preprocessed: list[ControlSpec] = []
+        self._lock = threading.Lock()
+
+    # -- catalog ----------------------------------------------------------------------------
+
+    @property
+    def active_model(self) -> str:
+        return self._active
+
+    def entries(self, kind: ModelKind) -> tuple[ManifestEntry, ...]:
+        return self.manifest.of_kind(kind)
+
+    def model_statuses(self, kind: ModelKind | None = None) -> list[ModelStatus]:
+        entries = self.manifest.models if kind is None else self.entries(kind)
+        return [ModelStatus(entry,
+                            ModelState.READY if entry.id == self._active else ModelState.MISSING,
+                            1024**3 if entry.id == self._active else 0,
+                            active=entry.id == self._active)
+                for entry in entries]
+
+    def default_size(self, model: str) -> tuple[int, int]:
+        entry = self.manifest.get(model)
+        if entry and entry.default_size:
+            return entry.default_size.width, entry.default_size.height
+        return 512, 512
+
+    def controlnets_for(self, base: str) -> list[ManifestEntry]:
+        return sorted(self.entries(ModelKind.CONTROLNET), key=lambda entry: entry.base != base)
+
+    def lora_choices(self) -> list[LoraChoice]:
+        return [lora_choice_from_entry(entry) for entry in self.entries(ModelKind.LORA)]
+
+    def control_types(self) -> tuple[str, ...]:
+        return FAKE_CONTROL_TYPES
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def activate(self, model: str) -> None:
+        entry = self.manifest.get(model)
+        if entry is None or entry.kind is not ModelKind.BASE:
+            raise ModelError("unknown_model", name=model)
+        self.activated.append(entry.id)
+        self._active = entry.id
+
+    def set_memory_mode(self, mode: str) -> None:
+        assert mode in MEMORY_MODES, mode
+        self.memory_modes.append(mode)
+
+    def _lora_exists(self, name: str) -> bool:
+        return any(name in (e.id, e.repo) for e in self.entries(ModelKind.LORA))
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """What ``engine.generation.Engine.prepare`` does, without torch."""
+        sampler, schedule = normalise_sampler(request.sampler, request.schedule)
+        loras = tuple(request.loras)
+        if isinstance(request.prompt, str):
+            loras += tuple(LoraWeight(t.name, t.weight)
+                           for t in parse_prompt(request.prompt).loras)
+        return dataclasses.replace(request, sampler=sampler, schedule=schedule, loras=loras)
+
+    def generate(self, request: GenerationRequest,
+                 on_progress: Callable[[ProgressUpdate], None] | None = None,
+                 cancel: threading.Event | None = None) -> GenerationResult:
+        with self._lock:
+            self.requests.append(request)
+        prepared = self.prepare(request)
+        validate_request(prepared, self.limits, control_types=FAKE_CONTROL_TYPES,
+                         lora_exists=self._lora_exists)
+        if self.manifest.get(prepared.model) is None:
+            raise ModelError("unknown_model", name=prepared.model)
+        started = time.perf_counter()
+        width, height = self._size_for(prepared)
+        first_seed = prepared.seed if prepared.seed != -1 else random.randrange(SEED_MODULUS)
+        control_map = (self.preprocess(prepared.control, width, height)
+                       if isinstance(prepared, ControlNetRequest) else None)
+        self.started.set()
+        images = []
+        for batch_index in range(prepared.batch_count):
+            for step in range(1, prepared.steps + 1):
+                if cancel is not None and cancel.is_set():
+                    with self._lock:
+                        self.cancelled.append(request)
+                    raise JobCancelled()
+                if self.step_delay:
+                    time.sleep(self.step_delay)
+                update = ProgressUpdate(step, prepared.steps, batch_index, prepared.batch_count)
+                with self._lock:
+                    self.progress.append(update)
+                if on_progress is not None:
+                    on_progress(update)
+            for i in range(prepared.batch_size):
+                index = batch_index * prepared.batch_size + i
+                seed = (first_seed + index) % SEED_MODULUS
+                image = Image.new("RGB", (width, height), COLOURS[index % len(COLOURS)])
+                images.append(GeneratedImage(image, seed,
+                                             self._parameters(prepared, seed, width, height)))
+        info = self.prompt_info(prepared.model, prepared.prompt)
+        negative_info = self.prompt_info(prepared.model, prepared.negative_prompt)
+        return GenerationResult(tuple(images), control_map, (), info, negative_info,
+                                time.perf_counter() - started)
+
+    def _size_for(self, request: GenerationRequest) -> tuple[int, int]:
+        if request.width and request.height:
+            return request.width, request.height
+        if isinstance(request, Img2ImgRequest):
+            width, height = request.init_image.size
+            step = self.limits.size_step
+            width, height = width // step * step, height // step * step
+        else:
+            width, height = self.default_size(request.model)
+        return request.width or width, request.height or height
+
+    def _parameters(self, request: GenerationRequest, seed: int, width: int,
+                    height: int) -> dict:
+        """Shaped like ``engine.generation.Engine._parameters``."""
+        info = self.prompt_info(request.model, request.prompt)
+        entry = self.manifest.get(request.model)
+        parameters = {
+            "mode": request.kind.value, "model": entry.id if entry else request.model,
+            "prompt": request.prompt, "negative_prompt": request.negative_prompt,
+            "sampler": request.sampler, "schedule": request.schedule, "steps": request.steps,
+            "guidance": float(request.guidance), "seed": seed, "width": width,
+            "height": height, "batch_size": request.batch_size,
+            "batch_count": request.batch_count,
+            "loras": [{"name": lora.name, "weight": float(lora.weight)}
+                      for lora in request.loras],
+            "prompt_tokens": info.tokens, "context_length": info.context_length,
+            "precision": "fp32", "version": "fake",
+        }
+        if isinstance(request, Img2ImgRequest):
+            parameters.update(strength=float(request.strength),
+                              resize_mode=request.resize_mode.value)
+        if isinstance(request, InpaintRequest):
+            parameters.update(mask_blur=request.mask_blur, invert_mask=request.invert_mask)
+        if isinstance(request, ControlNetRequest):
+            control = request.control
+            parameters["control"] = {
+                "model": control.model, "type": control.control_type,
+                "weight": float(control.weight), "start": float(control.start),
+                "end": float(control.end), "low_threshold": control.low_threshold,
+                "high_threshold": control.high_threshold, "preprocess": control.preprocess}
+        return parameters
+
+    def save(self, result: GenerationResult) -> list[Path]:
+        if self.output_dir is None:
+            return []
+        from engine.outputs import save_generated
+
+        paths = save_generated(result.images, self.output_dir)
+        self.saved.extend(paths)
+        return paths
+
+    def prompt_info(self, model: str, prompt: str) -> PromptInfo | None:
+        """One token per character of the plain text, in chunks of ``CONTEXT_LENGTH - 2``."""
+        tokens = len(parse_prompt(prompt or "").plain_text)
+        per_chunk = CONTEXT_LENGTH - 2
+        return PromptInfo(tokens, CONTEXT_LENGTH, max(1, -(-tokens // per_chunk)))
+
+    def preprocess(self, control: ControlSpec, width: int | None = None,
+                   height: int | None = None) -> Image.Image:
+        validate_control(control, self.limits, FAKE_CONTROL_TYPES)
+        self.preprocessed.append(control)
+        size = (width, height) if width and height else control.image.size
+        return Image.new("RGB", size, (128, 128, 128))

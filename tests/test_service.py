@@ -1,0 +1,92 @@
+"""The service the UI and API use: model states on disk, activation, background start."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import make_settings
+from engine.catalog import ModelState
+from engine.errors import EngineError
+from engine.manifest import ModelKind, load_manifest
+from engine.service import ImageService
+from engine.settings import DEFAULT_MANIFEST
+from helpers import txt2img
+
+
+@pytest.fixture
+def service(tiny_repos):
+    service = ImageService(make_settings(tiny_repos), load_manifest(DEFAULT_MANIFEST))
+    service.start(preload=False)
+    return service
+
+
+def _states(service) -> dict[str, ModelState]:
+    return {status.entry.id: status.state for status in service.model_statuses()}
+
+
+def test_states_follow_the_cache(service):
+    states = _states(service)
+    assert states["pai-artist-large"] is ModelState.READY
+    assert states["pai-food-large"] is ModelState.MISSING
+    assert states["pai-artist-large-lora-poem"] is ModelState.READY
+    assert states["pai-artist-large-controlnet-canny"] is ModelState.READY
+    sizes = {s.entry.id: s.size_bytes for s in service.model_statuses(ModelKind.BASE)}
+    assert sizes["pai-artist-large"] > 1_000_000 and sizes["pai-food-large"] == 0
+
+
+def test_incomplete_snapshot_is_broken(tiny_repos, tmp_path):
+    cache = tmp_path / "hub"
+    shutil.copytree(tiny_repos.hub_cache / "models--alibaba-pai--pai-diffusion-artist-large-zh",
+                    cache / "models--alibaba-pai--pai-diffusion-artist-large-zh")
+    unet = next(cache.glob("models--*/snapshots/*/unet"))
+    (unet / "diffusion_pytorch_model.bin").unlink()
+    service = ImageService(make_settings(tiny_repos, hub_cache_dir=cache),
+                           load_manifest(DEFAULT_MANIFEST))
+    assert _states(service)["pai-artist-large"] is ModelState.BROKEN
+
+
+def test_activate_switches_the_active_model(service):
+    assert service.active_model == "pai-artist-large"
+    service.activate("pai-general-large")
+    assert service.active_model == "pai-general-large"
+    active = [s.entry.id for s in service.model_statuses() if s.active]
+    assert active == ["pai-general-large"]
+    with pytest.raises(EngineError) as caught:
+        service.activate("pai-food-large")
+    assert caught.value.code == "model_not_downloaded"
+    assert service.active_model == "pai-general-large"
+
+
+def test_choices_for_the_ui(service, tiny_repos):
+    assert [e.base for e in service.controlnets_for("pai-general-large")][0] == "pai-general-large"
+    names = [choice.name for choice in service.lora_choices()]
+    assert names[:2] == ["pai-artist-large-lora-poem", "pai-artist-large-lora-25d"]
+    assert {"ink", "kohya-style"} <= set(names)  # files dropped into models/lora
+    poem = service.lora_choices()[0]
+    assert poem.weight == 0.4 and poem.title_zh == "诗意"
+    assert service.default_size("pai-anime-large") == (512, 768)
+    assert "canny" in service.control_types() and "lineart" in service.control_types()
+
+
+def test_generate_and_save(service, tmp_path):
+    service.output_dir = tmp_path / "outputs"
+    result = service.generate(txt2img(batch_size=2))
+    saved = service.save(result)
+    assert len(saved) == 2 and all(path.is_file() for path in saved)
+    assert service.prompt_info("pai-artist-large", "山水").tokens == 2
+    assert service.prompt_info("pai-food-large", "番茄炒蛋") is None  # not downloaded
+
+
+def test_engine_failure_is_reported_to_callers(tiny_repos):
+    def broken_factory(settings, manifest):
+        raise RuntimeError("no torch here")
+
+    service = ImageService(make_settings(tiny_repos), load_manifest(DEFAULT_MANIFEST),
+                           engine_factory=broken_factory)
+    service.start(preload=False)
+    with pytest.raises(EngineError) as caught:
+        service.generate(txt2img())
+    assert caught.value.code == "engine_failed"
+    assert _states(service)["pai-artist-large"] is ModelState.READY  # the catalog still works
