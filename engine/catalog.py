@@ -42,6 +42,7 @@ class LoraChoice:
     base: str | None
     weight: float
     trigger_words: tuple[str, ...]
+    preview: Path | None = None
 
 
 def _has_weights(folder: Path) -> bool:
@@ -69,12 +70,14 @@ def lora_files(lora_dir: Path) -> list[Path]:
     return sorted(p for p in lora_dir.iterdir() if p.suffix in LORA_SUFFIXES and p.is_file())
 
 
-def lora_choice_from_entry(entry: ManifestEntry) -> LoraChoice:
+def lora_choice_from_entry(entry: ManifestEntry, snapshot: Path | None) -> LoraChoice:
+    preview = snapshot / entry.preview_image if snapshot and entry.preview_image else None
     return LoraChoice(
         name=entry.id, title_zh=entry.name.zh, title_en=entry.name.en,
         description_zh=entry.description.zh, description_en=entry.description.en,
         base=entry.base, weight=entry.recommended.lora_weight or 1.0,
-        trigger_words=entry.trigger_words)
+        trigger_words=entry.trigger_words,
+        preview=preview if preview and preview.is_file() else None)
 
 
 def lora_choice_from_file(path: Path) -> LoraChoice:

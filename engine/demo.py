@@ -28,7 +28,7 @@ from engine.settings import EngineSettings
 logger = logging.getLogger(__name__)
 
 DEMO_MANIFEST_NAME = "demo_manifest.yaml"
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 MARKER_NAME = "complete"
 HUB_DIR_NAME = "hub"
 SCRATCH_PREFIX = ".building-"
@@ -40,6 +40,7 @@ BASE_REPO = f"{DEMO_ORG}/tiny-base"
 BASE_SAMPLE_SIZE = 32
 DEFAULT_SIDE = BASE_SAMPLE_SIZE * 8
 LORA_FILE = "pytorch_lora_weights.bin"
+PREVIEW_FILE = "preview.png"
 LICENSE = "apache-2.0"
 LORA_WEIGHT = 0.8
 
@@ -168,10 +169,23 @@ def _write_repos(made: Path) -> list[tuple[Path, str]]:
         repos.append((tiny.write_controlnet(made / spec.id, base, seed=spec.seed), spec.repo))
     for spec in LORAS:
         tiny.write_pai_legacy_lora(made / spec.id / LORA_FILE, base, seed=spec.seed)
+        _write_preview(made / spec.id / PREVIEW_FILE, spec.seed)
         repos.append((made / spec.id, spec.repo))
     repos.append((tiny.write_depth_model(made / "dpt"), DEPTH_MODEL_REPO))
     repos.append((write_tiny_annotators_repo(made / "annotators"), ANNOTATORS_REPO))
     return repos
+
+
+def _write_preview(path: Path, seed: int) -> None:
+    """A style card picture: a soft two-colour gradient, different for each style."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    first, second = rng.integers(40, 230, 3), rng.integers(40, 230, 3)
+    ramp = np.linspace(0.0, 1.0, 128)[:, None, None]
+    pixels = first * (1 - ramp) + second * ramp
+    Image.fromarray(np.repeat(pixels, 192, axis=1).astype(np.uint8)).save(path)
 
 
 def _remove_leftover_scratch(root: Path) -> None:
@@ -254,7 +268,8 @@ def _controlnet_entry(spec: _ControlNetSpec) -> dict:
 def _lora_entry(spec: _LoraSpec) -> dict:
     return {
         "id": spec.id, "kind": "lora", "repo": spec.repo, "base": BASE_ID,
-        "weight_file": LORA_FILE, "name": _text(spec.zh, spec.en),
+        "weight_file": LORA_FILE, "preview_image": PREVIEW_FILE,
+        "name": _text(spec.zh, spec.en),
         "description": _noise_description(
             "PAI 旧格式的 LoRA 风格，只配合演示底模使用。",
             "a LoRA style in PAI's legacy format, for the demo base only."),

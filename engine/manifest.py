@@ -63,6 +63,8 @@ class ManifestEntry(_Strict):
     control_type: str | None = None
     weight_file: str | None = None
     trigger_words: tuple[str, ...] = ()
+    # An example picture inside the repo (e.g. one of the model card's PNGs), for style cards.
+    preview_image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
     approx_size_gb: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")

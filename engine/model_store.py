@@ -26,7 +26,7 @@ SINGLE_MODEL_FILES = ["config.json", "preprocessor_config.json", "*.safetensors"
 def _files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[str]:
     kind = entry.kind if entry else kind_hint
     if kind is ModelKind.LORA and entry is not None:
-        return [entry.weight_file]
+        return [entry.weight_file] + ([entry.preview_image] if entry.preview_image else [])
     if kind is ModelKind.BASE:
         return BASE_FILES
     return SINGLE_MODEL_FILES

@@ -142,7 +142,8 @@ class ImageService:
         return sorted(controlnets, key=lambda entry: entry.base != base)
 
     def lora_choices(self) -> list[LoraChoice]:
-        choices = [lora_choice_from_entry(e) for e in self.entries(ModelKind.LORA)]
+        choices = [lora_choice_from_entry(e, self.store.local_snapshot(e))
+                   for e in self.entries(ModelKind.LORA)]
         return choices + [lora_choice_from_file(p) for p in lora_files(self.settings.lora_dir)]
 
     @staticmethod

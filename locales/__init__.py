@@ -54,7 +54,12 @@ def translate(language: str, key: str, **params: object) -> str:
 
 
 def error_text(language: str, code: str, params: dict | None = None) -> str:
-    return translate(language, f"errors.{code}", **(params or {}))
+    """The error's text; a ``field`` parameter naming a known field is shown by its label."""
+    params = dict(params or {})
+    field = params.get("field")
+    if isinstance(field, str) and f"fields.{field}" in messages(language):
+        params["field"] = messages(language)[f"fields.{field}"]
+    return translate(language, f"errors.{code}", **params)
 
 
 def warning_text(language: str, code: str, params: dict | None = None) -> str:

@@ -21,6 +21,7 @@ from engine.catalog import LoraChoice, ModelState, ModelStatus, lora_choice_from
 from engine.errors import JobCancelled, ModelError
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
+from engine.preprocessors import CONTROL_TYPES
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, ControlSpec, GeneratedImage, GenerationRequest, GenerationResult,
@@ -29,7 +30,7 @@ from engine.requests import (
 from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES
 from engine.validation import normalise_sampler, validate_control, validate_request
 
-FAKE_CONTROL_TYPES = ("canny", "depth")
+FAKE_CONTROL_TYPES = CONTROL_TYPES  # the real list (torch-free); every map here is grey
 CONTEXT_LENGTH = 32
 SEED_MODULUS = 2**32
 COLOURS = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60))
@@ -47,6 +48,9 @@ class FakeImageService:
         bases = self.manifest.of_kind(ModelKind.BASE)
         self._active = active_model or bases[0].id
         self.step_delay = step_delay  # seconds per step: makes a job slow enough to interrupt
+        # When set to an Event, a job waits on it after ``started`` and before its first step,
+        # so a test can act while a job is surely running (no timing involved).
+        self.gate: threading.Event | None = None
         self.requests: list[GenerationRequest] = []  # as received, before preparation
         self.progress: list[ProgressUpdate] = []
         self.cancelled: list[GenerationRequest] = []
@@ -130,6 +134,8 @@ class FakeImageService:
         control_map = (self.preprocess(prepared.control, width, height)
                        if isinstance(prepared, ControlNetRequest) else None)
         self.started.set()
+        if self.gate is not None and not self.gate.wait(timeout=60):
+            raise AssertionError("the test never opened the gate")
         images = []
         for batch_index in range(prepared.batch_count):
             for step in range(1, prepared.steps + 1):

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from engine.demo import (
     BASE_ID, DEMO_MANIFEST_NAME, DEMO_VERSION, MARKER_NAME, build_demo, demo_settings, is_complete,
@@ -116,3 +117,15 @@ def test_a_set_without_its_marker_is_rebuilt(demo, tmp_path):
     assert any(unet.glob("*.bin"))
     assert not list(root.glob(".building-*"))
     assert len(load_manifest(rebuilt.manifest_path).models) == 6
+
+
+def test_lora_styles_have_preview_pictures(demo):
+    from engine.manifest import load_manifest
+    from engine.service import ImageService
+
+    service = ImageService(demo_settings(demo, EngineSettings(device="cpu")),
+                           load_manifest(demo.manifest_path))
+    previews = [choice.preview for choice in service.lora_choices()]
+    assert len(previews) == 3 and all(p is not None and p.is_file() for p in previews)
+    sizes = {Image.open(p).size for p in previews}
+    assert sizes == {(192, 128)}

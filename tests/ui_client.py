@@ -56,6 +56,13 @@ class RunningUi:
                 return "/" + function.api_name
         raise LookupError(f"no {event} listener on {component!r}")
 
+    def component_with_elem_id(self, elem_id: str) -> Any:
+        found = [block for block in self.demo.blocks.values()
+                 if getattr(block, "elem_id", None) == elem_id]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} components with elem_id {elem_id!r}")
+        return found[0]
+
     def component_with_label(self, text: str, kind: type | None = None) -> Any:
         found = [block for block in self.demo.blocks.values()
                  if getattr(block, "label", None) == text
