@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSettings:
     args = build_parser().parse_args(argv)
-    auth = [_read_auth(args.auth)] if args.auth else []
+    auth = [_read_auth(args.auth)] if args.auth is not None else []
     if args.auth_file:
         auth += _auth_from_file(args.auth_file)
     # Hosted platforms (Hugging Face Spaces) say where to listen through the environment.
@@ -149,9 +149,13 @@ class PreferencesStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps(dataclasses.asdict(preferences), ensure_ascii=False, indent=2)
         handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(data)
-        os.replace(temporary, self.path)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(data)
+            os.replace(temporary, self.path)
+        except OSError:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def _sanitised(preferences: Preferences) -> Preferences:

@@ -88,7 +88,7 @@ class FakeImageService:
         return sorted(self.entries(ModelKind.CONTROLNET), key=lambda entry: entry.base != base)
 
     def lora_choices(self) -> list[LoraChoice]:
-        return [lora_choice_from_entry(entry) for entry in self.entries(ModelKind.LORA)]
+        return [lora_choice_from_entry(entry, None) for entry in self.entries(ModelKind.LORA)]
 
     def control_types(self) -> tuple[str, ...]:
         return FAKE_CONTROL_TYPES

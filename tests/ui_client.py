@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -93,10 +94,21 @@ def running_ui(service: Any, tmp_path: Path, preferences: Preferences | None = N
         clients.append(client)
         yield RunningUi(demo, client, url, store, service, clients)
     finally:
-        for client in clients:
-            with contextlib.suppress(Exception):
-                client.close()
+        _close_all(clients)
         demo.close()
+
+
+def _close_all(clients: list) -> None:
+    """Close clients side by side: each waits up to a second for its heartbeat thread."""
+    def close(client) -> None:
+        with contextlib.suppress(Exception):
+            client.close()
+
+    closers = [threading.Thread(target=close, args=(client,)) for client in clients]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join()
 
 
 def parameters(client: Any, api_name: str) -> list[dict]:

@@ -66,7 +66,10 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         chosen = Preferences(language=values[tab.language], output_dir=str(folder),
                              memory_mode=values[tab.memory_mode],
                              default_sampler=values[tab.default_sampler])
-        store.save(chosen)
+        try:
+            store.save(chosen)
+        except OSError:
+            raise gr.Error(texts("settings.save_failed")) from None
         service.output_dir = folder
         if chosen.memory_mode != before.memory_mode:
             service.set_memory_mode(chosen.memory_mode)

@@ -1,0 +1,697 @@
+"""The WebUI through its HTTP API (``gradio_client``), as a browser session drives it.
+
+Most tests run against ``FakeImageService`` (no torch); the last ones run the real engine on
+the tiny offline demo set. Arguments are named by the labels users see (``locales/``), since
+the positional order of an endpoint is whatever Gradio made of its set of inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from app_settings import Preferences, PreferencesStore
+from engine.catalog import LoraChoice
+from engine.infotext import format_infotext, parse_infotext
+from engine.outputs import save_generated
+from engine.requests import (
+    ControlNetRequest, Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
+)
+from fake_service import FakeImageService
+from locales import error_text, messages, translate
+from ui_client import by_keys, call, label, parameters, running_ui, submit
+
+ROOT = Path(__file__).resolve().parent.parent
+ZH = "zh-CN"
+PROMPT = "雾蒙蒙的日出在湖面上"
+SMALL = dict(common__width=64, common__height=64, common__steps=2)
+
+
+@pytest.fixture(scope="module")
+def fake() -> FakeImageService:
+    return FakeImageService()
+
+
+@pytest.fixture(scope="module")
+def ui(fake, tmp_path_factory):
+    """One UI for the fake, in Chinese. Tests that switch language build their own."""
+    with running_ui(fake, tmp_path_factory.mktemp("ui")) as running:
+        yield running
+
+
+def gallery(result) -> list[tuple[Image.Image, str]]:
+    """(image, caption) per gallery item of an endpoint's first output."""
+    items = result[0]
+    return [(Image.open(item["image"]).convert("RGB"), item["caption"]) for item in items]
+
+
+def image_at(path_or_dict) -> Image.Image:
+    path = path_or_dict["path"] if isinstance(path_or_dict, dict) else path_or_dict
+    return Image.open(path).convert("RGB")
+
+
+def template_pattern(language: str, key: str, **params) -> re.Pattern:
+    """The locale text for ``key`` with the given params filled and the others matching any."""
+    text = translate(language, key, **params)
+    pieces = re.split(r"(\{[a-z_]+\})", text)
+    return re.compile("".join(".+?" if re.fullmatch(r"\{[a-z_]+\}", piece) else re.escape(piece)
+                              for piece in pieces) + r"\Z")
+
+
+def png(path: Path, size=(64, 64), colour=(20, 120, 220), mode="RGB") -> str:
+    Image.new(mode, size, colour if mode == "RGB" else 255).save(path)
+    return str(path)
+
+
+# -- no torch -------------------------------------------------------------------------------
+
+def test_ui_and_fake_import_without_torch():
+    code = ("import json, sys\n"
+            "import ui.app, fake_service, ui_client\n"
+            "print(json.dumps(sorted(m for m in ('torch', 'diffusers', 'transformers')"
+            " if m in sys.modules)))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+# -- 文生图 ----------------------------------------------------------------------------------
+
+def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui, fake):
+    result = call(ui.client, "/txt2img", **by_keys(
+        common__prompt=PROMPT, common__width=64, common__height=72, common__steps=3,
+        common__seed=5, common__batch_count=2, common__batch_size=2))
+
+    images = gallery(result)
+    assert len(images) == 2 * 2
+    assert [caption for _, caption in images] == [
+        translate(ZH, "common.seed_caption", seed=seed) for seed in (5, 6, 7, 8)]
+    assert all(image.size == (64, 72) for image, _ in images)
+    info = result[1]
+    assert info.splitlines()[0] == PROMPT
+    parsed = parse_infotext(info)
+    assert (parsed["seed"], parsed["steps"], parsed["width"], parsed["height"]) == (5, 3, 64, 72)
+
+
+def test_txt2img_sends_a_typed_request(ui, fake):
+    call(ui.client, "/txt2img", **by_keys(
+        common__prompt=PROMPT, common__negative_prompt="模糊", common__sampler="Euler",
+        common__schedule="karras", common__steps=7, common__guidance=5.5, common__width=128,
+        common__height=96, common__seed=123, common__batch_count=1, common__batch_size=2))
+
+    request = fake.requests[-1]
+    assert type(request) is Txt2ImgRequest
+    assert request.model == fake.active_model
+    assert (request.prompt, request.negative_prompt) == (PROMPT, "模糊")
+    assert (request.sampler, request.schedule) == ("Euler", "karras")
+    for name, value in dict(steps=7, width=128, height=96, seed=123, batch_count=1,
+                            batch_size=2).items():
+        assert getattr(request, name) == value and type(getattr(request, name)) is int, name
+    assert request.guidance == 5.5
+
+
+def test_random_seed_shows_the_seed_used(ui, fake):
+    result = call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, **SMALL))
+
+    assert fake.requests[-1].seed == -1
+    (_, caption), = gallery(result)
+    seed = parse_infotext(result[1])["seed"]
+    assert caption == translate(ZH, "common.seed_caption", seed=seed)
+
+
+def test_a_size_the_validator_refuses_comes_back_in_chinese(ui, fake):
+    # The slider's step is not enforced on the server: the validator's message is what users see.
+    with pytest.raises(AppError) as caught:
+        call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, common__width=100,
+                                               common__height=64, common__steps=2))
+    assert str(caught.value) == error_text(ZH, "invalid_size", {
+        "value": "100", "min": 64, "max": 2048, "step": 8})
+
+
+def test_a_nul_in_the_prompt_comes_back_in_chinese(ui, fake):
+    with pytest.raises(AppError) as caught:
+        call(ui.client, "/txt2img", **by_keys(common__prompt="山\x00", **SMALL))
+    # The field is named by its label, not by the request's field name.
+    assert str(caught.value) == error_text(ZH, "prompt_invalid_characters", {"field": "prompt"})
+    assert label("common.prompt") in str(caught.value) and "prompt" not in str(caught.value)
+    assert fake.requests[-1].prompt == "山\x00"
+
+
+def test_an_unknown_lora_tag_comes_back_in_chinese(ui, fake):
+    with pytest.raises(AppError) as caught:
+        call(ui.client, "/txt2img", **by_keys(common__prompt="山 <lora:no-such-style:0.5>",
+                                               **SMALL))
+    assert str(caught.value) == error_text(ZH, "unknown_lora", {"name": "no-such-style"})
+
+
+def test_a_known_lora_tag_reaches_the_infotext(ui, fake):
+    result = call(ui.client, "/txt2img", **by_keys(
+        common__prompt=f"{PROMPT} <lora:pai-artist-large-lora-poem:0.4>", **SMALL))
+    assert parse_infotext(result[1])["loras"] == [
+        {"name": "pai-artist-large-lora-poem", "weight": 0.4}]
+
+
+# -- 图生图 and 局部重绘 -------------------------------------------------------------------------
+
+def test_img2img_with_an_uploaded_init_image(ui, fake, tmp_path):
+    init = png(tmp_path / "init.png", size=(96, 80))
+    result = call(ui.client, "/img2img", **by_keys(
+        common__prompt=PROMPT, img2img__init_image=handle_file(init), img2img__strength=0.5,
+        img2img__resize_mode="crop_and_resize", common__seed=9, **SMALL))
+
+    request = fake.requests[-1]
+    assert type(request) is Img2ImgRequest
+    assert request.init_image.size == (96, 80)
+    assert request.init_image.convert("RGB").getpixel((0, 0)) == (20, 120, 220)
+    assert (request.strength, request.resize_mode) == (0.5, ResizeMode.CROP_AND_RESIZE)
+    (image, caption), = gallery(result)
+    assert image.size == (64, 64) and caption == translate(ZH, "common.seed_caption", seed=9)
+    assert parse_infotext(result[1])["strength"] == 0.5
+
+
+def test_uploading_an_init_image_sets_the_size_from_it(ui, tmp_path):
+    init = png(tmp_path / "big.png", size=(1001, 603))
+    upload = ui.api_name_of(ui.component_with_elem_id("img2img-init"), "upload")
+
+    width, height = call(ui.client, upload, **by_keys(img2img__init_image=handle_file(init)))
+
+    assert (width, height) == (1000, 600)
+
+
+def test_img2img_without_an_init_image_asks_for_one(ui, fake):
+    with pytest.raises(AppError) as caught:
+        call(ui.client, "/img2img", **by_keys(common__prompt=PROMPT, **SMALL))
+    assert template_pattern(ZH, "errors.missing_image").match(str(caught.value))
+
+
+def _sub_tab(ui, key: str):
+    """图生图's sub-tab (the main tab 图生图 has the same label, and an elem_id)."""
+    (tab,) = [block for block in ui.demo.blocks.values() if isinstance(block, gr.Tab)
+              and block.label == label(key) and not block.elem_id]
+    return tab
+
+
+def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_path):
+    session = ui.connect()  # the mode is per session: leave the shared client in 图生图
+    inpaint_tab, img2img_tab = (_sub_tab(ui, key) for key in ("img2img.mode_inpaint",
+                                                              "img2img.mode_img2img"))
+    init = png(tmp_path / "init.png")
+    mask = png(tmp_path / "mask.png", mode="L")
+    editor = {"background": handle_file(init), "layers": [], "composite": handle_file(init)}
+    values = by_keys(common__prompt=PROMPT, img2img__inpaint_canvas=editor,
+                     img2img__mask_upload=handle_file(mask), img2img__mask_blur=8,
+                     img2img__invert_mask=True, common__seed=3, **SMALL)
+
+    session.predict(api_name=ui.api_name_of(inpaint_tab, "select"))
+    result = call(session, "/img2img", **values)
+
+    request = fake.requests[-1]
+    assert type(request) is InpaintRequest
+    assert request.init_image.size == (64, 64) and request.mask.size == (64, 64)
+    assert request.mask.convert("L").getpixel((10, 10)) == 255
+    assert (request.mask_blur, request.invert_mask) == (8, True)
+    assert type(request.mask_blur) is int
+    assert len(gallery(result)) == 1
+    assert parse_infotext(result[1])["mask_blur"] == 8
+
+    # Another session never selected 局部重绘: its job is plain img2img.
+    call(ui.client, "/img2img", **by_keys(common__prompt=PROMPT,
+                                          img2img__init_image=handle_file(init), **SMALL))
+    assert type(fake.requests[-1]) is Img2ImgRequest
+    # Back to 图生图 in the first session.
+    session.predict(api_name=ui.api_name_of(img2img_tab, "select"))
+    call(session, "/img2img", **by_keys(common__prompt=PROMPT,
+                                        img2img__init_image=handle_file(init), **SMALL))
+    assert type(fake.requests[-1]) is Img2ImgRequest
+
+
+def test_mask_from_editor_takes_painted_strokes_of_any_layer():
+    from ui.img2img_tab import mask_from_editor
+
+    background = Image.new("RGBA", (32, 16), (10, 20, 30, 255))
+    empty = Image.new("RGBA", (32, 16), (0, 0, 0, 0))
+    stroke = empty.copy()
+    stroke.paste((255, 255, 255, 255), (4, 4, 12, 8))
+    faint = empty.copy()
+    faint.putpixel((30, 14), (255, 255, 255, 1))
+
+    mask = mask_from_editor({"background": background, "layers": [stroke, None, faint],
+                             "composite": background})
+
+    assert mask.mode == "L" and mask.size == (32, 16)
+    pixels = np.asarray(mask)
+    assert pixels[5, 5] == 255 and pixels[14, 30] == 255 and pixels[0, 0] == 0
+    assert int((pixels == 255).sum()) == 8 * 4 + 1
+    assert set(np.unique(pixels)) == {0, 255}
+    assert mask_from_editor({"background": background, "layers": [empty]}) is None
+    assert mask_from_editor({"background": background, "layers": []}) is None
+    assert mask_from_editor(None) is None
+
+
+def test_seed_buttons_reuse_the_last_seed_of_the_session(ui, fake):
+    session = ui.connect()
+    reuse = ui.api_name_of(ui.component_with_elem_id("txt2img-reuse"), "click")
+    dice = ui.api_name_of(ui.component_with_elem_id("txt2img-random"), "click")
+    assert session.predict(api_name=reuse) == -1  # nothing generated yet in this session
+
+    result = call(session, "/txt2img", **by_keys(common__prompt=PROMPT, **SMALL))
+    seed = parse_infotext(result[1])["seed"]
+
+    assert session.predict(api_name=reuse) == seed
+    assert ui.connect().predict(api_name=reuse) == -1  # other sessions keep their own
+    assert session.predict(api_name=dice) == -1
+
+
+# -- 可控生成 --------------------------------------------------------------------------------
+
+def test_controlnet_preview_returns_the_map(ui, fake, tmp_path):
+    control = png(tmp_path / "control.png", size=(80, 80))
+    result = call(ui.client, "/controlnet_preview", **by_keys(
+        controlnet__image=handle_file(control), controlnet__low_threshold=50,
+        controlnet__high_threshold=150, common__width=64, common__height=72))
+
+    assert image_at(result).size == (64, 72)
+    spec = fake.preprocessed[-1]
+    assert (spec.control_type, spec.model) == ("canny", "pai-artist-large-controlnet-canny")
+    assert (spec.low_threshold, spec.high_threshold) == (50, 150)
+    assert type(spec.low_threshold) is int and spec.preprocess is True
+    assert spec.image.size == (80, 80)
+
+
+def test_controlnet_preview_without_an_image_is_refused_in_chinese(ui):
+    with pytest.raises(AppError) as caught:
+        call(ui.client, "/controlnet_preview", **by_keys(common__width=64, common__height=64))
+    assert str(caught.value) == error_text(ZH, "missing_control_image")
+
+
+def test_controlnet_generation_returns_the_map_and_the_images(ui, fake, tmp_path):
+    control = png(tmp_path / "control.png")
+    result = call(ui.client, "/controlnet", **by_keys(
+        common__prompt="白色的小鸟", controlnet__image=handle_file(control),
+        controlnet__control_type="depth", controlnet__weight=0.8, common__batch_size=2,
+        **SMALL))
+
+    control_map, items, info = result
+    assert image_at(control_map).size == (64, 64)
+    assert len(items) == 2
+    request = fake.requests[-1]
+    assert type(request) is ControlNetRequest
+    assert (request.control.control_type, request.control.weight) == ("depth", 0.8)
+    assert request.sampler == "Euler a"  # the ControlNet tab's own default
+    control = parse_infotext(info)["control"]
+    assert (control["type"], control["weight"]) == ("depth", 0.8)
+
+
+# -- token counter ---------------------------------------------------------------------------
+
+def test_token_counter(ui):
+    prompt_box = ui.component_with_elem_id("txt2img-prompt")
+    api_name = ui.api_name_of(prompt_box, "change")
+    prompt_label = label("common.prompt")
+
+    short = call(ui.client, api_name, **{prompt_label: "雾蒙蒙的日出"})
+    long = call(ui.client, api_name, **{prompt_label: "山" * 40})
+
+    assert short == translate(ZH, "common.tokens", tokens=6, context=30, chunks=1)
+    assert long == translate(ZH, "common.tokens_over", tokens=40, context=30, chunks=2)
+
+
+# -- progress and interrupt ------------------------------------------------------------------
+
+def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta():
+    from ui.common import JobRunner
+    from ui.texts import Texts
+
+    service = FakeImageService()
+    runner = JobRunner(service, Texts(ZH))
+    reported = []
+
+    def progress(value, desc=None):
+        reported.append((value, desc))
+
+    result = runner.run(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=3,
+                                       batch_count=2, width=64, height=64, seed=1),
+                        "session", progress)
+
+    assert len(result.images) == 2
+    assert [value for value, _ in reported] == [(done, 6) for done in range(1, 7)]
+    for (done, total), desc in reported:
+        # The ETA is whole seconds, e.g. "第 2/6 步，预计还需 3 秒".
+        expected = re.escape(translate(ZH, "common.progress", done=done, total=total,
+                                       eta="ETA")).replace("ETA", r"\d+")
+        assert re.fullmatch(expected, desc), desc
+    assert reported[-1][1] == translate(ZH, "common.progress", done=6, total=6, eta="0")
+
+
+def test_job_runner_reports_engine_errors_as_translated_gradio_errors():
+    from ui.common import JobRunner
+    from ui.texts import Texts
+
+    service = FakeImageService()
+    runner = JobRunner(service, Texts("en"))
+    with pytest.raises(gr.Error) as caught:
+        runner.run(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=0),
+                   "session", lambda *args, **kwargs: None)
+    assert caught.value.message == error_text("en", "invalid_steps", {
+        "value": "0", "min": 1, "max": 150})
+
+
+def test_an_interrupt_after_a_job_does_not_cancel_the_next_one():
+    from ui.common import JobRunner
+    from ui.texts import Texts
+
+    service = FakeImageService()
+    runner = JobRunner(service, Texts(ZH))
+    request = Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=2, width=64,
+                             height=64)
+    runner.run(request, "session", lambda *args, **kwargs: None)
+    runner.interrupt("session")
+    assert len(runner.run(request, "session", lambda *args, **kwargs: None).images) == 1
+    assert service.cancelled == []
+
+
+@pytest.fixture
+def gated(fake):
+    """Jobs wait at the fake's gate until the test opens it."""
+    fake.gate = threading.Event()
+    fake.started.clear()
+    yield fake.gate
+    fake.gate.set()
+    fake.gate = None
+
+
+def test_interrupt_stops_the_job_of_the_same_session(ui, fake, gated):
+    job = submit(ui.client, "/txt2img", **by_keys(common__prompt="慢慢画", **SMALL))
+    assert fake.started.wait(30)
+
+    ui.client.predict(api_name="/interrupt")
+    gated.set()
+
+    with pytest.raises(AppError) as caught:
+        job.result(timeout=60)
+    assert str(caught.value) == error_text(ZH, "cancelled")
+    assert fake.cancelled and fake.cancelled[-1].prompt == "慢慢画"
+
+
+def test_interrupt_from_another_session_leaves_the_job_running(ui, fake, gated):
+    cancelled_before = len(fake.cancelled)
+    job = submit(ui.client, "/txt2img", **by_keys(common__prompt="别停", common__seed=4,
+                                                  **SMALL))
+    assert fake.started.wait(30)
+
+    other = ui.connect()
+    other.predict(api_name="/interrupt")
+    gated.set()
+
+    (_, caption), = gallery(job.result(timeout=60))
+    assert caption == translate(ZH, "common.seed_caption", seed=4)
+    assert len(fake.cancelled) == cancelled_before
+
+
+# -- 设置 ------------------------------------------------------------------------------------
+
+def _save_settings(client, language: str, output_dir: str, memory_mode: str = "normal",
+                   sampler: str = "DPM++ 2M"):
+    return call(client, "/save_settings", **by_keys(
+        settings__language=language, settings__output_dir=output_dir,
+        settings__memory_mode=memory_mode, settings__default_sampler=sampler))
+
+
+def _updates_labelled(client, api_name: str, result, key: str) -> list[dict]:
+    """The updates an endpoint returned for the components labelled ``key`` (in Chinese)."""
+    api = client.view_api(return_format="dict", print_info=False)
+    labels = [item["label"] for item in api["named_endpoints"][api_name]["returns"]]
+    found = [result[index] for index, text in enumerate(labels) if text == label(key)]
+    assert found, labels
+    return found
+
+
+def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path):
+    fake = FakeImageService()
+    pictures = tmp_path / "pictures"
+    with running_ui(fake, tmp_path) as ui:
+        result = _save_settings(ui.client, "en", str(pictures), "low", "Euler a")
+
+        saved = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
+        assert saved == {"language": "en", "output_dir": str(pictures), "memory_mode": "low",
+                         "default_sampler": "Euler a"}
+        assert ui.store.load() == Preferences("en", str(pictures), "low", "Euler a")
+        prompt_updates = _updates_labelled(ui.client, "/save_settings", result, "common.prompt")
+        assert {update["label"] for update in prompt_updates} == {"Prompt"}
+        assert translate("en", "common.prompt") == "Prompt"
+        assert fake.memory_modes == ["low"] and fake.output_dir == pictures
+        assert not list(tmp_path.glob("*.tmp"))
+
+        # Errors are now in English, and new images are saved with their infotext.
+        with pytest.raises(AppError) as caught:
+            call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, common__width=100,
+                                                   common__height=64, common__steps=2))
+        assert str(caught.value) == error_text("en", "invalid_size", {
+            "value": "100", "min": 64, "max": 2048, "step": 8})
+        result = call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, common__seed=11,
+                                                       **SMALL))
+        (saved_png,) = pictures.glob("*/*.png")
+        assert saved_png.name.endswith("-11.png")
+        text = call(ui.client, "/png_info", **by_keys(pnginfo__image=handle_file(str(saved_png))))
+        assert text == result[1]
+
+
+def test_a_page_opened_after_switching_language_gets_the_saved_language(tmp_path):
+    PreferencesStore(tmp_path / "settings.json").save(Preferences(language="en"))
+    with running_ui(FakeImageService(), tmp_path, Preferences()) as ui:
+        result = ui.client.predict(api_name="/on_load")
+        updates = _updates_labelled(ui.client, "/on_load", result, "common.prompt")
+    assert {update["label"] for update in updates} == {"Prompt"}
+
+
+def test_a_damaged_settings_file_loads_as_defaults(tmp_path):
+    (tmp_path / "settings.json").write_text("{not json", encoding="utf-8")
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path) as ui:
+        assert ui.store.load() == Preferences()
+        result = ui.client.predict(api_name="/on_load")  # must not fail
+        labels = {update.get("label") for update in result if isinstance(update, dict)}
+        assert "Prompt" not in labels  # the page stays in the default language
+        _save_settings(ui.client, ZH, str(tmp_path / "outputs"))
+    assert ui.store.load() == Preferences(output_dir=str(tmp_path / "outputs"))
+    assert fake.memory_modes == []  # "normal" was already the mode
+
+
+def test_an_unwritable_output_folder_is_refused_in_chinese(ui, fake, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("", encoding="utf-8")
+    folder = blocker / "pictures"
+    with pytest.raises(AppError) as caught:
+        _save_settings(ui.client, ZH, str(folder))
+    assert str(caught.value) == translate(ZH, "settings.output_unwritable", folder=str(folder))
+    assert not ui.store.path.exists()
+
+
+# -- 图片信息 --------------------------------------------------------------------------------
+
+def test_png_info_reads_the_parameters_of_a_saved_image(ui, fake, tmp_path):
+    result = fake.generate(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT,
+                                          negative_prompt="模糊", steps=2, width=64, height=64,
+                                          seed=42))
+    (path,) = save_generated(result.images, tmp_path)
+
+    text = call(ui.client, "/png_info", **by_keys(pnginfo__image=handle_file(str(path))))
+
+    assert text == format_infotext(result.images[0].parameters)
+    assert text.startswith(PROMPT) and "Seed: 42" in text
+
+
+def test_png_info_sends_its_parameters_to_txt2img(ui, fake, tmp_path):
+    result = fake.generate(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT,
+                                          negative_prompt="模糊", sampler="Euler",
+                                          schedule="karras", steps=12, guidance=6.5,
+                                          width=64, height=72, seed=42))
+    (path,) = save_generated(result.images, tmp_path)
+    session = ui.connect()  # the parsed parameters are kept per session
+    send = ui.api_name_of(ui.component_with_elem_id("pnginfo-send-txt2img"), "click")
+
+    call(session, "/png_info", **by_keys(pnginfo__image=handle_file(str(path))))
+    sent = session.predict(api_name=send)
+
+    api = session.view_api(return_format="dict", print_info=False)["named_endpoints"][send]
+    values = dict(zip((item["label"] for item in api["returns"]), sent))
+    assert values[label("common.prompt")] == PROMPT
+    assert values[label("common.negative_prompt")] == "模糊"
+    assert (values[label("common.sampler")], values[label("common.schedule")]) == (
+        "Euler", "karras")
+    assert values[label("common.steps")] == 12 and values[label("common.guidance")] == 6.5
+    assert values[label("common.seed")] == 42
+    assert (values[label("common.width")], values[label("common.height")]) == (64, 72)
+
+
+def test_png_info_of_a_png_without_parameters_is_empty(ui, tmp_path):
+    plain = png(tmp_path / "plain.png")
+    assert call(ui.client, "/png_info", **by_keys(pnginfo__image=handle_file(plain))) == ""
+
+
+# -- LoRA 风格 and 模型管理 --------------------------------------------------------------------
+
+def _choice(name: str, words: tuple[str, ...] = (), weight: float = 0.8) -> LoraChoice:
+    return LoraChoice(name=name, title_zh=name, title_en=name, description_zh="",
+                      description_en="", base=None, weight=weight, trigger_words=words)
+
+
+def test_apply_styles_replaces_known_tags_keeps_unknown_and_adds_trigger_words():
+    from ui.lora_tab import apply_styles
+
+    ink, poem = _choice("ink", ("水墨",)), _choice("poem", ("诗意", "山水"))
+    prompt = "山水 <lora:ink:1> 小桥 <lora:mine:0.3>"
+
+    styled = apply_styles(prompt, [(poem, 0.6)], known={"ink", "poem"})
+
+    assert "<lora:ink" not in styled
+    assert "<lora:mine:0.3>" in styled
+    assert styled.count("山水") == 1  # a trigger word already there is not repeated
+    assert "诗意" in styled and styled.endswith("<lora:poem:0.6>")
+    assert styled.startswith("山水")
+    assert apply_styles("", [(ink, 1.0)], known={"ink"}) == "水墨 <lora:ink:1>"
+    assert apply_styles("花 <lora:ink:0.5>", [], known={"ink"}) == "花"
+
+
+def test_applying_styles_through_the_ui_updates_the_prompt(ui, fake):
+    poem = fake.lora_choices()[0]
+    api = ui.client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    api_name = ui.api_name_of(ui.component_with_elem_id("lora-apply"), "click")
+    params = parameters(ui.client, api_name)
+    values = [param["parameter_default"] if param["parameter_has_default"] else None
+              for param in params]
+    values[[p["label"] for p in params].index(label("common.prompt"))] = "山 <lora:x:1>"
+    values[[p["label"] for p in params].index(label("lora.enable"))] = True  # the first card
+    assert api[api_name]["returns"][0]["label"] == label("common.prompt")
+
+    result = ui.client.predict(*values, api_name=api_name)
+
+    prompt = result[0] if isinstance(result, (list, tuple)) else result
+    assert prompt == f"山 <lora:x:1> <lora:{poem.name}:{poem.weight:g}>"
+
+
+def test_status_rows_show_states_and_the_active_model(fake):
+    from ui.models_tab import status_rows
+
+    rows = status_rows(fake.model_statuses(), ZH)
+    by_id = {row[-1]: row for row in rows}
+    active = by_id[fake.active_model]
+    assert active[1] == translate(ZH, "models.kind_base")
+    assert (active[2], active[3], active[4]) == ("已就绪", "1.00 GB", "✔")
+    others = [row for model_id, row in by_id.items() if model_id != fake.active_model]
+    assert others and all((row[2], row[3], row[4]) == ("未下载", "-", "") for row in others)
+    kinds = {row[1] for row in rows}
+    assert {"基础模型", "ControlNet", "LoRA 风格"} <= kinds
+    english = status_rows(fake.model_statuses(), "en")
+    assert {row[2] for row in english} == {"Ready", "Not downloaded"}
+
+
+def test_switching_model_sets_sizes_and_the_models_table(ui, fake):
+    before = fake.active_model
+    try:
+        sizes = call(ui.client, "/switch_model",
+                     **{label("app.model"): "pai-anime-large"})
+        assert list(sizes) == [512, 768] * 3
+        assert fake.active_model == "pai-anime-large"
+        refresh = ui.api_name_of(ui.component_with_elem_id("models-refresh"), "click")
+        table = ui.client.predict(api_name=refresh)
+        rows = table["data"] if isinstance(table, dict) else table
+        (active,) = [row for row in rows if row[4] == "✔"]
+        assert active[-1] == "pai-anime-large" and active[2] == "已就绪"
+    finally:
+        call(ui.client, "/switch_model", **{label("app.model"): before})
+    assert fake.active_model == before
+
+
+# -- locales ---------------------------------------------------------------------------------
+
+def test_every_text_the_ui_uses_exists_in_both_languages(tmp_path, monkeypatch):
+    import locales
+    import ui.app
+    import ui.texts
+
+    seen: set[str] = set()
+    real_translate = locales.translate
+
+    def recording(language, key, **params):
+        seen.add(key)
+        return real_translate(language, key, **params)
+
+    monkeypatch.setattr(locales, "translate", recording)
+    monkeypatch.setattr(ui.texts, "translate", recording)
+    made = []
+
+    class RecordingTexts(ui.texts.Texts):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(ui.app, "Texts", RecordingTexts)
+    ui.app.build_ui(FakeImageService(), ui.app.UiOptions(Preferences(), demo=True),
+                    PreferencesStore(tmp_path / "settings.json"))
+    (texts,) = made
+    texts.updates("en")
+    texts.updates(ZH)
+
+    used = texts.used_keys | seen
+    assert {"common.prompt", "models.state_ready", "controlnet.type_canny",
+            "img2img.resize_just_resize", "app.demo_banner"} <= used
+    for language in (ZH, "en"):
+        assert sorted(used - set(messages(language))) == [], language
+
+
+# -- the real engine on the demo set ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_ui(tmp_path_factory):
+    from engine.demo import build_demo, demo_manifest_yaml, demo_settings
+    from engine.manifest import parse_manifest
+    from engine.service import ImageService
+    from engine.settings import EngineSettings
+
+    root = tmp_path_factory.mktemp("real-ui")
+    demo = build_demo(root / "demo")
+    service = ImageService(demo_settings(demo, EngineSettings(device="cpu", precision="fp32")),
+                           parse_manifest(demo_manifest_yaml()), active_model=demo.base_id)
+    service.start(preload=False)
+    with running_ui(service, root, demo_mode=True) as running:
+        yield running
+
+
+def test_real_engine_txt2img_through_the_ui(real_ui):
+    result = call(real_ui.client, "/txt2img", **by_keys(
+        common__prompt=PROMPT, common__seed=7, **SMALL))
+
+    (image, caption), = gallery(result)
+    assert image.size == (64, 64)
+    assert caption == translate(ZH, "common.seed_caption", seed=7)
+    parsed = parse_infotext(result[1])
+    assert (parsed["seed"], parsed["steps"], parsed["model"]) == (7, 2, "demo-base")
+
+
+def test_real_engine_lora_tag_in_the_prompt(real_ui):
+    plain = call(real_ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, common__seed=7,
+                                                       **SMALL))
+    styled = call(real_ui.client, "/txt2img", **by_keys(
+        common__prompt=f"{PROMPT} <lora:demo-lora-ink:0.8>", common__seed=7, **SMALL))
+
+    assert parse_infotext(styled[1])["loras"] == [{"name": "demo-lora-ink", "weight": 0.8}]
+    (plain_image, _), = gallery(plain)
+    (styled_image, _), = gallery(styled)
+    difference = np.abs(np.asarray(plain_image, dtype=np.int16)
+                        - np.asarray(styled_image, dtype=np.int16))
+    assert difference.max() > 0
