@@ -42,7 +42,7 @@ class LoraChoice:
     base: str | None
     weight: float
     trigger_words: tuple[str, ...]
-    preview: Path | None = None
+    has_preview: bool = False  # the manifest names a picture; it is on disk once downloaded
 
 
 def _has_weights(folder: Path) -> bool:
@@ -70,14 +70,12 @@ def lora_files(lora_dir: Path) -> list[Path]:
     return sorted(p for p in lora_dir.iterdir() if p.suffix in LORA_SUFFIXES and p.is_file())
 
 
-def lora_choice_from_entry(entry: ManifestEntry, snapshot: Path | None) -> LoraChoice:
-    preview = snapshot / entry.preview_image if snapshot and entry.preview_image else None
+def lora_choice_from_entry(entry: ManifestEntry) -> LoraChoice:
     return LoraChoice(
         name=entry.id, title_zh=entry.name.zh, title_en=entry.name.en,
         description_zh=entry.description.zh, description_en=entry.description.en,
         base=entry.base, weight=entry.recommended.lora_weight or 1.0,
-        trigger_words=entry.trigger_words,
-        preview=preview if preview and preview.is_file() else None)
+        trigger_words=entry.trigger_words, has_preview=entry.preview_image is not None)
 
 
 def lora_choice_from_file(path: Path) -> LoraChoice:

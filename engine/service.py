@@ -142,9 +142,17 @@ class ImageService:
         return sorted(controlnets, key=lambda entry: entry.base != base)
 
     def lora_choices(self) -> list[LoraChoice]:
-        choices = [lora_choice_from_entry(e, self.store.local_snapshot(e))
-                   for e in self.entries(ModelKind.LORA)]
+        choices = [lora_choice_from_entry(e) for e in self.entries(ModelKind.LORA)]
         return choices + [lora_choice_from_file(p) for p in lora_files(self.settings.lora_dir)]
+
+    def lora_preview(self, name: str) -> Path | None:
+        """The style's example picture, when its repo is on disk."""
+        entry = self.manifest.get(name)
+        if entry is None or not entry.preview_image:
+            return None
+        snapshot = self.store.local_snapshot(entry)
+        path = snapshot / entry.preview_image if snapshot else None
+        return path if path and path.is_file() else None
 
     @staticmethod
     def control_types() -> tuple[str, ...]:

@@ -88,7 +88,10 @@ class FakeImageService:
         return sorted(self.entries(ModelKind.CONTROLNET), key=lambda entry: entry.base != base)
 
     def lora_choices(self) -> list[LoraChoice]:
-        return [lora_choice_from_entry(entry, None) for entry in self.entries(ModelKind.LORA)]
+        return [lora_choice_from_entry(entry) for entry in self.entries(ModelKind.LORA)]
+
+    def lora_preview(self, name: str) -> Path | None:
+        return None
 
     def control_types(self) -> tuple[str, ...]:
         return FAKE_CONTROL_TYPES

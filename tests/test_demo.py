@@ -125,7 +125,7 @@ def test_lora_styles_have_preview_pictures(demo):
 
     service = ImageService(demo_settings(demo, EngineSettings(device="cpu")),
                            load_manifest(demo.manifest_path))
-    previews = [choice.preview for choice in service.lora_choices()]
+    previews = [service.lora_preview(choice.name) for choice in service.lora_choices()]
     assert len(previews) == 3 and all(p is not None and p.is_file() for p in previews)
     sizes = {Image.open(p).size for p in previews}
     assert sizes == {(192, 128)}

@@ -340,9 +340,11 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta():
     runner = JobRunner(service, Texts(ZH))
     reported = []
 
-    def progress(value, desc=None):
+    def progress(value, desc=None, unit="steps"):
         reported.append((value, desc))
+        units.append(unit)
 
+    units = []
     result = runner.run(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=3,
                                        batch_count=2, width=64, height=64, seed=1),
                         "session", progress)
@@ -355,6 +357,7 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta():
                                        eta="ETA")).replace("ETA", r"\d+")
         assert re.fullmatch(expected, desc), desc
     assert reported[-1][1] == translate(ZH, "common.progress", done=6, total=6, eta="0")
+    assert set(units) == {"步"}
 
 
 def test_job_runner_reports_engine_errors_as_translated_gradio_errors():

@@ -64,7 +64,7 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
         try:
             service.activate(model_id)
         except EngineError as error:
-            raise gr.Error(texts.error(error.code, error.params)) from None
+            raise texts.engine_failure(error) from None
         width, height = service.default_size(model_id)
         return [width, height] * (len(size_sliders) // 2)
 

@@ -71,8 +71,12 @@ def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidg
     return PromptWidgets(prompt, negative, prompt_tokens, negative_tokens)
 
 
-def _schedule_choices() -> list[tuple[str, str]]:
-    return [(SCHEDULE_LABELS[s], s) for s in ALL_SCHEDULES]
+def _schedule_choices(language: str) -> list[tuple[str, str]]:
+    """Schedule names stay as users know them (Karras, ...); only "automatic" is translated."""
+    from locales import translate
+
+    return [(translate(language, "common.schedule_automatic") if s == "automatic"
+             else SCHEDULE_LABELS[s], s) for s in ALL_SCHEDULES]
 
 
 def parameter_widgets(texts: Texts, limits: Limits, default_sampler: str,
@@ -82,7 +86,8 @@ def parameter_widgets(texts: Texts, limits: Limits, default_sampler: str,
                              value=default_sampler if default_sampler in SAMPLERS else
                              "DPM++ 2M", elem_id=f"{elem_prefix}-sampler")
         schedule = texts.make(gr.Dropdown, label="common.schedule",
-                              choices=_schedule_choices(), value="automatic")
+                              choices=_schedule_choices(texts.language), value="automatic")
+        texts.bind(schedule, choices=_schedule_choices)
     steps = texts.make(gr.Slider, label="common.steps", minimum=limits.min_steps,
                        maximum=limits.max_steps, step=1, value=20, elem_id=f"{elem_prefix}-steps")
     guidance = texts.make(gr.Slider, label="common.guidance", minimum=limits.min_guidance,
@@ -180,13 +185,14 @@ class JobRunner:
             total = update.total_steps * update.batch_count
             done = update.batch_index * update.total_steps + update.step
             eta = (time.monotonic() - started) / done * (total - done)
-            progress((done, total), desc=self.texts("common.progress", done=done, total=total,
-                                                    eta=f"{eta:.0f}"))
+            progress((done, total), unit=self.texts("common.steps_unit"),
+                     desc=self.texts("common.progress", done=done, total=total,
+                                     eta=f"{eta:.0f}"))
 
         try:
             result = self.service.generate(request, on_progress=report, cancel=cancel)
         except EngineError as error:
-            raise gr.Error(self.texts.error(error.code, error.params)) from None
+            raise self.texts.engine_failure(error) from None
         finally:
             with self._lock:
                 if self._cancels.get(session) is cancel:

@@ -145,7 +145,7 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
             return service.preprocess(control.spec(values), _int(values[parameters.width]),
                                       _int(values[parameters.height]))
         except EngineError as error:
-            raise gr.Error(texts.error(error.code, error.params)) from None
+            raise texts.engine_failure(error) from None
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = common_request_fields(values, prompts, parameters, values[model])

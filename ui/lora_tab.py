@@ -66,9 +66,11 @@ def build_lora_tab(service: ImageServiceLike, texts: Texts) -> LoraTab:
     with gr.Row(equal_height=True, elem_id="lora-cards"):
         for index, choice in enumerate(service.lora_choices()):
             with gr.Column(min_width=220, variant="panel", elem_classes=["lora-card"]):
-                if choice.preview is not None:
-                    gr.Image(value=str(choice.preview), interactive=False, show_label=False,
-                             height=160, buttons=[], elem_classes=["lora-preview"])
+                if choice.has_preview:
+                    # Read on every page load: the picture may arrive after start-up.
+                    gr.Image(value=lambda name=choice.name: service.lora_preview(name),
+                             interactive=False, show_label=False, height=160, buttons=[],
+                             elem_classes=["lora-preview"], elem_id=f"lora-preview-{index}")
                 card_text = gr.Markdown(_card_text(choice, texts.language))
                 texts.bind(card_text, value=lambda language, c=choice: _card_text(c, language))
                 enabled = texts.make(gr.Checkbox, label="lora.enable", value=False,

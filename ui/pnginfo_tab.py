@@ -53,7 +53,7 @@ def build_pnginfo_tab(texts: Texts) -> PngInfoTab:
             gr.Info(texts("pnginfo.nothing"))
         return text, values
 
-    image.change(show, inputs=image, outputs=[raw, parsed], queue=False, api_name="png_info")
+    image.change(show, inputs=image, outputs=[raw, parsed], api_name="png_info")
     return PngInfoTab(image, raw, parsed, send_to_txt2img, send_to_img2img)
 
 

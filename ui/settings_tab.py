@@ -61,7 +61,7 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:
-            raise gr.Error(texts("settings.output_unwritable", folder=str(folder))) from None
+            raise texts.failure(texts("settings.output_unwritable", folder=str(folder))) from None
         before = store.load()
         chosen = Preferences(language=values[tab.language], output_dir=str(folder),
                              memory_mode=values[tab.memory_mode],
@@ -69,7 +69,7 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         try:
             store.save(chosen)
         except OSError:
-            raise gr.Error(texts("settings.save_failed")) from None
+            raise texts.failure(texts("settings.save_failed")) from None
         service.output_dir = folder
         if chosen.memory_mode != before.memory_mode:
             service.set_memory_mode(chosen.memory_mode)
@@ -79,4 +79,4 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
 
     tab.save.click(save, inputs={tab.language, tab.output_dir, tab.memory_mode,
                                  tab.default_sampler},
-                   outputs=texts.components, queue=False, api_name="save_settings")
+                   outputs=texts.components, api_name="save_settings")

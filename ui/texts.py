@@ -35,6 +35,13 @@ class Texts:
         self.used_keys.add(f"errors.{code}")
         return error_text(self.language, code, params)
 
+    def failure(self, message: str) -> gr.Error:
+        """An error toast with a translated heading; a user's mistake is no server trace."""
+        return gr.Error(message, title=self("common.error_title"), print_exception=False)
+
+    def engine_failure(self, error: Any) -> gr.Error:
+        return self.failure(self.error(error.code, error.params))
+
     def warning(self, code: str, params: dict | None = None) -> str:
         return warning_text(self.language, code, params)
 
