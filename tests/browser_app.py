@@ -219,9 +219,3 @@ def white_pixels(png: bytes) -> int:
 
     gray = Image.open(io.BytesIO(png)).convert("L")
     return sum(gray.histogram()[240:])
-
-
-def toast_title(page, text: str):
-    """The heading of the toast whose message contains ``text``."""
-    body = page.locator("[data-testid=toast-body]", has_text=text).first
-    return body.locator(".toast-title")

@@ -21,7 +21,7 @@ from playwright.sync_api import expect, sync_playwright
 from browser_app import (
     ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JOB_TIMEOUT_MS, SCREENSHOTS, TAB_IDS, UI_TIMEOUT_MS,
     open_tab, output_pngs, plain_png, png_with_parameters, screenshot, set_number,
-    set_slider_by_label, start_app, stop_app, toast, toast_title, wait_toast_shown,
+    set_slider_by_label, start_app, stop_app, toast, wait_toast_shown,
     white_pixels, white_square_png,
 )
 from locales import error_text, translate

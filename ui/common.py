@@ -71,6 +71,18 @@ def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidg
     return PromptWidgets(prompt, negative, prompt_tokens, negative_tokens)
 
 
+def prompt_row(texts: Texts, limits: Limits, elem_prefix: str) -> tuple[PromptWidgets, Any, Any]:
+    """The prompts with 生成 and 中止 beside them, as every generation tab starts."""
+    with gr.Row():
+        prompts = prompt_widgets(texts, limits, elem_prefix)
+        with gr.Column(scale=1, min_width=160):
+            generate = texts.make(gr.Button, text="common.generate", variant="primary",
+                                  size="lg", elem_id=f"{elem_prefix}-generate")
+            interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop",
+                                   elem_id=f"{elem_prefix}-interrupt")
+    return prompts, generate, interrupt
+
+
 def _schedule_choices(language: str) -> list[tuple[str, str]]:
     """Schedule names stay as users know them (Karras, ...); only "automatic" is translated."""
     from locales import translate

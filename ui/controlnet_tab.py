@@ -11,7 +11,7 @@ from engine.errors import EngineError
 from engine.requests import ControlNetRequest, ControlSpec
 from ui.common import (
     GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_widgets, result_widgets, session_of, show_result, wire_interrupt,
+    parameter_widgets, prompt_row, result_widgets, session_of, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
 from ui.service import ImageServiceLike
@@ -120,12 +120,7 @@ def _control_widgets(service: ImageServiceLike, texts: Texts) -> _ControlWidgets
 def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                          default_sampler: str, gpu) -> ControlNetTab:
     limits = service.limits
-    with gr.Row():
-        prompts = prompt_widgets(texts, limits, "controlnet")
-        with gr.Column(scale=1, min_width=160):
-            generate = texts.make(gr.Button, text="common.generate", variant="primary",
-                                  size="lg", elem_id="controlnet-generate")
-            interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop")
+    prompts, generate, interrupt = prompt_row(texts, limits, "controlnet")
     with gr.Row():
         with gr.Column(scale=1):
             control = _control_widgets(service, texts)

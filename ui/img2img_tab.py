@@ -13,7 +13,7 @@ from engine.images import fit_size
 from engine.requests import Img2ImgRequest, InpaintRequest, ResizeMode
 from ui.common import (
     GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_widgets, result_widgets, session_of, show_result, wire_interrupt,
+    parameter_widgets, prompt_row, result_widgets, session_of, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
 from ui.service import ImageServiceLike
@@ -80,13 +80,7 @@ def _inputs_widgets(texts: Texts, limits) -> tuple[Any, Any, Any, Any, Any]:
 def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                       default_sampler: str, gpu) -> Img2ImgTab:
     limits = service.limits
-    with gr.Row():
-        prompts = prompt_widgets(texts, limits, "img2img")
-        with gr.Column(scale=1, min_width=160):
-            generate = texts.make(gr.Button, text="common.generate", variant="primary",
-                                  size="lg", elem_id="img2img-generate")
-            interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop",
-                                   elem_id="img2img-interrupt")
+    prompts, generate, interrupt = prompt_row(texts, limits, "img2img")
     with gr.Row():
         with gr.Column(scale=1):
             sub_tabs, init_image, editor, mask_upload, mode = _inputs_widgets(texts, limits)

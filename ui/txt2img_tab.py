@@ -10,7 +10,7 @@ import gradio as gr
 from engine.requests import Txt2ImgRequest
 from ui.common import (
     GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_widgets, result_widgets, session_of, show_result,
+    parameter_widgets, prompt_row, result_widgets, session_of, show_result,
     wire_interrupt, wire_seed_buttons, wire_token_counter,
 )
 from ui.service import ImageServiceLike
@@ -31,13 +31,7 @@ class Txt2ImgTab:
 def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                       default_sampler: str, gpu) -> Txt2ImgTab:
     limits = service.limits
-    with gr.Row():
-        prompts = prompt_widgets(texts, limits, "txt2img")
-        with gr.Column(scale=1, min_width=160):
-            generate = texts.make(gr.Button, text="common.generate", variant="primary",
-                                  size="lg", elem_id="txt2img-generate")
-            interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop",
-                                   elem_id="txt2img-interrupt")
+    prompts, generate, interrupt = prompt_row(texts, limits, "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
             parameters = parameter_widgets(texts, limits, default_sampler,
