@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     service = build_service(settings, preferences.memory_mode, Path(preferences.output_dir))
     from ui.app import UiOptions, build_ui
 
-    ui = build_ui(service, UiOptions(preferences, settings.demo, gpu_decorator()),
-                  preferences_store)
+    options = UiOptions(preferences, settings.demo, gpu_decorator(), source_flag=settings.source,
+                        hf_endpoint=settings.hf_endpoint)
+    ui = build_ui(service, options, preferences_store)
     ui.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     service.start(preload=True)
     logger.info("serving on %s:%d", settings.host, settings.port)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from engine.download_sources import SOURCE_KINDS
 from engine.settings import MEMORY_MODES
 from locales import DEFAULT_LANGUAGE, LANGUAGES
 
@@ -37,6 +38,8 @@ class AppSettings:
     precision: str = "auto"
     demo: bool = False
     verbose: bool = False
+    source: str | None = None  # --source: wins over the saved 下载源
+    hf_endpoint: str | None = None  # HF_ENDPOINT from the environment
 
     @property
     def is_public(self) -> bool:
@@ -57,6 +60,8 @@ class Preferences:
     output_dir: str = "outputs"
     memory_mode: str = "normal"
     default_sampler: str = "DPM++ 2M"
+    download_source: str = ""  # "" means HF_ENDPOINT if set, else Hugging Face
+    custom_endpoint: str = ""
 
 
 class SettingsError(Exception):
@@ -93,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=Path("data"),
                         help="saved settings and the demo models")
     parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--source", choices=SOURCE_KINDS,
+                        help="download source (default: the one chosen in 设置)")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--demo", action="store_true",
@@ -114,7 +121,8 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSet
         allow_insecure=args.insecure_no_auth, language=args.lang, models_dir=args.models_dir,
         cache_dir=args.cache_dir, data_dir=args.data_dir,
         offline=args.offline or environ.get("HF_HUB_OFFLINE") == "1", device=args.device,
-        precision=args.precision, demo=args.demo, verbose=args.verbose)
+        precision=args.precision, demo=args.demo, verbose=args.verbose, source=args.source,
+        hf_endpoint=environ.get("HF_ENDPOINT"))
     # On a Hugging Face Space the platform serves the app and the Space's own visibility
     # setting decides who may open it.
     on_space = bool(environ.get("SPACE_ID"))
@@ -166,6 +174,10 @@ def _sanitised(preferences: Preferences) -> Preferences:
         preferences = dataclasses.replace(preferences, memory_mode=defaults.memory_mode)
     if not isinstance(preferences.output_dir, str) or not preferences.output_dir.strip():
         preferences = dataclasses.replace(preferences, output_dir=defaults.output_dir)
+    if preferences.download_source not in ("", *SOURCE_KINDS):
+        preferences = dataclasses.replace(preferences, download_source="")
+    if not isinstance(preferences.custom_endpoint, str):
+        preferences = dataclasses.replace(preferences, custom_endpoint="")
     if not isinstance(preferences.default_sampler, str):
         preferences = dataclasses.replace(preferences, default_sampler=defaults.default_sampler)
     return preferences

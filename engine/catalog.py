@@ -17,6 +17,8 @@ LORA_SUFFIXES = (".safetensors",)
 
 class ModelState(str, enum.Enum):
     MISSING = "missing"  # 未下载
+    DOWNLOADING = "downloading"  # 下载中 x%
+    PARTIAL = "partial"  # 下载未完成 (cut off; starting again resumes)
     READY = "ready"  # 已就绪
     LOADING = "loading"  # 加载中
     BROKEN = "broken"  # 已损坏
@@ -28,6 +30,8 @@ class ModelStatus:
     state: ModelState
     size_bytes: int
     active: bool = False
+    progress: float | None = None  # 0..1 while downloading
+    converted: bool = False  # loads from its fp16 safetensors copy
 
 
 @dataclass(frozen=True)

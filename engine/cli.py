@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.download_sources import SOURCE_KINDS
 from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_text
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,23 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true")
 
 
+def _download_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="manifest id (see models_manifest.yaml)")
+    parser.add_argument("--source", choices=SOURCE_KINDS,
+                        help="default: HF_ENDPOINT if set, else huggingface")
+    parser.add_argument("--endpoint", help="the address of a custom hub-compatible source")
+    parser.add_argument("--no-convert", action="store_true",
+                        help="keep only the original files (no fp16 safetensors copy)")
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--cache-dir", type=Path, help="huggingface_hub cache (default: HF_HOME)")
+    parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE)
+    parser.add_argument("--verbose", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine")
     commands = parser.add_subparsers(dest="command", required=True)
+    _download_arguments(commands.add_parser("download", help="download a model, verified"))
     txt2img = commands.add_parser("txt2img", help="text to image (with --controlnet: ControlNet)")
     _common_arguments(txt2img)
     txt2img.add_argument("--controlnet", help="ControlNet manifest id, hub id or folder")
@@ -137,9 +152,60 @@ def run(args) -> int:
     return 0
 
 
+def _progress_line(language: str, status) -> str:
+    eta = status.eta_s
+    return translate(language, "cli.download_progress", percent=f"{status.fraction * 100:.1f}",
+                     done=f"{status.done_bytes / 1024**3:.2f}",
+                     total=f"{status.total_bytes / 1024**3:.2f}",
+                     speed=f"{status.speed_bps / 1024**2:.1f}",
+                     eta="?" if eta is None else f"{eta:.0f}")
+
+
+def download(args) -> int:
+    """Download with a progress line on the terminal; Ctrl-C cancels (a later run resumes)."""
+    from engine.download_sources import DownloadSource
+    from engine.downloads import DownloadState
+    from engine.errors import EngineError
+    from engine.manifest import load_manifest
+    from engine.service import ImageService
+    from engine.settings import EngineSettings
+
+    settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
+                              offline=os.environ.get("HF_HUB_OFFLINE") == "1",
+                              convert_downloads=not args.no_convert)
+    try:
+        source = DownloadSource.from_choice(args.source, args.endpoint, os.environ)
+        service = ImageService(settings, load_manifest(settings.manifest_path))
+        job = service.download(args.model, source)
+        while not job.finished.wait(0.5):
+            print("\r" + _progress_line(args.lang, job.status), end="", file=sys.stderr)
+    except KeyboardInterrupt:
+        job.cancel()
+        job.wait()
+        print("\n" + translate(args.lang, "cli.download_cancelled"), file=sys.stderr)
+        return 130
+    except EngineError as error:
+        print(translate(args.lang, "cli.error", message=error_text(args.lang, error.code,
+                                                                  error.params)),
+              file=sys.stderr)
+        return 2
+    status = job.status
+    print("\r" + _progress_line(args.lang, status), file=sys.stderr)
+    if status.state is not DownloadState.DONE:
+        message = error_text(args.lang, status.error_code or "download_network_error",
+                             status.error_params)
+        print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
+        return 2
+    print(translate(args.lang, "cli.download_done", name=args.model,
+                    saved=f"{status.saved_bytes / 1024**3:.2f}"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from engine.logging_setup import configure_logging
 
     configure_logging(args.verbose)
+    if args.command == "download":
+        return download(args)
     return run(args)

@@ -1,18 +1,22 @@
-"""Finding a model's files: a local folder, a manifest id or a hub repo id in the hub cache.
+"""Finding a model's files on disk: a local folder, or a manifest id / hub repo id in the hub
+cache (``models--ORG--NAME/refs/main`` names the snapshot). Nothing here touches the network:
+downloads happen only when asked for (``engine.downloads``), never behind a user's back.
 
-Real users and the tests go through the same ``snapshot_download`` calls; the tests only
-point the cache at tiny replicas and run with ``HF_HUB_OFFLINE=1``. Only the files the app
-uses are fetched: never the 1.2 GB safety checker or the example images.
+A model whose download is still pending (cut off, killed, or failing its hash check) is never
+returned; a model converted to fp16 safetensors is returned from the converted copy.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import shutil
+from functools import cached_property
 from pathlib import Path
 
 from engine.errors import ModelError
 from engine.manifest import Manifest, ManifestEntry, ModelKind
+from engine.records import DownloadRecords
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -21,9 +25,12 @@ REPO_ID = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
 BASE_FILES = ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "unet/*",
               "vae/*"]
 SINGLE_MODEL_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "*.bin"]
+CONVERTED_DIR = "converted"
+COMPLETE_MARKER = ".complete"
 
 
-def _files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[str]:
+def files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[str]:
+    """The files the app uses: never the safety checker or the model card's example images."""
     kind = entry.kind if entry else kind_hint
     if kind is ModelKind.LORA and entry is not None:
         return [entry.weight_file] + ([entry.preview_image] if entry.preview_image else [])
@@ -32,16 +39,77 @@ def _files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list
     return SINGLE_MODEL_FILES
 
 
+def repo_folder_name(repo: str) -> str:
+    return "models--" + repo.replace("/", "--")
+
+
 class ModelStore:
     def __init__(self, settings: EngineSettings, manifest: Manifest) -> None:
         self.settings = settings
         self.manifest = manifest
 
+    @cached_property
+    def cache_root(self) -> Path:
+        from huggingface_hub import constants
+
+        return Path(self.settings.hub_cache_dir or constants.HF_HUB_CACHE)
+
+    @cached_property
+    def records(self) -> DownloadRecords:
+        return DownloadRecords(self.cache_root)
+
     def entry(self, reference: str) -> ManifestEntry | None:
         return self.manifest.get(reference)
 
+    def snapshot_path(self, repo: str, commit: str) -> Path:
+        return self.cache_root / repo_folder_name(repo) / "snapshots" / commit
+
+    def cached_snapshot(self, repo: str) -> Path | None:
+        """The snapshot ``refs/main`` points at, if there is one."""
+        repo_dir = self.cache_root / repo_folder_name(repo)
+        try:
+            commit = (repo_dir / "refs" / "main").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        snapshot = repo_dir / "snapshots" / commit
+        return snapshot if commit and snapshot.is_dir() else None
+
+    def point_main_at(self, repo: str, commit: str) -> None:
+        """What ``snapshot_download`` leaves: ``refs/main`` naming the downloaded commit."""
+        refs = self.cache_root / repo_folder_name(repo) / "refs"
+        refs.mkdir(parents=True, exist_ok=True)
+        temporary = refs / "main.tmp"
+        temporary.write_text(commit, encoding="utf-8")
+        temporary.replace(refs / "main")
+
+    def local_snapshot(self, entry: ManifestEntry) -> Path | None:
+        return self.cached_snapshot(entry.repo)
+
+    def is_pending(self, entry: ManifestEntry) -> bool:
+        return self.records.pending(entry.repo)
+
+    def converted_folder(self, entry: ManifestEntry) -> Path | None:
+        snapshot = self.local_snapshot(entry)
+        if snapshot is None:
+            return None
+        folder = self.converted_root(entry) / snapshot.name
+        return folder if (folder / COMPLETE_MARKER).is_file() else None
+
+    def converted_root(self, entry: ManifestEntry) -> Path:
+        return self.settings.models_dir / CONVERTED_DIR / repo_folder_name(entry.repo)
+
+    def forget_converted(self, entry: ManifestEntry) -> None:
+        shutil.rmtree(self.converted_root(entry), ignore_errors=True)
+
+    def not_downloaded(self, entry: ManifestEntry | None, reference: str = "") -> ModelError:
+        """The error that says what is missing, how big it is and how to get it."""
+        if entry is None:
+            return ModelError("model_not_downloaded", name=reference, repo=reference, size="?")
+        size = f"{entry.approx_size_gb:g}" if entry.approx_size_gb else "?"
+        return ModelError("model_not_downloaded", name=entry.id, repo=entry.repo, size=size)
+
     def resolve(self, reference: str, kind: ModelKind | None = None) -> Path:
-        """A folder holding the model's files, downloading only when allowed."""
+        """A folder holding the model's files. Never downloads."""
         local = Path(reference).expanduser()
         if local.is_dir():
             return local
@@ -49,40 +117,14 @@ class ModelStore:
         repo = entry.repo if entry else reference
         if not REPO_ID.match(repo):
             raise ModelError("unknown_model", name=reference)
-        return self._snapshot(repo, _files_for(entry, kind), reference)
-
-    @property
-    def _cache(self) -> str | None:
-        return str(self.settings.hub_cache_dir) if self.settings.hub_cache_dir else None
-
-    def local_snapshot(self, entry: ManifestEntry) -> Path | None:
-        """The cached snapshot of a manifest model, without any network access."""
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
-        try:
-            return Path(snapshot_download(entry.repo, cache_dir=self._cache, local_files_only=True,
-                                          allow_patterns=_files_for(entry, entry.kind)))
-        except (LocalEntryNotFoundError, OSError):
-            return None
-
-    def _snapshot(self, repo: str, patterns: list[str], reference: str) -> Path:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-        cache = self._cache
-        try:
-            return Path(snapshot_download(repo, cache_dir=cache, allow_patterns=patterns,
-                                          local_files_only=True))
-        except (LocalEntryNotFoundError, OSError):
-            if self.settings.offline:
-                raise ModelError("model_not_downloaded", name=reference, repo=repo) from None
-        logger.info("downloading %s", repo)
-        try:
-            return Path(snapshot_download(repo, cache_dir=cache, allow_patterns=patterns))
-        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-            logger.warning("download of %s failed: %s", repo, type(exc).__name__)
-            raise ModelError("model_not_downloaded", name=reference, repo=repo) from None
+        if self.records.pending(repo):
+            raise ModelError("model_incomplete", name=reference, repo=repo)
+        if entry is not None and (converted := self.converted_folder(entry)) is not None:
+            return converted
+        snapshot = self.cached_snapshot(repo)
+        if snapshot is None:
+            raise self.not_downloaded(entry, reference)
+        return snapshot
 
     def base_folder(self, reference: str) -> Path:
         folder = self.resolve(reference, ModelKind.BASE)

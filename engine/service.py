@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,8 @@ from engine.catalog import (
     LoraChoice, ModelState, ModelStatus, folder_size, lora_choice_from_entry,
     lora_choice_from_file, lora_files, required_files_present,
 )
+from engine.download_sources import DownloadSource
+from engine.downloads import FINISHED, Downloader, DownloadJob, DownloadStatus
 from engine.errors import EngineError, ModelError
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind
@@ -119,8 +122,14 @@ class ImageService:
     def _status(self, entry: ManifestEntry) -> ModelStatus:
         folder = self.store.local_snapshot(entry)
         size = folder_size(folder) if folder else 0
+        download = self.downloader.status(entry.id)
+        downloading = download is not None and download.state not in FINISHED
         with self._state_lock:
-            if entry.id in self._loading:
+            if downloading:
+                state = ModelState.DOWNLOADING
+            elif self.store.is_pending(entry):
+                state = ModelState.PARTIAL
+            elif entry.id in self._loading:
                 state = ModelState.LOADING
             elif folder is None:
                 state = ModelState.MISSING
@@ -128,7 +137,41 @@ class ImageService:
                 state = ModelState.BROKEN
             else:
                 state = ModelState.READY
-        return ModelStatus(entry, state, size, active=entry.id == self._active)
+        return ModelStatus(entry, state, size, active=entry.id == self._active,
+                           progress=download.fraction if downloading else None,
+                           converted=self.store.converted_folder(entry) is not None)
+
+    # -- downloads --------------------------------------------------------------------------
+
+    def _convert(self, entry: ManifestEntry, snapshot: Path) -> int:
+        from engine.conversion import convert_to_fp16  # torch: only once a download is done
+
+        return convert_to_fp16(self.store, entry, snapshot)
+
+    @cached_property
+    def downloader(self) -> Downloader:
+        convert = self._convert if self.settings.convert_downloads else None
+        return Downloader(self.store, self.manifest, convert=convert)
+
+    def download(self, model_id: str, source: DownloadSource) -> DownloadJob:
+        """Start (or join) the download of a manifest model; it runs in the background."""
+        return self.downloader.start(model_id, source)
+
+    def download_status(self, model_id: str) -> DownloadStatus | None:
+        return self.downloader.status(model_id)
+
+    def cancel_download(self, model_id: str) -> None:
+        self.downloader.cancel(model_id)
+
+    def verify(self, model_id: str) -> bool:
+        return self.downloader.verify(model_id)
+
+    def delete(self, model_id: str) -> None:
+        """Remove a model from disk; the loaded copy is released first."""
+        entry = self.manifest.get(model_id)
+        if self._engine is not None and entry is not None:
+            self._engine.pipelines.unload_all()
+        self.downloader.delete(model_id)
 
     def default_size(self, model: str) -> tuple[int, int]:
         entry = self.manifest.get(model)

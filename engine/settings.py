@@ -28,6 +28,7 @@ class EngineSettings:
     offline: bool = False
     max_loaded_models: int = 2
     memory_mode: str = "normal"  # "normal", or "low": offload idle modules and tile the VAE
+    convert_downloads: bool = True  # pickled fp32 downloads get an fp16 safetensors copy
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
 
     @property

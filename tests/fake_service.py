@@ -17,6 +17,8 @@ from typing import Callable
 
 from PIL import Image
 
+from engine.download_sources import DownloadSource
+from engine.downloads import DownloadState, DownloadStatus
 from engine.catalog import LoraChoice, ModelState, ModelStatus, lora_choice_from_entry
 from engine.errors import JobCancelled, ModelError
 from engine.limits import Limits
@@ -59,7 +61,29 @@ class FakeImageService:
         self.activated: list[str] = []
         self.saved: list[Path] = []
         self.preprocessed: list[ControlSpec] = []
+        self.downloads: dict[str, DownloadStatus] = {}  # set by tests to show a state
+        self.download_calls: list[tuple[str, DownloadSource]] = []
+        self.deleted: list[str] = []
         self._lock = threading.Lock()
+
+    # -- downloads --------------------------------------------------------------------------
+
+    def download(self, model_id: str, source: DownloadSource) -> None:
+        self.download_calls.append((model_id, source))
+        self.downloads[model_id] = DownloadStatus(model_id, DownloadState.DOWNLOADING, 0, 100)
+
+    def download_status(self, model_id: str) -> DownloadStatus | None:
+        return self.downloads.get(model_id)
+
+    def cancel_download(self, model_id: str) -> None:
+        if model_id in self.downloads:
+            self.downloads[model_id] = DownloadStatus(model_id, DownloadState.CANCELLED)
+
+    def verify(self, model_id: str) -> bool:
+        return model_id == self._active
+
+    def delete(self, model_id: str) -> None:
+        self.deleted.append(model_id)
 
     # -- catalog ----------------------------------------------------------------------------
 

@@ -53,7 +53,9 @@ NAMES = ["Stable Diffusion", "Schedule type", "CFG Scale", "ControlNet", "LoRA",
          "PNG", "Canny", "DPT", "MiDaS", "Lineart coarse", "Lineart", "HED", "PiDiNet", "MLSD",
          "Shuffle", "Sampler", "Steps", "Seed", "Huajing", "token", "NaN", "NUL", "fp32", "PAI",
          "diffusers", "kohya", "pickle", "safetensors", "model_index.json", "hf-mirror.com",
-         "hub", "id", "models/lora", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "lora", "Automatic"]
+         "hub", "id", "models/lora", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "lora", "Automatic",
+         "python -m engine download", "Hugging Face", "SHA-256", "http(s)", "HTTP", "GB",
+         "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s"]
 
 
 def test_chinese_texts_leave_only_names_in_english():

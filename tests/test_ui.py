@@ -451,7 +451,8 @@ def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path
 
         saved = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
         assert saved == {"language": "en", "output_dir": str(pictures), "memory_mode": "low",
-                         "default_sampler": "Euler a"}
+                         "default_sampler": "Euler a", "download_source": "",
+                         "custom_endpoint": ""}
         assert ui.store.load() == Preferences("en", str(pictures), "low", "Euler a")
         prompt_updates = _updates_labelled(ui.client, "/save_settings", result, "common.prompt")
         assert {update["label"] for update in prompt_updates} == {"Prompt"}
@@ -698,3 +699,35 @@ def test_real_engine_lora_tag_in_the_prompt(real_ui):
     difference = np.abs(np.asarray(plain_image, dtype=np.int16)
                         - np.asarray(styled_image, dtype=np.int16))
     assert difference.max() > 0
+
+
+def test_download_source_is_saved_and_a_bad_custom_address_refused(tmp_path):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path) as ui:
+        call(ui.client, "/save_settings", **by_keys(
+            settings__language=ZH, settings__output_dir=str(tmp_path / "out"),
+            settings__source="hf-mirror"))
+        assert ui.store.load().download_source == "hf-mirror"
+        with pytest.raises(Exception) as caught:
+            call(ui.client, "/save_settings", **by_keys(
+                settings__language=ZH, settings__output_dir=str(tmp_path / "out"),
+                settings__source="custom", settings__custom_endpoint="ftp://example"))
+        assert error_text(ZH, "invalid_endpoint", {"value": "ftp://example"}) in str(caught.value)
+        assert ui.store.load().download_source == "hf-mirror"
+
+
+def test_models_tab_starts_downloads_from_the_chosen_source_and_guards_delete(tmp_path):
+    from app_settings import Preferences as Prefs
+
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path) as ui:
+        ui.store.save(Prefs(download_source="hf-mirror"))  # as 设置 saves it
+        rows, status, _ = ui.client.predict("pai-food-large", api_name="/download_model")
+        assert fake.download_calls[0][0] == "pai-food-large"
+        assert fake.download_calls[0][1].endpoint == "https://hf-mirror.com"
+        assert status.startswith("下载中 0.0%")
+        with pytest.raises(Exception) as caught:
+            ui.client.predict("pai-food-large", False, api_name="/delete_model")
+        assert translate(ZH, "models.confirm_first") in str(caught.value)
+        ui.client.predict("pai-food-large", True, api_name="/delete_model")
+        assert fake.deleted == ["pai-food-large"]

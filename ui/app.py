@@ -11,6 +11,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from app_settings import Preferences, PreferencesStore
+from engine.download_sources import DownloadSource
 from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.common import GPU_QUEUE, JobRunner
@@ -32,9 +33,22 @@ class UiOptions:
     preferences: Preferences
     demo: bool = False
     gpu: Callable[[Callable], Callable] | None = None  # spaces.GPU on ZeroGPU Spaces
+    source_flag: str | None = None  # --source wins over the saved choice
+    hf_endpoint: str | None = None  # HF_ENDPOINT, used when nothing else is chosen
 
     def on_gpu(self, handler: Callable) -> Callable:
         return self.gpu(handler) if self.gpu else handler
+
+
+def _source_chooser(options: UiOptions, store: PreferencesStore) -> Callable[[], DownloadSource]:
+    """The download source now: the flag, else the saved 下载源, else HF_ENDPOINT."""
+    def current() -> DownloadSource:
+        saved = store.load()
+        environ = {"HF_ENDPOINT": options.hf_endpoint} if options.hf_endpoint else {}
+        return DownloadSource.from_choice(options.source_flag or saved.download_source,
+                                          saved.custom_endpoint, environ)
+
+    return current
 
 
 def _model_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
@@ -114,7 +128,7 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
             with _tab(texts, "tabs.lora", "lora"):
                 lora = build_lora_tab(service, texts)
             with _tab(texts, "tabs.models", "models"):
-                build_models_tab(service, texts, model)
+                build_models_tab(service, texts, model, _source_chooser(options, store))
             with _tab(texts, "tabs.pnginfo", "pnginfo"):
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):

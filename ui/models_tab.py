@@ -1,16 +1,22 @@
-"""模型管理: every manifest model with its state and size, and which one is active."""
+"""模型管理: every manifest model with its state, size and source; download (with progress),
+cancel, verify, delete, and which base model is active.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
-from engine.catalog import ModelStatus
+from engine.catalog import ModelState, ModelStatus
+from engine.download_sources import DownloadSource
+from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.service import ImageServiceLike
 from ui.texts import Texts
+
+POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,13 @@ class ModelsTab:
     refresh: Any
     choice: Any
     activate: Any
+    download: Any
+    cancel: Any
+    verify: Any
+    delete: Any
+    confirm_delete: Any
+    status: Any
+    timer: Any
 
 
 def _size_text(size_bytes: int) -> str:
@@ -35,13 +48,14 @@ def status_rows(statuses: list[ModelStatus], language: str) -> list[list[str]]:
     rows = []
     for status in statuses:
         entry = status.entry
+        state = translate(language, f"models.state_{status.state.value}",
+                          percent=f"{(status.progress or 0) * 100:.0f}")
+        if status.converted:
+            state += " · fp16"
         rows.append([
             (entry.name.zh if language == "zh-CN" else entry.name.en),
-            translate(language, f"models.kind_{entry.kind.value}"),
-            translate(language, f"models.state_{status.state.value}"),
-            _size_text(status.size_bytes),
-            "✔" if status.active else "",
-            entry.id,
+            translate(language, f"models.kind_{entry.kind.value}"), state,
+            _size_text(status.size_bytes), "✔" if status.active else "", entry.id,
         ])
     return rows
 
@@ -53,7 +67,55 @@ def _headers(language: str) -> list[str]:
             for name in ("name", "kind", "state", "size", "active", "id")]
 
 
-def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any) -> ModelsTab:
+def _all_models(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
+    def choices(language: str) -> list[tuple[str, str]]:
+        return [(e.name.zh if language == "zh-CN" else e.name.en, e.id)
+                for kind in ModelKind for e in service.entries(kind)]
+
+    return choices
+
+
+def download_text(service: ImageServiceLike, texts: Texts, model_id: str | None) -> str:
+    """One line about the chosen model's download: progress, result or error."""
+    status = service.download_status(model_id) if model_id else None
+    if status is None:
+        return ""
+    if status.error_code:
+        return texts.error(status.error_code, status.error_params)
+    eta = status.eta_s
+    return texts(f"models.download_{status.state.value}",
+                 percent=f"{status.fraction * 100:.1f}",
+                 done=f"{status.done_bytes / 1024**3:.2f}",
+                 total=f"{status.total_bytes / 1024**3:.2f}",
+                 speed=f"{status.speed_bps / 1024**2:.1f}",
+                 eta="?" if eta is None else f"{eta:.0f}",
+                 saved=f"{status.saved_bytes / 1024**3:.2f}")
+
+
+def _widgets(service: ImageServiceLike, texts: Texts):
+    choices = _all_models(service)
+    with gr.Row(equal_height=True):
+        choice = gr.Dropdown(choices=choices(texts.language), value=service.active_model,
+                             label=texts("models.choose"), scale=3, elem_id="models-choice")
+        texts.bind(choice, label="models.choose", choices=choices)
+        activate = texts.make(gr.Button, text="models.activate", variant="primary", scale=1,
+                              elem_id="models-activate")
+        refresh = texts.make(gr.Button, text="models.refresh", scale=1, elem_id="models-refresh")
+    with gr.Row(equal_height=True):
+        download = texts.make(gr.Button, text="models.download", variant="primary",
+                              elem_id="models-download")
+        cancel = texts.make(gr.Button, text="models.cancel", elem_id="models-cancel")
+        verify = texts.make(gr.Button, text="models.verify", elem_id="models-verify")
+        confirm_delete = texts.make(gr.Checkbox, label="models.confirm_delete", value=False,
+                                    elem_id="models-confirm-delete")
+        delete = texts.make(gr.Button, text="models.delete", variant="stop",
+                            elem_id="models-delete")
+    status = gr.Markdown("", elem_id="models-download-status")
+    return choice, activate, refresh, download, cancel, verify, confirm_delete, delete, status
+
+
+def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
+                     current_source: Callable[[], DownloadSource]) -> ModelsTab:
     texts.make(gr.Markdown, text="models.intro")
 
     def rows() -> list[list[str]]:
@@ -63,17 +125,61 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any)
     table = gr.Dataframe(value=rows, headers=_headers(texts.language), interactive=False,
                          wrap=True, elem_id="models-table")
     texts.bind(table, headers=_headers)
-    with gr.Row(equal_height=True):
-        bases = [(e.name.zh if texts.language == "zh-CN" else e.name.en, e.id)
-                 for e in service.entries(ModelKind.BASE)]
-        choice = texts.make(gr.Dropdown, label="models.choose", choices=bases,
-                            value=service.active_model, scale=3)
-        activate = texts.make(gr.Button, text="models.activate", variant="primary", scale=1,
-                              elem_id="models-activate")
-        refresh = texts.make(gr.Button, text="models.refresh", scale=1, elem_id="models-refresh")
+    (choice, activate, refresh, download, cancel, verify, confirm_delete, delete,
+     status) = _widgets(service, texts)
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    tab = ModelsTab(table, refresh, choice, activate, download, cancel, verify, delete,
+                    confirm_delete, status, timer)
+    _wire(service, texts, tab, model_picker, rows, current_source)
+    return tab
 
-    refresh.click(rows, outputs=table, queue=False)
+
+def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker: Any,
+          rows: Callable[[], list], current_source: Callable[[], DownloadSource]) -> None:
+    def start(model_id: str):
+        try:
+            service.download(model_id, current_source())
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
+        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
+
+    def poll(model_id: str):
+        busy = any(s.state is ModelState.DOWNLOADING for s in service.model_statuses())
+        return rows(), download_text(service, texts, model_id), gr.Timer(active=busy)
+
+    def check(model_id: str):
+        key = "models.verify_ok" if service.verify(model_id) else "models.verify_failed"
+        gr.Info(texts(key, name=model_id))
+        return rows()
+
+    def remove(model_id: str, confirmed: bool):
+        if not confirmed:
+            raise texts.failure(texts("models.confirm_first"))
+        service.delete(model_id)
+        return rows(), False
+
+    outputs = [tab.table, tab.status, tab.timer]
+    tab.download.click(start, inputs=tab.choice, outputs=outputs, api_name="download_model")
+    tab.timer.tick(poll, inputs=tab.choice, outputs=outputs, queue=False)
+    tab.cancel.click(lambda model_id: service.cancel_download(model_id), inputs=tab.choice,
+                     api_name="cancel_download")
+    tab.verify.click(check, inputs=tab.choice, outputs=tab.table, api_name="verify_model")
+    tab.delete.click(remove, inputs=[tab.choice, tab.confirm_delete],
+                     outputs=[tab.table, tab.confirm_delete], api_name="delete_model")
+    tab.refresh.click(rows, outputs=tab.table, queue=False)
+    tab.choice.change(lambda model_id: download_text(service, texts, model_id),
+                      inputs=tab.choice, outputs=tab.status, queue=False)
     # Switching goes through the header's picker, so both always show the same model.
-    activate.click(lambda model_id: model_id, inputs=choice, outputs=model_picker, queue=False)
-    model_picker.change(rows, outputs=table, queue=False)
-    return ModelsTab(table, refresh, choice, activate)
+    tab.activate.click(_base_only(service, texts), inputs=tab.choice, outputs=model_picker)
+    model_picker.change(rows, outputs=tab.table, queue=False)
+
+
+def _base_only(service: ImageServiceLike, texts: Texts) -> Callable[[str], str]:
+    bases = {entry.id for entry in service.entries(ModelKind.BASE)}
+
+    def pick(model_id: str) -> str:
+        if model_id not in bases:
+            raise texts.failure(texts("models.not_a_base"))
+        return model_id
+
+    return pick

@@ -10,6 +10,8 @@ from typing import Any
 import gradio as gr
 
 from app_settings import Preferences, PreferencesStore
+from engine.download_sources import SOURCE_KINDS, DownloadSource
+from engine.errors import EngineError
 from engine.samplers import SAMPLERS
 from engine.settings import MEMORY_MODES
 from locales import LANGUAGES
@@ -27,6 +29,8 @@ class SettingsTab:
     output_dir: Any
     memory_mode: Any
     default_sampler: Any
+    source: Any
+    custom_endpoint: Any
     save: Any
 
 
@@ -34,6 +38,13 @@ def _memory_choices(language: str) -> list[tuple[str, str]]:
     from locales import translate
 
     return [(translate(language, f"settings.memory_{mode}"), mode) for mode in MEMORY_MODES]
+
+
+def _source_choices(language: str) -> list[tuple[str, str]]:
+    from locales import translate
+
+    return [(translate(language, f"settings.source_{kind or 'auto'}"), kind)
+            for kind in ("", *SOURCE_KINDS)]
 
 
 def build_settings_tab(texts: Texts, preferences: Preferences) -> SettingsTab:
@@ -48,8 +59,17 @@ def build_settings_tab(texts: Texts, preferences: Preferences) -> SettingsTab:
     texts.bind(memory_mode, label="settings.memory_mode", choices=_memory_choices)
     default_sampler = texts.make(gr.Dropdown, label="settings.default_sampler",
                                  choices=list(SAMPLERS), value=preferences.default_sampler)
+    source = gr.Radio(choices=_source_choices(texts.language),
+                      value=preferences.download_source, label=texts("settings.source"),
+                      elem_id="settings-source")
+    texts.bind(source, label="settings.source", choices=_source_choices)
+    custom_endpoint = texts.make(gr.Textbox, label="settings.custom_endpoint",
+                                 placeholder="settings.custom_endpoint_hint",
+                                 value=preferences.custom_endpoint,
+                                 elem_id="settings-custom-endpoint")
     save = texts.make(gr.Button, text="settings.save", variant="primary", elem_id="settings-save")
-    return SettingsTab(language, output_dir, memory_mode, default_sampler, save)
+    return SettingsTab(language, output_dir, memory_mode, default_sampler, source,
+                       custom_endpoint, save)
 
 
 def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
@@ -65,7 +85,13 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         before = store.load()
         chosen = Preferences(language=values[tab.language], output_dir=str(folder),
                              memory_mode=values[tab.memory_mode],
-                             default_sampler=values[tab.default_sampler])
+                             default_sampler=values[tab.default_sampler],
+                             download_source=values[tab.source] or "",
+                             custom_endpoint=(values[tab.custom_endpoint] or "").strip())
+        try:
+            DownloadSource.from_choice(chosen.download_source, chosen.custom_endpoint)
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
         try:
             store.save(chosen)
         except OSError:
@@ -78,5 +104,5 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         return updates
 
     tab.save.click(save, inputs={tab.language, tab.output_dir, tab.memory_mode,
-                                 tab.default_sampler},
+                                 tab.default_sampler, tab.source, tab.custom_endpoint},
                    outputs=texts.components, api_name="save_settings")

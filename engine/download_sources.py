@@ -1,0 +1,145 @@
+"""Where models come from (下载源) and what a download of one model consists of.
+
+Every call names its endpoint explicitly (``endpoint=``), so the user's choice in 设置 or on the
+command line is honoured per call rather than through an import-time environment variable.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from engine.errors import EngineError, InvalidRequest, ModelError
+
+logger = logging.getLogger(__name__)
+
+HUGGINGFACE = "huggingface"
+HF_MIRROR = "hf-mirror"
+CUSTOM = "custom"
+SOURCE_KINDS = (HUGGINGFACE, HF_MIRROR, CUSTOM)
+_ENDPOINTS = {HUGGINGFACE: "https://huggingface.co", HF_MIRROR: "https://hf-mirror.com"}
+HASH_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DownloadSource:
+    kind: str = HUGGINGFACE
+    custom_endpoint: str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        if self.kind == CUSTOM:
+            return (self.custom_endpoint or "").rstrip("/")
+        return _ENDPOINTS[self.kind]
+
+    @classmethod
+    def from_choice(cls, kind: str | None, custom_endpoint: str | None = None,
+                    environ: Mapping[str, str] | None = None) -> "DownloadSource":
+        """A flag or setting wins; else HF_ENDPOINT from the environment; else the hub."""
+        environ = environ or {}
+        if not kind:
+            endpoint = (environ.get("HF_ENDPOINT") or "").rstrip("/")
+            if not endpoint or endpoint == _ENDPOINTS[HUGGINGFACE]:
+                return cls(HUGGINGFACE)
+            if endpoint == _ENDPOINTS[HF_MIRROR]:
+                return cls(HF_MIRROR)
+            kind, custom_endpoint = CUSTOM, endpoint
+        if kind not in SOURCE_KINDS:
+            raise InvalidRequest("unknown_source", name=kind, known=", ".join(SOURCE_KINDS))
+        if kind == CUSTOM and not (custom_endpoint or "").startswith(("http://", "https://")):
+            raise InvalidRequest("invalid_endpoint", value=str(custom_endpoint))
+        return cls(kind, custom_endpoint if kind == CUSTOM else None)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    sha256: str | None  # large (LFS) files: the hub's ETag is this hash
+    git_sha1: str | None  # small files: the git blob id
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    repo: str
+    commit: str
+    files: tuple[RemoteFile, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def matches(path: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatch(path, pattern) for pattern in patterns)
+
+
+def fetch_plan(repo: str, patterns: list[str], source: DownloadSource, cache_dir,
+               token: str | None = None) -> DownloadPlan:
+    """The files of ``repo`` the app needs, with their sizes and hashes, from ``source``."""
+    from huggingface_hub import HfApi
+
+    try:
+        info = HfApi(endpoint=source.endpoint, token=token).model_info(
+            repo, files_metadata=True)
+    except Exception as error:  # noqa: BLE001 - every client error becomes one clear code
+        raise download_error(error, repo) from None
+    files = []
+    for sibling in info.siblings or []:
+        if not matches(sibling.rfilename, patterns):
+            continue
+        lfs = sibling.lfs
+        files.append(RemoteFile(
+            sibling.rfilename, int(lfs.size if lfs else sibling.size or 0),
+            lfs.sha256 if lfs else None, None if lfs else sibling.blob_id))
+    if not files:
+        raise ModelError("download_no_files", repo=repo)
+    return DownloadPlan(repo, info.sha, tuple(files))
+
+
+def download_error(error: BaseException, repo: str) -> EngineError:
+    """One stable code per kind of failure the hub client reports."""
+    from huggingface_hub import errors
+
+    if isinstance(error, EngineError):
+        return error
+    if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__ is not None:
+        # The client wraps what the server said (a 500 after its retries, offline mode).
+        return download_error(error.__cause__, repo)
+    if isinstance(error, errors.OfflineModeIsEnabled):
+        return ModelError("download_offline", repo=repo)
+    if isinstance(error, errors.GatedRepoError):
+        return ModelError("download_unauthorized", repo=repo)
+    if isinstance(error, errors.RepositoryNotFoundError):
+        status = getattr(getattr(error, "response", None), "status_code", 404)
+        code = "download_unauthorized" if status == 401 else "download_repo_not_found"
+        return ModelError(code, repo=repo)
+    if isinstance(error, errors.EntryNotFoundError):
+        return ModelError("download_file_not_found", repo=repo)
+    if isinstance(error, errors.HfHubHTTPError):
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403):
+            return ModelError("download_unauthorized", repo=repo)
+        return ModelError("download_server_error", repo=repo, status=str(status))
+    logger.warning("download of %s failed: %s", repo, type(error).__name__)
+    return ModelError("download_network_error", repo=repo)
+
+
+def file_digest(path: Path, expected: RemoteFile) -> bool:
+    """Whether the file on disk is exactly the one the hub described."""
+    if path.stat().st_size != expected.size:
+        return False
+    if expected.sha256:
+        digest = hashlib.sha256()
+    elif expected.git_sha1:
+        digest = hashlib.sha1(b"blob %d\0" % expected.size)
+    else:
+        return True  # the hub gave no hash: the size is all there is to check
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == (expected.sha256 or expected.git_sha1)

@@ -1,0 +1,300 @@
+"""Model downloads: progress, cancel, resume, free-space check, hash verification.
+
+Files go into huggingface_hub's own cache through ``hf_hub_download`` (a dropped connection
+resumes from its ``.incomplete`` file). Before the first byte a *pending* record is written;
+only when every file matched its SHA-256 (or git blob id) is it replaced by a *verified* one.
+``ModelStore`` refuses to load a model whose record is still pending, so a download that was
+cut off or killed never loads as a complete model.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from engine.download_sources import (
+    DownloadPlan, DownloadSource, RemoteFile, download_error, fetch_plan, file_digest,
+)
+from engine.errors import EngineError, ModelError, ResourceError
+from engine.manifest import Manifest, ManifestEntry
+from engine.model_store import ModelStore, files_for
+
+logger = logging.getLogger(__name__)
+
+DISK_MARGIN_BYTES = 200 * 1024 * 1024
+
+
+class DownloadState(str, enum.Enum):
+    PENDING = "pending"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    CONVERTING = "converting"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED = (DownloadState.DONE, DownloadState.FAILED, DownloadState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class DownloadStatus:
+    model_id: str
+    state: DownloadState
+    done_bytes: int = 0
+    total_bytes: int = 0
+    speed_bps: float = 0.0
+    error_code: str | None = None
+    error_params: dict | None = None
+    saved_bytes: int = 0  # by the fp16 safetensors conversion
+
+    @property
+    def fraction(self) -> float:
+        return self.done_bytes / self.total_bytes if self.total_bytes else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.speed_bps <= 0:
+            return None
+        return max(0.0, (self.total_bytes - self.done_bytes) / self.speed_bps)
+
+
+class DownloadCancelled(Exception):
+    """Raised inside the transfer loop, which leaves the partial file for a later resume."""
+
+
+def _progress_class(job: "DownloadJob"):
+    """A tqdm whose updates feed ``job``; huggingface_hub drives it byte by byte."""
+    from huggingface_hub.utils import tqdm
+
+    class JobProgress(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            job.add_bytes(int(kwargs.get("initial") or 0))
+
+        def update(self, n=1):
+            if job.cancel_requested.is_set():
+                raise DownloadCancelled()
+            job.add_bytes(int(n or 0))
+            return super().update(n)
+
+    return JobProgress
+
+
+class DownloadJob:
+    """One model's download, run in its own thread; status can be read at any time."""
+
+    def __init__(self, entry: ManifestEntry, source: DownloadSource) -> None:
+        self.entry = entry
+        self.source = source
+        self.cancel_requested = threading.Event()
+        self.finished = threading.Event()
+        self._lock = threading.Lock()
+        self._status = DownloadStatus(entry.id, DownloadState.PENDING)
+        self._started = time.monotonic()
+        self._counted_from = 0
+
+    @property
+    def status(self) -> DownloadStatus:
+        with self._lock:
+            return self._status
+
+    def update(self, **changes) -> None:
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    def add_bytes(self, count: int) -> None:
+        with self._lock:
+            done = max(0, self._status.done_bytes + count)
+            elapsed = max(time.monotonic() - self._started, 1e-6)
+            speed = max(0, done - self._counted_from) / elapsed
+            self._status = replace(self._status, done_bytes=done, speed_bps=speed)
+
+    def start_counting(self, already_done: int, total: int) -> None:
+        with self._lock:
+            self._counted_from = already_done
+            self._started = time.monotonic()
+            self._status = replace(self._status, state=DownloadState.DOWNLOADING,
+                                   done_bytes=already_done, total_bytes=total)
+
+    def cancel(self) -> None:
+        self.cancel_requested.set()
+
+    def wait(self, timeout: float | None = None) -> DownloadStatus:
+        self.finished.wait(timeout)
+        return self.status
+
+
+class Downloader:
+    """Starts, shares, cancels, verifies and deletes downloads of manifest models."""
+
+    def __init__(self, store: ModelStore, manifest: Manifest,
+                 convert: Callable[[ManifestEntry, Path], int] | None = None,
+                 token: str | None = None) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.convert = convert
+        self.token = token
+        self.records = store.records
+        self._jobs: dict[str, DownloadJob] = {}
+        self._lock = threading.Lock()
+
+    def _entry(self, model_id: str) -> ManifestEntry:
+        entry = self.manifest.get(model_id)
+        if entry is None:
+            raise ModelError("unknown_model", name=model_id)
+        return entry
+
+    def start(self, model_id: str, source: DownloadSource) -> DownloadJob:
+        """A new download, or the one already running for this model."""
+        entry = self._entry(model_id)
+        if self.store.settings.offline:
+            raise self.store.not_downloaded(entry)
+        with self._lock:
+            running = self._jobs.get(entry.id)
+            if running is not None and not running.finished.is_set():
+                return running
+            job = DownloadJob(entry, source)
+            self._jobs[entry.id] = job
+        threading.Thread(target=self._run, args=(job,), name=f"download-{entry.id}",
+                         daemon=True).start()
+        return job
+
+    def status(self, model_id: str) -> DownloadStatus | None:
+        with self._lock:
+            job = self._jobs.get(model_id)
+        return job.status if job else None
+
+    def cancel(self, model_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(model_id)
+        if job is not None:
+            job.cancel()
+
+    def _run(self, job: DownloadJob) -> None:
+        try:
+            self._download(job)
+        except DownloadCancelled:
+            logger.info("download of %s cancelled", job.entry.id)
+            job.update(state=DownloadState.CANCELLED)
+        except EngineError as error:
+            logger.warning("download of %s failed: %s", job.entry.id, error.code)
+            job.update(state=DownloadState.FAILED, error_code=error.code,
+                       error_params=error.params)
+        except Exception as error:  # noqa: BLE001 - a thread must report, never vanish
+            wrapped = download_error(error, job.entry.repo)
+            job.update(state=DownloadState.FAILED, error_code=wrapped.code,
+                       error_params=wrapped.params)
+        finally:
+            job.finished.set()
+
+    def _download(self, job: DownloadJob) -> None:
+        entry = job.entry
+        plan = fetch_plan(entry.repo, files_for(entry, entry.kind), job.source,
+                          self.store.cache_root, self.token)
+        missing = [f for f in plan.files if not self._cached_blob_ok(plan, f)]
+        self._check_disk(sum(f.size for f in missing))
+        self.records.write("pending", plan)
+        job.start_counting(plan.total_bytes - sum(f.size for f in missing), plan.total_bytes)
+        for remote in missing:
+            self._fetch_file(job, plan, remote)
+        job.update(state=DownloadState.VERIFYING)
+        self._verify(plan)
+        self.store.point_main_at(plan.repo, plan.commit)
+        self.records.write("verified", plan)
+        self.records.remove("pending", plan.repo)
+        if self.convert is not None:
+            self._convert(job, plan)
+        job.update(state=DownloadState.DONE)
+        logger.info("%s downloaded and verified (%d bytes)", entry.id, plan.total_bytes)
+
+    def _convert(self, job: DownloadJob, plan: DownloadPlan) -> None:
+        """A failed conversion is a warning: the verified download works as it is."""
+        job.update(state=DownloadState.CONVERTING)
+        try:
+            saved = self.convert(job.entry, self.store.snapshot_path(plan.repo, plan.commit))
+        except ModelError as error:
+            job.update(error_code=error.code, error_params=error.params)
+            return
+        job.update(saved_bytes=saved)
+
+    def _fetch_file(self, job: DownloadJob, plan: DownloadPlan, remote: RemoteFile) -> None:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            hf_hub_download(plan.repo, remote.path, revision=plan.commit,
+                            cache_dir=self.store.cache_root, endpoint=job.source.endpoint,
+                            token=self.token, tqdm_class=_progress_class(job))
+        except DownloadCancelled:
+            raise
+        except OSError as error:
+            if error.errno == 28:  # ENOSPC: the disk filled up after all
+                raise ResourceError("disk_full", need=str(remote.size), free="0") from None
+            raise download_error(error, plan.repo) from None
+        except Exception as error:  # noqa: BLE001
+            raise download_error(error, plan.repo) from None
+
+    def _cached_blob_ok(self, plan: DownloadPlan, remote: RemoteFile) -> bool:
+        path = self.store.snapshot_path(plan.repo, plan.commit) / remote.path
+        return path.is_file() and path.stat().st_size == remote.size
+
+    def _check_disk(self, needed: int) -> None:
+        root = self.store.cache_root
+        probe = root
+        while not probe.exists():
+            probe = probe.parent
+        free = shutil.disk_usage(probe).free
+        if free < needed + DISK_MARGIN_BYTES:
+            raise ResourceError("disk_full", need=_gigabytes(needed), free=_gigabytes(free))
+
+    def _verify(self, plan: DownloadPlan) -> None:
+        """Every file must match its hash; a bad one is deleted so the next try fetches it."""
+        snapshot = self.store.snapshot_path(plan.repo, plan.commit)
+        for remote in plan.files:
+            path = snapshot / remote.path
+            if not path.is_file() or not file_digest(path.resolve(), remote):
+                _delete_cached_file(path)
+                raise ModelError("checksum_mismatch", repo=plan.repo, file=remote.path)
+
+    def verify(self, model_id: str) -> bool:
+        """Check a downloaded model's files against the hashes recorded when it arrived."""
+        entry = self._entry(model_id)
+        plan = self.records.read("verified", entry.repo)
+        if plan is None:
+            return False
+        try:
+            self._verify(plan)
+        except ModelError:
+            self.records.remove("verified", entry.repo)
+            self.records.write("pending", plan)
+            return False
+        return True
+
+    def delete(self, model_id: str) -> None:
+        """Remove a model's files from the cache (and its records)."""
+        entry = self._entry(model_id)
+        self.cancel(entry.id)
+        repo_dir = self.store.cache_root / ("models--" + entry.repo.replace("/", "--"))
+        shutil.rmtree(repo_dir, ignore_errors=True)
+        for kind in ("pending", "verified"):
+            self.records.remove(kind, entry.repo)
+        self.store.forget_converted(entry)
+
+
+def _delete_cached_file(link: Path) -> None:
+    """The snapshot entry and the blob it points to."""
+    target = link.resolve() if link.exists() else None
+    link.unlink(missing_ok=True)
+    if target is not None and target != link:
+        target.unlink(missing_ok=True)
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1024**3:.2f}"

@@ -1,0 +1,48 @@
+"""Records of downloads beside the hub cache: *pending* from the first byte until every file
+matched its hash, then *verified*. A model with a pending record is never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from engine.download_sources import DownloadPlan, RemoteFile
+
+RECORDS_DIR = ".huajing"
+
+
+class DownloadRecords:
+    """Pending and verified records, beside the hub cache, one JSON file per repo."""
+
+    def __init__(self, cache_root: Path) -> None:
+        self.root = cache_root / RECORDS_DIR
+
+    def _path(self, kind: str, repo: str) -> Path:
+        return self.root / kind / (repo.replace("/", "--") + ".json")
+
+    def write(self, kind: str, plan: DownloadPlan) -> None:
+        path = self._path(kind, plan.repo)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"repo": plan.repo, "commit": plan.commit,
+                "files": [asdict(f) for f in plan.files]}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+
+    def read(self, kind: str, repo: str) -> DownloadPlan | None:
+        try:
+            data = json.loads(self._path(kind, repo).read_text(encoding="utf-8"))
+            files = tuple(RemoteFile(**f) for f in data["files"])
+            return DownloadPlan(data["repo"], data["commit"], files)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def remove(self, kind: str, repo: str) -> None:
+        self._path(kind, repo).unlink(missing_ok=True)
+
+    def pending(self, repo: str) -> bool:
+        return self._path("pending", repo).is_file()
+

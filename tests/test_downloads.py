@@ -1,0 +1,296 @@
+"""Downloads through the real huggingface_hub client from a hub-compatible server on 127.0.0.1:
+only the files the app needs, progress, cancel, faults, hashes, offline, mirrors, conversion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import constants, file_download
+from huggingface_hub.utils import _http
+from PIL import Image
+
+from conftest import make_settings
+from engine.catalog import ModelState
+from engine.download_sources import DownloadSource
+from engine.downloads import DownloadState
+from engine.errors import EngineError
+from engine.manifest import load_manifest
+from engine.service import ImageService
+from engine.settings import DEFAULT_MANIFEST
+from helpers import txt2img
+from hub_server import Faults, HubServer, StatusFault
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_REPO = "alibaba-pai/pai-diffusion-artist-large-zh"
+LORA_REPO = "alibaba-pai/pai-diffusion-artist-large-zh-lora-poem"
+JOB_WAIT_S = 120
+
+
+@pytest.fixture(autouse=True)
+def online(monkeypatch):
+    """These tests reach the local server: undo conftest's offline switch for them only."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch):
+    """The client waits 1, 2, 4, 8, 8 s between retries of a failing request; skip the waits."""
+    class Clock:
+        @staticmethod
+        def sleep(seconds):
+            return None
+
+    monkeypatch.setattr(file_download, "time", Clock)
+    monkeypatch.setattr(_http, "time", Clock)
+
+
+@pytest.fixture(scope="module")
+def served_repos(tiny_repos, tmp_path_factory) -> dict[str, Path]:
+    """The PAI replica as the hub has it: with its safety checker and an example picture."""
+    root = tmp_path_factory.mktemp("served")
+    base = root / "base"
+    shutil.copytree(tiny_repos.pai_base, base)
+    Image.new("RGB", (64, 64), (200, 100, 50)).save(base / "example.png")
+    lora = next(tiny_repos.hub_cache.glob("models--*lora-poem/snapshots/*"))
+    return {BASE_REPO: base, LORA_REPO: lora}
+
+
+@pytest.fixture
+def server(served_repos):
+    with HubServer(served_repos) as hub:
+        yield hub
+
+
+def make_service(tmp_path: Path, tiny_repos, **overrides) -> ImageService:
+    settings = make_settings(tiny_repos, hub_cache_dir=tmp_path / "cache",
+                             models_dir=tmp_path / "models", offline=False,
+                             convert_downloads=False)
+    settings = dataclasses.replace(settings, **overrides)
+    return ImageService(settings, load_manifest(DEFAULT_MANIFEST))
+
+
+def source(server: HubServer) -> DownloadSource:
+    return DownloadSource.from_choice("custom", server.endpoint)
+
+
+def state_of(service: ImageService, model_id: str) -> ModelState:
+    return next(s.state for s in service.model_statuses() if s.entry.id == model_id)
+
+
+def test_downloads_only_the_needed_files_then_loads(server, tmp_path, tiny_repos):
+    service = make_service(tmp_path, tiny_repos)
+    seen = []
+    job = service.download("pai-artist-large", source(server))
+    while not job.finished.wait(0.05):
+        seen.append(job.status.done_bytes)
+    status = job.status
+    assert status.state is DownloadState.DONE and status.done_bytes == status.total_bytes > 0
+    assert seen == sorted(seen)  # progress only grows
+    fetched = {r.path.split("/resolve/")[1].split("/", 1)[1]
+               for r in server.requests_to("/resolve/", method="GET")}
+    assert "unet/diffusion_pytorch_model.bin" in fetched and "model_index.json" in fetched
+    assert not any(p.startswith(("safety_checker", "feature_extractor")) for p in fetched)
+    assert "example.png" not in fetched
+    assert state_of(service, "pai-artist-large") is ModelState.READY
+    assert service.verify("pai-artist-large")
+    assert service.generate(txt2img()).images
+
+
+def test_cancel_leaves_an_unloadable_partial_model_and_a_retry_completes(
+        server, tmp_path, tiny_repos):
+    server.faults = Faults(throttle_bytes_per_s=200_000)
+    service = make_service(tmp_path, tiny_repos)
+    job = service.download("pai-artist-large", source(server))
+    server.wait_for_bytes(f"{BASE_REPO}/unet/diffusion_pytorch_model.bin", 50_000)
+    service.cancel_download("pai-artist-large")
+    assert job.wait(JOB_WAIT_S).state is DownloadState.CANCELLED
+    assert state_of(service, "pai-artist-large") is ModelState.PARTIAL
+    with pytest.raises(EngineError) as caught:
+        service.generate(txt2img())
+    assert caught.value.code == "model_incomplete"
+    server.faults = Faults()
+    again = service.download("pai-artist-large", source(server))
+    assert again is not job and again.wait(JOB_WAIT_S).state is DownloadState.DONE
+    assert service.generate(txt2img()).images
+
+
+def test_a_dropped_connection_is_retried(server, tmp_path, tiny_repos, no_backoff):
+    server.file_faults[f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"] = Faults(
+        drop_after_bytes=100_000, drop_times=1)
+    service = make_service(tmp_path, tiny_repos)
+    assert service.download("pai-artist-large", source(server)).wait(
+        JOB_WAIT_S).state is DownloadState.DONE
+    assert service.verify("pai-artist-large")
+
+
+def test_a_server_that_ignores_range_still_gives_the_right_bytes(server, tmp_path, tiny_repos,
+                                                                  no_backoff):
+    key = f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"
+    server.file_faults[key] = Faults(drop_after_bytes=100_000, drop_times=1, ignore_range=True)
+    service = make_service(tmp_path, tiny_repos)
+    assert service.download("pai-artist-large", source(server)).wait(
+        JOB_WAIT_S).state is DownloadState.DONE
+    assert service.verify("pai-artist-large")
+
+
+def test_wrong_bytes_are_caught_deleted_and_never_loaded(server, tmp_path, tiny_repos):
+    key = f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"
+    server.file_faults[key] = Faults(corrupt=True)
+    service = make_service(tmp_path, tiny_repos)
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert status.state is DownloadState.FAILED and status.error_code == "checksum_mismatch"
+    assert status.error_params["file"] == "unet/diffusion_pytorch_model.bin"
+    snapshot = service.store.snapshot_path(BASE_REPO, server.repos[BASE_REPO].commit)
+    assert (snapshot / "model_index.json").is_file()
+    assert not (snapshot / "unet" / "diffusion_pytorch_model.bin").exists()
+    assert state_of(service, "pai-artist-large") is ModelState.PARTIAL
+    with pytest.raises(EngineError) as caught:
+        service.generate(txt2img())
+    assert caught.value.code == "model_incomplete"
+
+
+@pytest.mark.parametrize("status_code, error_code", [
+    (401, "download_unauthorized"), (404, "download_repo_not_found"),
+    (500, "download_server_error"),
+])
+def test_server_errors_have_their_own_codes(server, tmp_path, tiny_repos, no_backoff,
+                                            status_code, error_code):
+    server.status_for[BASE_REPO] = StatusFault(status_code)
+    service = make_service(tmp_path, tiny_repos)
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert (status.state, status.error_code) == (DownloadState.FAILED, error_code)
+    assert state_of(service, "pai-artist-large") is ModelState.MISSING
+
+
+def test_a_500_on_a_file_after_retries(server, tmp_path, tiny_repos, no_backoff):
+    server.status_for[f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"] = StatusFault(500)
+    service = make_service(tmp_path, tiny_repos)
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert status.error_code == "download_server_error"
+    assert status.error_params["status"] == "500"
+
+
+def test_not_enough_disk_space_fails_before_any_byte(server, tmp_path, tiny_repos,
+                                                     monkeypatch):
+    import engine.downloads
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(engine.downloads.shutil, "disk_usage",
+                        lambda path: usage._replace(free=1024))
+    service = make_service(tmp_path, tiny_repos)
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert status.error_code == "disk_full"
+    assert not server.requests_to("/resolve/", method="GET")
+
+
+def test_two_requests_share_one_download(server, served_repos, tmp_path, tiny_repos):
+    server.faults = Faults(throttle_bytes_per_s=400_000)
+    service = make_service(tmp_path, tiny_repos)
+    first = service.download("pai-artist-large", source(server))
+    second = service.download("pai-artist-large", source(server))
+    assert first is second
+    assert first.wait(JOB_WAIT_S).state is DownloadState.DONE
+    key = f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"
+    size = (served_repos[BASE_REPO] / "unet" / "diffusion_pytorch_model.bin").stat().st_size
+    assert server.bytes_served[key] == size
+
+
+def test_offline_fails_at_once_with_size_and_advice(tmp_path, tiny_repos):
+    service = make_service(tmp_path, tiny_repos, offline=True)
+    with pytest.raises(EngineError) as caught:
+        service.download("pai-artist-large", DownloadSource())
+    assert caught.value.code == "model_not_downloaded"
+    assert caught.value.params == {"name": "pai-artist-large", "repo": BASE_REPO,
+                                   "size": "4.2"}
+
+
+def test_the_chosen_mirror_is_the_one_reached(served_repos, tmp_path, tiny_repos):
+    with HubServer(served_repos) as hub, HubServer(served_repos) as mirror:
+        service = make_service(tmp_path, tiny_repos)
+        job = service.download("pai-artist-large-lora-poem", source(mirror))
+        assert job.wait(JOB_WAIT_S).state is DownloadState.DONE
+        assert mirror.requests_log and not hub.requests_log
+
+
+def test_sources_from_settings_and_environment():
+    assert DownloadSource.from_choice("hf-mirror").endpoint == "https://hf-mirror.com"
+    assert DownloadSource.from_choice(None, environ={}).endpoint == "https://huggingface.co"
+    mirror = DownloadSource.from_choice(None, environ={"HF_ENDPOINT": "https://hf-mirror.com/"})
+    assert mirror.kind == "hf-mirror"
+    custom = DownloadSource.from_choice("", environ={"HF_ENDPOINT": "http://10.0.0.5:8080"})
+    assert (custom.kind, custom.endpoint) == ("custom", "http://10.0.0.5:8080")
+    for kind, endpoint, code in [("ftp", None, "unknown_source"),
+                                 ("custom", "hf-mirror.com", "invalid_endpoint")]:
+        with pytest.raises(EngineError) as caught:
+            DownloadSource.from_choice(kind, endpoint)
+        assert caught.value.code == code
+
+
+def test_conversion_to_fp16_safetensors(server, tmp_path, tiny_repos, monkeypatch):
+    service = make_service(tmp_path, tiny_repos, convert_downloads=True)
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert status.state is DownloadState.DONE and status.error_code is None
+    assert status.saved_bytes > 0
+    folder = service.store.resolve("pai-artist-large")
+    assert (folder.parent.parent.name, folder.parent.name) == (
+        "converted", "models--alibaba-pai--pai-diffusion-artist-large-zh")
+    assert not list(folder.rglob("*.bin")) and list(folder.rglob("*.safetensors"))
+    import torch
+
+    def no_pickles(*args, **kwargs):
+        raise AssertionError("a pickle was opened")
+
+    monkeypatch.setattr(torch, "load", no_pickles)
+    assert service.generate(txt2img()).images
+    assert next(s for s in service.model_statuses() if s.entry.id == "pai-artist-large").converted
+
+
+def test_verify_notices_a_damaged_file_and_delete_removes_everything(server, tmp_path,
+                                                                      tiny_repos):
+    service = make_service(tmp_path, tiny_repos)
+    service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    weights = service.store.cached_snapshot(BASE_REPO) / "unet" / "diffusion_pytorch_model.bin"
+    blob = weights.resolve()
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    assert not service.verify("pai-artist-large")
+    assert state_of(service, "pai-artist-large") is ModelState.PARTIAL
+    service.delete("pai-artist-large")
+    assert state_of(service, "pai-artist-large") is ModelState.MISSING
+    assert not (tmp_path / "cache" / "models--alibaba-pai--pai-diffusion-artist-large-zh").exists()
+
+
+def test_a_killed_download_process_restarts_cleanly(server, tmp_path, tiny_repos):
+    """``python -m engine download`` killed mid-file; the next run finishes and verifies."""
+    server.faults = Faults(throttle_bytes_per_s=100_000)
+    command = [sys.executable, "-m", "engine", "download", "pai-artist-large", "--source",
+               "custom", "--endpoint", server.endpoint, "--cache-dir", str(tmp_path / "cache"),
+               "--models-dir", str(tmp_path / "models"), "--no-convert"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "0"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        server.wait_for_bytes(f"{BASE_REPO}/unet/diffusion_pytorch_model.bin", 50_000,
+                              timeout=JOB_WAIT_S)
+    finally:
+        process.kill()
+        process.communicate()
+    service = make_service(tmp_path, tiny_repos)
+    assert state_of(service, "pai-artist-large") is ModelState.PARTIAL
+    server.faults = Faults()
+    completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert "已下载并校验完成" in completed.stdout
+    assert state_of(service, "pai-artist-large") is ModelState.READY
+    assert service.verify("pai-artist-large")
