@@ -17,6 +17,7 @@ from app_settings import AppSettings, PreferencesStore, SettingsError, parse_set
 logger = logging.getLogger("huajing")
 
 QUEUE_SIZE = 32  # waiting jobs beyond this are refused rather than piling up
+MAX_UPLOAD = "50mb"
 
 
 def configure_logging(verbose: bool) -> None:
@@ -87,11 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     options = UiOptions(preferences, settings.demo, gpu_decorator(), source_flag=settings.source,
                         hf_endpoint=settings.hf_endpoint)
     ui = build_ui(service, options, preferences_store)
+    # PIL refuses larger images before decoding them (decompression bombs).
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = service.limits.max_input_pixels
     ui.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     service.start(preload=True)
     logger.info("serving on %s:%d", settings.host, settings.port)
     ui.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
               auth=list(settings.auth) or None, show_error=False, inbrowser=False,
+              max_file_size=MAX_UPLOAD,
               theme=None, css=None, footer_links=["api", "gradio"])
     return 0
 

@@ -162,6 +162,11 @@ class AuxAnnotators:
         detector_class = getattr(controlnet_aux, annotator.detector_class)
         if not annotator.needs_weights:
             return detector_class()
+        from engine.lora import weights_only_forced_off
+
+        if weights_only_forced_off():
+            # controlnet-aux calls torch.load without weights_only, so the override applies.
+            raise ModelError("weights_only_disabled")
         logger.info("loading annotator %s (%s) from %s", name, annotator.detector_class,
                     self.cache_dir or "the default hub cache")
         try:

@@ -131,7 +131,8 @@ def run(args) -> int:
 
     settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
                               offline=args.offline or os.environ.get("HF_HUB_OFFLINE") == "1",
-                              device=args.device, precision=args.precision)
+                              device=args.device, precision=args.precision,
+                              allow_lora_paths=True)
     try:
         engine = Engine(settings)
         result = engine.generate(_build_request(args, settings.limits))

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from engine import images as image_ops
 from engine.aux_annotators import AuxAnnotators
@@ -37,7 +37,9 @@ from engine.requests import (
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
 from engine.text_encoding import encode_prompts, prompt_info, read_text_context
-from engine.validation import normalise_sampler, validate_control, validate_request
+from engine.validation import (
+    check_prompt_text, normalise_sampler, validate_control, validate_request,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,12 +122,14 @@ class Engine:
         request = self.validate(request)
         started = time.perf_counter()
         with self.pipelines.lock:
-            job = self._start_job(request)
             try:
+                job = self._start_job(request)
                 images, infos = self._run_batches(job, on_progress, cancel)
             except torch.OutOfMemoryError:
+                job = None  # freed below, once the traceback no longer holds the tensors
+            if job is None:
                 free_memory()
-                raise ResourceError("out_of_memory") from None
+                raise ResourceError("out_of_memory")
         duration = time.perf_counter() - started
         logger.info("%s on %s: %dx%d, %d steps, seed %d, %d images in %.2f s",
                     request.kind.value, job.base.model_id, job.width, job.height, request.steps,
@@ -138,6 +142,7 @@ class Engine:
 
         Uses a tokenizer of its own, so counting never waits for a running job.
         """
+        check_prompt_text("prompt", prompt, self.limits)
         counter = self._token_counter(self.store.base_folder(model).resolve())
         with counter.lock:
             return prompt_info(parse_prompt(prompt), counter.tokenizer, counter.context)
@@ -176,7 +181,7 @@ class Engine:
         if request.width and request.height:
             return request.width, request.height
         if isinstance(request, Img2ImgRequest):
-            width, height = request.init_image.size
+            width, height = ImageOps.exif_transpose(request.init_image).size
         else:
             width, height = base.default_size
         width, height = request.width or width, request.height or height
@@ -289,9 +294,13 @@ class Engine:
             folder = self.store.resolve(name, ModelKind.LORA)
             return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
                               manifest_base=entry.base)
-        for candidate in (Path(name).expanduser(), self.settings.lora_dir / name,
-                          self.settings.lora_dir / f"{name}.safetensors"):
-            if candidate.is_file():
+        if self.settings.allow_lora_paths and Path(name).expanduser().is_file():
+            return LoraSource(name, Path(name).expanduser(), allow_pickle=False)
+        if Path(name).name != name or name in (".", ".."):
+            return None  # a name, not a path: prompts must not reach files outside the folder
+        folder = self.settings.lora_dir
+        for candidate in (folder / name, folder / f"{name}.safetensors"):
+            if candidate.is_file() and candidate.resolve().is_relative_to(folder.resolve()):
                 return LoraSource(name, candidate, allow_pickle=False)
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
 from engine.requests import ResizeMode
@@ -10,10 +11,11 @@ from engine.requests import ResizeMode
 def to_rgb(image: Image.Image) -> Image.Image:
     """Honour EXIF rotation; flatten transparency on white; convert CMYK, palette and 16-bit."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit greyscale: keep the top 8 bits instead of clipping everything to white.
-        image = image.point(lambda value: value / 256).convert("L")
-    if image.mode == "P":
+        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        image = Image.fromarray(values.astype(np.uint8), mode="L")
+    if image.mode in ("P", "PA"):
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA"):
         background = Image.new("RGB", image.size, (255, 255, 255))

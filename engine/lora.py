@@ -137,6 +137,9 @@ class LoraAdapters:
                 pipe.unet.load_lora_adapter(state, prefix=None, adapter_name=name)
             else:
                 pipe.load_lora_weights(state, adapter_name=name)
+        except torch.OutOfMemoryError:
+            self._discard(pipe, name)
+            raise
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             logger.info("LoRA %s does not fit this model: %s", source.name, type(exc).__name__)
             self._discard(pipe, name)

@@ -130,6 +130,8 @@ class PipelineManager:
                 folder, dtype=self.placement.dtype, safety_checker=None,
                 feature_extractor=None, requires_safety_checker=False,
                 use_safetensors=_prefer_safetensors(folder))
+        except torch.OutOfMemoryError:
+            raise  # not a broken model: the caller frees memory and says so
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             logger.warning("loading %s failed: %s", reference, type(exc).__name__)
             raise ModelError("model_load_failed", name=reference) from None
@@ -162,6 +164,8 @@ class PipelineManager:
             try:
                 model = ControlNetModel.from_pretrained(
                     folder, dtype=self.placement.dtype, use_safetensors=_has_safetensors(folder))
+            except torch.OutOfMemoryError:
+                raise
             except (OSError, ValueError, RuntimeError, KeyError) as exc:
                 logger.warning("loading ControlNet %s failed: %s", reference, type(exc).__name__)
                 raise ModelError("model_load_failed", name=reference) from None

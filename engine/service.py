@@ -20,7 +20,7 @@ from engine.catalog import (
 )
 from engine.download_sources import DownloadSource
 from engine.downloads import FINISHED, Downloader, DownloadJob, DownloadStatus
-from engine.errors import EngineError, ModelError
+from engine.errors import EngineError, ModelError, ResourceError
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind
 from engine.model_store import ModelStore
@@ -215,7 +215,7 @@ class ImageService:
         with self._state_lock:
             self._loading.add(model)
         try:
-            self.engine.pipelines.base(model)
+            self._load_base(model)
         except ModelError as error:
             if error.code == "model_load_failed":
                 with self._state_lock:
@@ -228,6 +228,19 @@ class ImageService:
             self._broken.discard(model)
         self._active = model
         logger.info("active model: %s", model)
+
+    def _load_base(self, model: str) -> None:
+        import torch
+
+        from engine.pipelines import free_memory
+
+        try:
+            self.engine.pipelines.base(model)
+            return
+        except torch.OutOfMemoryError:
+            pass  # freed below, once the traceback no longer holds the tensors
+        free_memory()
+        raise ResourceError("out_of_memory")
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:

@@ -37,12 +37,16 @@ def _check_number(code: str, value: Any, low: float, high: float) -> None:
         raise InvalidRequest(code, value=repr(value), min=low, max=high)
 
 
-def _check_text(field: str, text: Any, limits: Limits) -> None:
+def check_prompt_text(field: str, text: Any, limits: Limits) -> None:
     if not isinstance(text, str):
         raise InvalidRequest("invalid_prompt", field=field)
     if len(text) > limits.max_prompt_chars:
         raise InvalidRequest("prompt_too_long", field=field, length=len(text),
                              max=limits.max_prompt_chars)
+    try:
+        text.encode("utf-8")  # lone surrogates (half an emoji) cannot be tokenized
+    except UnicodeEncodeError:
+        raise InvalidRequest("prompt_invalid_characters", field=field) from None
     if "\x00" in text:
         raise InvalidRequest("prompt_invalid_characters", field=field)
 
@@ -152,8 +156,8 @@ def validate_request(request: GenerationRequest, limits: Limits, *,
         raise InvalidRequest("invalid_request")
     if not isinstance(request.model, str) or not request.model.strip():
         raise InvalidRequest("missing_model")
-    _check_text("prompt", request.prompt, limits)
-    _check_text("negative_prompt", request.negative_prompt, limits)
+    check_prompt_text("prompt", request.prompt, limits)
+    check_prompt_text("negative_prompt", request.negative_prompt, limits)
     _check_sampling(request, limits)
     _check_batch(request, limits)
     _check_loras(request, limits, lora_exists)

@@ -125,3 +125,10 @@ def test_shuffle_leaves_numpy_random_state_alone(annotators):
     np.random.seed(123)
     annotators.run("shuffle", _noise_image(9), RESOLUTION)
     assert np.random.random() == expected
+
+
+def test_weights_only_override_refuses_annotator_pickles(hub_cache, monkeypatch):
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(ModelError) as caught:
+        AuxAnnotators(cache_dir=hub_cache).run("lineart", _noise_image(3), RESOLUTION)
+    assert caught.value.code == "weights_only_disabled"

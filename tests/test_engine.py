@@ -366,3 +366,47 @@ def test_preview_of_a_small_control_image(engine):
     control = ControlSpec(model="pai-artist-large-controlnet-canny", control_type="lineart",
                           image=sample_image(40, 30))
     assert engine.preprocess(control).size == (40, 30)
+
+
+def test_img2img_size_follows_exif_rotation(engine):
+    import io
+
+    from PIL import Image
+
+    stored = sample_image(96, 64)
+    exif = stored.getexif()
+    exif[0x0112] = 6  # shown rotated: 64 wide, 96 tall
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif)
+    result = engine.generate(img2img(init_image=Image.open(buffer), width=None, height=None))
+    assert result.images[0].image.size == (64, 96)
+
+
+def test_half_an_emoji_is_refused_not_crashed(engine):
+    with pytest.raises(EngineError) as caught:
+        engine.generate(txt2img(prompt="猫\ud83d"))
+    assert caught.value.code == "prompt_invalid_characters"
+    with pytest.raises(EngineError):
+        engine.prompt_info("pai-artist-large", "猫\ud83d")
+
+
+def test_out_of_memory_while_loading_is_not_a_broken_model(tiny_repos, monkeypatch):
+    from engine.catalog import ModelState
+    from engine.manifest import load_manifest
+    from engine.service import ImageService
+    from engine.settings import DEFAULT_MANIFEST
+
+    service = ImageService(make_settings(tiny_repos), load_manifest(DEFAULT_MANIFEST))
+
+    def no_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(service.engine.pipelines, "_load_base", no_memory)
+    with pytest.raises(EngineError) as caught:
+        service.activate("pai-general-large")
+    assert caught.value.code == "out_of_memory"
+    state = {s.entry.id: s.state for s in service.model_statuses()}["pai-general-large"]
+    assert state is ModelState.READY
+    with pytest.raises(EngineError) as caught:
+        service.generate(txt2img(model="pai-general-large"))
+    assert caught.value.code == "out_of_memory"

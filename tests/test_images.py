@@ -87,3 +87,11 @@ def test_open_image_file_refuses_bombs_and_garbage(tmp_path):
     text.write_text("not an image")
     with pytest.raises(InvalidRequest):
         open_image_file(text, max_pixels=10**7)
+
+
+def test_big_endian_16_bit_and_transparent_palette():
+    big_endian = Image.frombytes("I;16B", (2, 2), (40000).to_bytes(2, "big") * 4)
+    assert to_rgb(big_endian).getpixel((0, 0)) == (156, 156, 156)
+    palette = Image.new("PA", (4, 4))
+    palette.putpalette([255, 0, 0] * 256)
+    assert to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)  # transparent: on white

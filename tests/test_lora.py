@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -28,8 +30,7 @@ def _unet_weights(engine) -> dict[str, torch.Tensor]:
 
 
 def _lora_names(repos) -> dict[str, str]:
-    return {"pai_legacy": POEM, "diffusers": str(repos.diffusers_lora),
-            "kohya": "kohya-style"}
+    return {"pai_legacy": POEM, "diffusers": "ink", "kohya": "kohya-style"}
 
 
 def test_formats_are_detected_from_the_keys(tiny_repos):
@@ -108,7 +109,7 @@ def test_user_pickle_lora_is_refused(engine, tiny_repos):
     path = tiny_repos.lora_dir / "renamed.bin"
     torch.save({"lora_unet_x.lora_down.weight": torch.zeros(1)}, path)
     with pytest.raises(EngineError) as caught:
-        engine.generate(txt2img(loras=(LoraWeight(str(path), 1.0),)))
+        engine.generate(txt2img(loras=(LoraWeight("renamed.bin", 1.0),)))
     assert caught.value.code == "lora_pickle_refused"
 
 
@@ -167,3 +168,19 @@ def test_adapters_beyond_capacity_are_unloaded_oldest_first(fresh_engine):
     plain = fresh_engine.generate(txt2img())
     fresh_engine.unload_loras()
     assert difference(plain, fresh_engine.generate(txt2img())) == 0
+
+
+@pytest.mark.parametrize("name", ["../outside", "../lora/ink", "/etc/passwd", "sub/ink", ".."])
+def test_prompts_cannot_reach_files_outside_the_lora_folder(engine, tiny_repos, name):
+    outside = tiny_repos.models_dir / "outside.safetensors"
+    shutil.copy(tiny_repos.diffusers_lora, outside)
+    with pytest.raises(EngineError) as caught:
+        engine.generate(txt2img(prompt=f"山 <lora:{name}:1>"))
+    assert caught.value.code == "unknown_lora"
+
+
+def test_file_paths_work_where_allowed(tiny_repos):
+    engine = Engine(make_settings(tiny_repos, allow_lora_paths=True))
+    path = str(tiny_repos.diffusers_lora)
+    plain = engine.generate(txt2img())
+    assert difference(plain, engine.generate(txt2img(loras=(LoraWeight(path, 1.0),)))) > 0

@@ -183,9 +183,9 @@ def test_img2img_with_an_uploaded_init_image(ui, fake, tmp_path):
     assert parse_infotext(result[1])["strength"] == 0.5
 
 
-def test_uploading_an_init_image_sets_the_size_from_it(ui, tmp_path):
+def test_an_init_image_sets_the_size_from_it(ui, tmp_path):
     init = png(tmp_path / "big.png", size=(1001, 603))
-    upload = ui.api_name_of(ui.component_with_elem_id("img2img-init"), "upload")
+    upload = ui.api_name_of(ui.component_with_elem_id("img2img-init"), "change")
 
     width, height = call(ui.client, upload, **by_keys(img2img__init_image=handle_file(init)))
 
@@ -731,3 +731,25 @@ def test_models_tab_starts_downloads_from_the_chosen_source_and_guards_delete(tm
         assert translate(ZH, "models.confirm_first") in str(caught.value)
         ui.client.predict("pai-food-large", True, api_name="/delete_model")
         assert fake.deleted == ["pai-food-large"]
+
+
+def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one():
+    import gradio as gr
+
+    from ui.common import JobRunner
+    from ui.texts import Texts
+
+    service = FakeImageService()
+    runner = JobRunner(service, Texts(ZH))
+    request = Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=1, width=64,
+                             height=64)
+    runner.interrupt("me")  # pressed while nothing was queued: must not cancel later jobs
+    runner.mark_queued("me")
+    assert runner.run(request, "me", lambda *a, **k: None).images
+    runner.mark_queued("me")
+    runner.interrupt("me")  # pressed while this job waited
+    with pytest.raises(gr.Error) as caught:
+        runner.run(request, "me", lambda *a, **k: None)
+    assert caught.value.message == error_text(ZH, "cancelled")
+    runner.mark_queued("other")
+    assert runner.run(request, "other", lambda *a, **k: None).images

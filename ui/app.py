@@ -116,7 +116,9 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
     texts = Texts(preferences.language)
     runner = JobRunner(service, texts)
     gpu, sampler = options.on_gpu, preferences.default_sampler
-    with gr.Blocks(title="画境 Huajing", analytics_enabled=False) as demo:
+    # Uploads and results in Gradio's cache are removed after a day, checked every hour.
+    with gr.Blocks(title="画境 Huajing", analytics_enabled=False,
+                   delete_cache=(3600, 86400)) as demo:
         model = _header(service, texts, options)
         with gr.Tabs(elem_id="main-tabs") as tabs:
             with _tab(texts, "tabs.txt2img", "txt2img"):

@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.errors import EngineError
+from engine.errors import EngineError, JobCancelled
 from engine.infotext import format_infotext
 from engine.limits import Limits
 from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
@@ -185,11 +185,23 @@ class JobRunner:
         self.service = service
         self.texts = texts
         self._cancels: dict[str, threading.Event] = {}
+        self._queued_at: dict[str, float] = {}
+        self._interrupted_at: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def mark_queued(self, session: str) -> None:
+        """Called the moment 生成 is clicked, before the job waits in the queue."""
+        with self._lock:
+            self._queued_at[session] = time.monotonic()
 
     def run(self, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
         cancel = threading.Event()
         with self._lock:
+            queued = self._queued_at.pop(session, None)
+            interrupted = self._interrupted_at.get(session)
+            if queued is not None and interrupted is not None and interrupted >= queued:
+                # 中止 was pressed while this job still waited in the queue.
+                raise self.texts.engine_failure(JobCancelled())
             self._cancels[session] = cancel
         started = time.monotonic()
 
@@ -223,6 +235,7 @@ class JobRunner:
     def interrupt(self, session: str) -> None:
         with self._lock:
             cancel = self._cancels.get(session)
+            self._interrupted_at[session] = time.monotonic()
         if cancel is not None:
             cancel.set()
 
@@ -233,6 +246,16 @@ def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list
                for item in result.images]
     info = format_infotext(result.images[0].parameters) if result.images else ""
     return gallery, info, [item.seed for item in result.images]
+
+
+def on_generate(button: Any, runner: JobRunner, run: Any, **event: Any) -> None:
+    """生成 first notes the click (so 中止 can cancel a job still queued), then queues ``run``
+    on the one GPU queue."""
+    def mark(request: gr.Request) -> None:
+        runner.mark_queued(session_of(request))
+
+    button.click(mark, queue=False, api_visibility="private").then(
+        run, concurrency_id=GPU_QUEUE, concurrency_limit=1, **event)
 
 
 def wire_interrupt(button: Any, runner: JobRunner) -> None:

@@ -10,7 +10,7 @@ import gradio as gr
 from engine.errors import EngineError
 from engine.requests import ControlNetRequest, ControlSpec
 from ui.common import (
-    GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
+    GPU_QUEUE, JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
     parameter_widgets, prompt_row, result_widgets, session_of, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
@@ -153,10 +153,11 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
                                                     parameters.height},
                          outputs=preview, api_name="controlnet_preview",
                          concurrency_id=GPU_QUEUE, concurrency_limit=1)
-    generate.click(gpu(run), inputs={model, *control.inputs(), prompts.prompt,
-                                     prompts.negative, *parameters.inputs()},
-                   outputs=[preview, results.gallery, results.info, results.seeds],
-                   api_name="controlnet", concurrency_id=GPU_QUEUE, concurrency_limit=1)
+    on_generate(generate, runner, gpu(run),
+                inputs={model, *control.inputs(), prompts.prompt, prompts.negative,
+                        *parameters.inputs()},
+                outputs=[preview, results.gallery, results.info, results.seeds],
+                api_name="controlnet")
     model.change(lambda base: gr.update(choices=controlnet_choices(service, base,
                                                                   texts.language)),
                  inputs=model, outputs=control.controlnet, queue=False)

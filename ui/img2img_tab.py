@@ -12,7 +12,7 @@ from PIL import Image
 from engine.images import fit_size
 from engine.requests import Img2ImgRequest, InpaintRequest, ResizeMode
 from ui.common import (
-    GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
+    JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
     parameter_widgets, prompt_row, result_widgets, session_of, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
@@ -99,16 +99,17 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         with gr.Column(scale=1):
             results = result_widgets(texts, "img2img")
 
-    def size_of(image: Image.Image | None, editor_value: dict | None):
-        source = image if image is not None else (editor_value or {}).get("background")
-        if source is None:
+    def size_of(image: Image.Image | None):
+        if image is None:
             return gr.skip(), gr.skip()
-        return fit_size(*source.size, limits.max_size, limits.max_batch_pixels,
+        return fit_size(*image.size, limits.max_size, limits.max_batch_pixels,
                         limits.size_step, limits.min_size)
 
-    for upload in (init_image, editor):
-        upload.upload(size_of, inputs=[init_image, editor],
-                      outputs=[parameters.width, parameters.height], queue=False)
+    sizes = [parameters.width, parameters.height]
+    # .change also follows 发送到图生图; the editor's own .change fires on every stroke.
+    init_image.change(size_of, inputs=init_image, outputs=sizes, queue=False)
+    editor.upload(lambda value: size_of((value or {}).get("background")), inputs=editor,
+                  outputs=sizes, queue=False)
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = common_request_fields(values, prompts, parameters, values[model])
@@ -124,11 +125,11 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         result = runner.run(job, session_of(request), progress)
         return show_result(result, texts)
 
-    generate.click(gpu(run), inputs={model, mode, init_image, editor, mask_upload, strength,
-                                     resize_mode, mask_blur, invert_mask, prompts.prompt,
-                                     prompts.negative, *parameters.inputs()},
-                   outputs=[results.gallery, results.info, results.seeds], api_name="img2img",
-                   concurrency_id=GPU_QUEUE, concurrency_limit=1)
+    on_generate(generate, runner, gpu(run),
+                inputs={model, mode, init_image, editor, mask_upload, strength, resize_mode,
+                        mask_blur, invert_mask, prompts.prompt, prompts.negative,
+                        *parameters.inputs()},
+                outputs=[results.gallery, results.info, results.seeds], api_name="img2img")
     wire_interrupt(interrupt, runner)
     wire_seed_buttons(parameters, results)
     wire_token_counter(service, texts, prompts, model)

@@ -9,7 +9,7 @@ import gradio as gr
 
 from engine.requests import Txt2ImgRequest
 from ui.common import (
-    GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
+    JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
     parameter_widgets, prompt_row, result_widgets, session_of, show_result,
     wire_interrupt, wire_seed_buttons, wire_token_counter,
 )
@@ -49,9 +49,9 @@ def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         result = runner.run(Txt2ImgRequest(**fields), session_of(request), progress)
         return show_result(result, texts)
 
-    generate.click(gpu(run), inputs={model, prompts.prompt, prompts.negative, *parameters.inputs()},
-                   outputs=[results.gallery, results.info, results.seeds], api_name="txt2img",
-                   concurrency_id=GPU_QUEUE, concurrency_limit=1)
+    on_generate(generate, runner, gpu(run),
+                inputs={model, prompts.prompt, prompts.negative, *parameters.inputs()},
+                outputs=[results.gallery, results.info, results.seeds], api_name="txt2img")
     wire_interrupt(interrupt, runner)
     wire_seed_buttons(parameters, results)
     wire_token_counter(service, texts, prompts, model)
