@@ -32,6 +32,7 @@ class ModelStatus:
     active: bool = False
     progress: float | None = None  # 0..1 while downloading
     converted: bool = False  # loads from its fp16 safetensors copy
+    source: str = ""  # where the verified download came from
 
 
 @dataclass(frozen=True)

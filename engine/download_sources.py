@@ -68,6 +68,7 @@ class DownloadPlan:
     repo: str
     commit: str
     files: tuple[RemoteFile, ...]
+    source: str = ""  # the endpoint it came from, or a local folder
 
     @property
     def total_bytes(self) -> int:
@@ -98,7 +99,7 @@ def fetch_plan(repo: str, patterns: list[str], source: DownloadSource, cache_dir
             lfs.sha256 if lfs else None, None if lfs else sibling.blob_id))
     if not files:
         raise ModelError("download_no_files", repo=repo)
-    return DownloadPlan(repo, info.sha, tuple(files))
+    return DownloadPlan(repo, info.sha, tuple(files), source.endpoint)
 
 
 def download_error(error: BaseException, repo: str) -> EngineError:

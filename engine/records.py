@@ -26,7 +26,7 @@ class DownloadRecords:
     def write(self, kind: str, plan: DownloadPlan) -> None:
         path = self._path(kind, plan.repo)
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"repo": plan.repo, "commit": plan.commit,
+        data = {"repo": plan.repo, "commit": plan.commit, "source": plan.source,
                 "files": [asdict(f) for f in plan.files]}
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -36,7 +36,7 @@ class DownloadRecords:
         try:
             data = json.loads(self._path(kind, repo).read_text(encoding="utf-8"))
             files = tuple(RemoteFile(**f) for f in data["files"])
-            return DownloadPlan(data["repo"], data["commit"], files)
+            return DownloadPlan(data["repo"], data["commit"], files, data.get("source", ""))
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -137,9 +137,11 @@ class ImageService:
                 state = ModelState.BROKEN
             else:
                 state = ModelState.READY
+        record = self.store.records.read("verified", entry.repo)
         return ModelStatus(entry, state, size, active=entry.id == self._active,
                            progress=download.fraction if downloading else None,
-                           converted=self.store.converted_folder(entry) is not None)
+                           converted=self.store.converted_folder(entry) is not None,
+                           source=record.source if record else "")
 
     # -- downloads --------------------------------------------------------------------------
 

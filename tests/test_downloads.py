@@ -294,3 +294,14 @@ def test_a_killed_download_process_restarts_cleanly(server, tmp_path, tiny_repos
     assert "已下载并校验完成" in completed.stdout
     assert state_of(service, "pai-artist-large") is ModelState.READY
     assert service.verify("pai-artist-large")
+
+
+def test_the_source_is_recorded_and_shown(server, tmp_path, tiny_repos):
+    from ui.models_tab import status_rows
+
+    service = make_service(tmp_path, tiny_repos)
+    service.download("pai-artist-large-lora-poem", source(server)).wait(JOB_WAIT_S)
+    status = next(s for s in service.model_statuses() if s.entry.id == "pai-artist-large-lora-poem")
+    assert status.source == server.endpoint
+    row = next(r for r in status_rows([status], "zh-CN"))
+    assert row[4] == server.endpoint.split("://", 1)[1]

@@ -595,9 +595,9 @@ def test_status_rows_show_states_and_the_active_model(fake):
     by_id = {row[-1]: row for row in rows}
     active = by_id[fake.active_model]
     assert active[1] == translate(ZH, "models.kind_base")
-    assert (active[2], active[3], active[4]) == ("已就绪", "1.00 GB", "✔")
+    assert (active[2], active[3], active[4], active[5]) == ("已就绪", "1.00 GB", "-", "✔")
     others = [row for model_id, row in by_id.items() if model_id != fake.active_model]
-    assert others and all((row[2], row[3], row[4]) == ("未下载", "-", "") for row in others)
+    assert others and all((row[2], row[3], row[5]) == ("未下载", "-", "") for row in others)
     kinds = {row[1] for row in rows}
     assert {"基础模型", "ControlNet", "LoRA 风格"} <= kinds
     english = status_rows(fake.model_statuses(), "en")
@@ -614,7 +614,7 @@ def test_switching_model_sets_sizes_and_the_models_table(ui, fake):
         refresh = ui.api_name_of(ui.component_with_elem_id("models-refresh"), "click")
         table = ui.client.predict(api_name=refresh)
         rows = table["data"] if isinstance(table, dict) else table
-        (active,) = [row for row in rows if row[4] == "✔"]
+        (active,) = [row for row in rows if row[5] == "✔"]
         assert active[-1] == "pai-anime-large" and active[2] == "已就绪"
     finally:
         call(ui.client, "/switch_model", **{label("app.model"): before})

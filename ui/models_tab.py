@@ -55,16 +55,27 @@ def status_rows(statuses: list[ModelStatus], language: str) -> list[list[str]]:
         rows.append([
             (entry.name.zh if language == "zh-CN" else entry.name.en),
             translate(language, f"models.kind_{entry.kind.value}"), state,
-            _size_text(status.size_bytes), "✔" if status.active else "", entry.id,
+            _size_text(status.size_bytes), _source_text(status.source, language),
+            "✔" if status.active else "", entry.id,
         ])
     return rows
+
+
+def _source_text(source: str, language: str) -> str:
+    from locales import translate
+
+    if not source:
+        return "-"
+    if source.startswith(("http://", "https://")):
+        return source.split("://", 1)[1]
+    return translate(language, "models.source_folder")
 
 
 def _headers(language: str) -> list[str]:
     from locales import translate
 
     return [translate(language, f"models.column_{name}")
-            for name in ("name", "kind", "state", "size", "active", "id")]
+            for name in ("name", "kind", "state", "size", "source", "active", "id")]
 
 
 def _all_models(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
