@@ -63,6 +63,8 @@ def _download_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=SOURCE_KINDS,
                         help="default: HF_ENDPOINT if set, else huggingface")
     parser.add_argument("--endpoint", help="the address of a custom hub-compatible source")
+    parser.add_argument("--from-folder", type=Path,
+                        help="take the model from this local folder instead of downloading")
     parser.add_argument("--no-convert", action="store_true",
                         help="keep only the original files (no fp16 safetensors copy)")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
@@ -177,7 +179,10 @@ def download(args) -> int:
     try:
         source = DownloadSource.from_choice(args.source, args.endpoint, os.environ)
         service = ImageService(settings, load_manifest(settings.manifest_path))
-        job = service.download(args.model, source)
+        if args.from_folder:
+            job = service.import_folder(args.model, args.from_folder)
+        else:
+            job = service.download(args.model, source)
         while not job.finished.wait(0.5):
             print("\r" + _progress_line(args.lang, job.status), end="", file=sys.stderr)
     except KeyboardInterrupt:

@@ -91,7 +91,7 @@ def _progress_class(job: "DownloadJob"):
 class DownloadJob:
     """One model's download, run in its own thread; status can be read at any time."""
 
-    def __init__(self, entry: ManifestEntry, source: DownloadSource) -> None:
+    def __init__(self, entry: ManifestEntry, source: DownloadSource | Path) -> None:
         self.entry = entry
         self.source = source
         self.cancel_requested = threading.Event()
@@ -157,13 +157,20 @@ class Downloader:
         entry = self._entry(model_id)
         if self.store.settings.offline:
             raise self.store.not_downloaded(entry)
+        return self._launch(entry, source, self._download)
+
+    def import_folder(self, model_id: str, folder: Path) -> DownloadJob:
+        """Take a model from a local folder: hashed, copied into the cache, verified."""
+        return self._launch(self._entry(model_id), Path(folder), self._import)
+
+    def _launch(self, entry: ManifestEntry, origin, work) -> DownloadJob:
         with self._lock:
             running = self._jobs.get(entry.id)
             if running is not None and not running.finished.is_set():
                 return running
-            job = DownloadJob(entry, source)
+            job = DownloadJob(entry, origin)
             self._jobs[entry.id] = job
-        threading.Thread(target=self._run, args=(job,), name=f"download-{entry.id}",
+        threading.Thread(target=self._run, args=(job, work), name=f"download-{entry.id}",
                          daemon=True).start()
         return job
 
@@ -178,10 +185,10 @@ class Downloader:
         if job is not None:
             job.cancel()
 
-    def _run(self, job: DownloadJob) -> None:
+    def _run(self, job: DownloadJob, work) -> None:
         try:
-            self._download(job)
-        except DownloadCancelled:
+            work(job)
+        except (DownloadCancelled, InterruptedError):
             logger.info("download of %s cancelled", job.entry.id)
             job.update(state=DownloadState.CANCELLED)
         except EngineError as error:
@@ -205,6 +212,24 @@ class Downloader:
         job.start_counting(plan.total_bytes - sum(f.size for f in missing), plan.total_bytes)
         for remote in missing:
             self._fetch_file(job, plan, remote)
+        self._finish(job, plan)
+
+    def _import(self, job: DownloadJob) -> None:
+        from engine.folder_import import copy_into_snapshot, plan_from_folder
+
+        folder = job.source
+        job.start_counting(0, 0)
+        plan = plan_from_folder(job.entry, folder, job.add_bytes)
+        self._check_disk(plan.total_bytes)
+        self.records.write("pending", plan)
+        job.start_counting(0, plan.total_bytes)
+        copy_into_snapshot(plan, folder, self.store.snapshot_path(plan.repo, plan.commit),
+                           job.add_bytes, job.cancel_requested.is_set)
+        self._finish(job, plan)
+
+    def _finish(self, job: DownloadJob, plan: DownloadPlan) -> None:
+        """Verify every file, then make the model visible, then (optionally) convert it."""
+        entry = job.entry
         job.update(state=DownloadState.VERIFYING)
         self._verify(plan)
         self.store.point_main_at(plan.repo, plan.commit)

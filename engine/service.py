@@ -159,6 +159,10 @@ class ImageService:
         """Start (or join) the download of a manifest model; it runs in the background."""
         return self.downloader.start(model_id, source)
 
+    def import_folder(self, model_id: str, folder: Path) -> DownloadJob:
+        """Take a manifest model from a local folder (a copy from elsewhere), verified."""
+        return self.downloader.import_folder(model_id, folder)
+
     def download_status(self, model_id: str) -> DownloadStatus | None:
         return self.downloader.status(model_id)
 

@@ -72,6 +72,10 @@ class FakeImageService:
         self.download_calls.append((model_id, source))
         self.downloads[model_id] = DownloadStatus(model_id, DownloadState.DOWNLOADING, 0, 100)
 
+    def import_folder(self, model_id: str, folder: Path) -> None:
+        self.download_calls.append((model_id, folder))
+        self.downloads[model_id] = DownloadStatus(model_id, DownloadState.PENDING)
+
     def download_status(self, model_id: str) -> DownloadStatus | None:
         return self.downloads.get(model_id)
 

@@ -305,3 +305,26 @@ def test_the_source_is_recorded_and_shown(server, tmp_path, tiny_repos):
     assert status.source == server.endpoint
     row = next(r for r in status_rows([status], "zh-CN"))
     assert row[4] == server.endpoint.split("://", 1)[1]
+
+
+def test_import_from_a_local_folder(tmp_path, tiny_repos, served_repos):
+    from ui.models_tab import status_rows
+
+    service = make_service(tmp_path, tiny_repos)
+    job = service.import_folder("pai-artist-large", served_repos[BASE_REPO])
+    assert job.wait(JOB_WAIT_S).state is DownloadState.DONE
+    snapshot = service.store.cached_snapshot(BASE_REPO)
+    assert not (snapshot / "safety_checker").exists() and not (snapshot / "example.png").exists()
+    assert service.verify("pai-artist-large") and service.generate(txt2img()).images
+    status = next(s for s in service.model_statuses() if s.entry.id == "pai-artist-large")
+    assert status_rows([status], "zh-CN")[0][4] == "本地文件夹"
+    again = service.import_folder("pai-artist-large", served_repos[BASE_REPO])
+    assert again.wait(JOB_WAIT_S).state is DownloadState.DONE
+    assert service.store.cached_snapshot(BASE_REPO) == snapshot  # same content, same commit
+
+
+def test_import_refuses_a_folder_that_is_not_the_model(tmp_path, tiny_repos, served_repos):
+    service = make_service(tmp_path, tiny_repos)
+    status = service.import_folder("pai-artist-large", served_repos[LORA_REPO]).wait(JOB_WAIT_S)
+    assert (status.state, status.error_code) == (DownloadState.FAILED, "import_folder_invalid")
+    assert state_of(service, "pai-artist-large") is ModelState.MISSING

@@ -753,3 +753,13 @@ def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one(
     assert caught.value.message == error_text(ZH, "cancelled")
     runner.mark_queued("other")
     assert runner.run(request, "other", lambda *a, **k: None).images
+
+
+def test_models_tab_imports_from_a_folder(tmp_path):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path) as ui:
+        ui.client.predict("pai-artist-large", str(tmp_path), api_name="/import_folder")
+        assert fake.download_calls == [("pai-artist-large", tmp_path)]
+        with pytest.raises(Exception) as caught:
+            ui.client.predict("pai-artist-large", "  ", api_name="/import_folder")
+        assert translate(ZH, "models.import_folder_missing") in str(caught.value)

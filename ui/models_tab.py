@@ -5,6 +5,7 @@ cancel, verify, delete, and which base model is active.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -32,6 +33,8 @@ class ModelsTab:
     confirm_delete: Any
     status: Any
     timer: Any
+    folder: Any
+    import_button: Any
 
 
 def _size_text(size_bytes: int) -> str:
@@ -121,8 +124,15 @@ def _widgets(service: ImageServiceLike, texts: Texts):
                                     elem_id="models-confirm-delete")
         delete = texts.make(gr.Button, text="models.delete", variant="stop",
                             elem_id="models-delete")
+    with gr.Row(equal_height=True):
+        folder = texts.make(gr.Textbox, label="models.import_folder",
+                            placeholder="models.import_folder_hint", scale=4,
+                            elem_id="models-import-folder")
+        import_button = texts.make(gr.Button, text="models.import", scale=1,
+                                   elem_id="models-import")
     status = gr.Markdown("", elem_id="models-download-status")
-    return choice, activate, refresh, download, cancel, verify, confirm_delete, delete, status
+    return (choice, activate, refresh, download, cancel, verify, confirm_delete, delete, status,
+            folder, import_button)
 
 
 def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
@@ -136,11 +146,11 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
     table = gr.Dataframe(value=rows, headers=_headers(texts.language), interactive=False,
                          wrap=True, elem_id="models-table")
     texts.bind(table, headers=_headers)
-    (choice, activate, refresh, download, cancel, verify, confirm_delete, delete,
-     status) = _widgets(service, texts)
+    (choice, activate, refresh, download, cancel, verify, confirm_delete, delete, status,
+     folder, import_button) = _widgets(service, texts)
     timer = gr.Timer(POLL_SECONDS, active=False)
     tab = ModelsTab(table, refresh, choice, activate, download, cancel, verify, delete,
-                    confirm_delete, status, timer)
+                    confirm_delete, status, timer, folder, import_button)
     _wire(service, texts, tab, model_picker, rows, current_source)
     return tab
 
@@ -152,6 +162,12 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
             service.download(model_id, current_source())
         except EngineError as error:
             raise texts.engine_failure(error) from None
+        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
+
+    def take_folder(model_id: str, folder: str):
+        if not (folder or "").strip():
+            raise texts.failure(texts("models.import_folder_missing"))
+        service.import_folder(model_id, Path(folder.strip()))
         return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
 
     def poll(model_id: str):
@@ -171,6 +187,8 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
 
     outputs = [tab.table, tab.status, tab.timer]
     tab.download.click(start, inputs=tab.choice, outputs=outputs, api_name="download_model")
+    tab.import_button.click(take_folder, inputs=[tab.choice, tab.folder], outputs=outputs,
+                            api_name="import_folder")
     tab.timer.tick(poll, inputs=tab.choice, outputs=outputs, queue=False)
     tab.cancel.click(lambda model_id: service.cancel_download(model_id), inputs=tab.choice,
                      api_name="cancel_download")
