@@ -55,7 +55,8 @@ NAMES = ["Stable Diffusion", "Schedule type", "CFG Scale", "ControlNet", "LoRA",
          "diffusers", "kohya", "pickle", "safetensors", "model_index.json", "hf-mirror.com",
          "hub", "id", "models/lora", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "lora", "Automatic",
          "python -m engine download", "Hugging Face", "SHA-256", "http(s)", "HTTP", "GB",
-         "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s"]
+         "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s",
+         "pai-diffusion-artist-large-zh"]
 
 
 def test_chinese_texts_leave_only_names_in_english():
