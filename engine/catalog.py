@@ -7,10 +7,13 @@ files (a cached snapshot, its required files, their sizes) and never load weight
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.manifest import ManifestEntry, ModelKind
+
+logger = logging.getLogger(__name__)
 
 LORA_SUFFIXES = (".safetensors",)
 
@@ -67,6 +70,25 @@ def required_files_present(entry: ManifestEntry, folder: Path) -> bool:
 
 def folder_size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
+
+
+def local_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Diffusers folders users put in ``checkpoint_dir``. Only safetensors ones: a pickle from
+    an unknown source can run code when loaded."""
+    if not checkpoint_dir.is_dir():
+        return []
+    found = []
+    for folder in sorted(p for p in checkpoint_dir.iterdir() if p.is_dir()):
+        if not (folder / "model_index.json").is_file():
+            continue
+        if any(p.suffix in PICKLE_SUFFIXES for p in folder.rglob("*")):
+            logger.warning("skipping %s: user models must be safetensors", folder.name)
+            continue
+        found.append(folder)
+    return found
 
 
 def lora_files(lora_dir: Path) -> list[Path]:

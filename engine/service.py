@@ -15,7 +15,7 @@ from typing import Callable
 from PIL import Image
 
 from engine.catalog import (
-    LoraChoice, ModelState, ModelStatus, folder_size, lora_choice_from_entry,
+    LoraChoice, ModelState, ModelStatus, folder_size, local_checkpoints, lora_choice_from_entry,
     lora_choice_from_file, lora_files, required_files_present,
 )
 from engine.download_sources import DownloadSource
@@ -42,6 +42,17 @@ def default_engine_factory(settings: EngineSettings, manifest: Manifest):
     from engine.generation import Engine  # torch and diffusers: seconds to import
 
     return Engine(settings, manifest)
+
+
+def _folder_default_size(folder: Path) -> tuple[int, int]:
+    """A user folder's UNet says its native size (latent size x the VAE's factor 8)."""
+    import json
+
+    try:
+        side = int(json.loads((folder / "unet" / "config.json").read_text())["sample_size"]) * 8
+    except (OSError, ValueError, KeyError, TypeError):
+        side = 512
+    return side, side
 
 
 class ImageService:
@@ -183,7 +194,11 @@ class ImageService:
         entry = self.manifest.get(model)
         if entry and entry.default_size:
             return entry.default_size.width, entry.default_size.height
-        return 512, 512
+        return _folder_default_size(Path(model))
+
+    def local_models(self) -> list[Path]:
+        """Users' own diffusers folders in the models folder, for the model picker."""
+        return local_checkpoints(self.settings.checkpoint_dir)
 
     def controlnets_for(self, base: str) -> list[ManifestEntry]:
         """ControlNets trained for ``base`` first, then the rest (which get a warning)."""

@@ -37,3 +37,8 @@ class EngineSettings:
     @property
     def lora_dir(self) -> Path:
         return self.models_dir / "lora"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Users' own diffusers model folders (safetensors only)."""
+        return self.models_dir / "checkpoints"

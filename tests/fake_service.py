@@ -76,6 +76,9 @@ class FakeImageService:
         self.download_calls.append((model_id, folder))
         self.downloads[model_id] = DownloadStatus(model_id, DownloadState.PENDING)
 
+    def local_models(self) -> list[Path]:
+        return []
+
     def download_status(self, model_id: str) -> DownloadStatus | None:
         return self.downloads.get(model_id)
 

@@ -90,3 +90,21 @@ def test_engine_failure_is_reported_to_callers(tiny_repos):
         service.generate(txt2img())
     assert caught.value.code == "engine_failed"
     assert _states(service)["pai-artist-large"] is ModelState.READY  # the catalog still works
+
+
+def test_users_own_safetensors_folders_are_offered_and_pickled_ones_not(tiny_repos, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    models = tmp_path / "models"
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tiny_repos.pai_base, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False)
+    pipe.save_pretrained(models / "checkpoints" / "my-style", safe_serialization=True)
+    shutil.copytree(tiny_repos.pai_base, models / "checkpoints" / "pickled")
+    service = ImageService(make_settings(tiny_repos, models_dir=models),
+                           load_manifest(DEFAULT_MANIFEST))
+    assert [p.name for p in service.local_models()] == ["my-style"]
+    folder = str(service.local_models()[0])
+    assert service.default_size(folder) == (64, 64)
+    service.activate(folder)
+    assert service.generate(txt2img(model=folder)).images[0].image.size == (64, 64)

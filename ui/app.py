@@ -53,8 +53,13 @@ def _source_chooser(options: UiOptions, store: PreferencesStore) -> Callable[[],
 
 def _model_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
     def choices(language: str) -> list[tuple[str, str]]:
-        return [(e.name.zh if language == "zh-CN" else e.name.en, e.id)
-                for e in service.entries(ModelKind.BASE)]
+        from locales import translate
+
+        manifest = [(e.name.zh if language == "zh-CN" else e.name.en, e.id)
+                    for e in service.entries(ModelKind.BASE)]
+        own = [(translate(language, "app.local_model", name=folder.name), str(folder))
+               for folder in service.local_models()]
+        return manifest + own
 
     return choices
 
