@@ -21,6 +21,7 @@ from engine.catalog import (
 from engine.download_sources import DownloadSource
 from engine.downloads import FINISHED, Downloader, DownloadJob, DownloadStatus
 from engine.errors import EngineError, ModelError, ResourceError
+from engine.jobs import Job, JobQueue
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind
 from engine.model_store import ModelStore
@@ -33,6 +34,7 @@ from engine.settings import EngineSettings
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ProgressUpdate], None]
+MAX_WAITING_JOBS = 32
 
 
 def default_engine_factory(settings: EngineSettings, manifest: Manifest):
@@ -77,6 +79,7 @@ class ImageService:
         self._engine_error: BaseException | None = None
         self._engine_ready = threading.Event()
         self._start_lock = threading.Lock()
+        self.max_waiting = MAX_WAITING_JOBS
 
     @property
     def limits(self) -> Limits:
@@ -265,7 +268,25 @@ class ImageService:
 
     def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
+        """Run now, in the caller's thread (the job queue's worker calls this)."""
         return self.engine.generate(request, on_progress=on_progress, cancel=cancel)
+
+    @cached_property
+    def jobs(self) -> JobQueue:
+        """The one queue the UI and the API share: FIFO, one job at a time, bounded."""
+        return JobQueue(lambda request, on_progress, cancel: self.generate(
+            request, on_progress=on_progress, cancel=cancel), max_waiting=self.max_waiting)
+
+    def submit(self, request: GenerationRequest, owner: str) -> Job:
+        """Validate now (a bad request never waits in line), then queue."""
+        self.engine.validate(request)
+        return self.jobs.submit(request, owner)
+
+    def cancel(self, job: Job) -> None:
+        self.jobs.cancel(job)
+
+    def queue_position(self, job: Job) -> int:
+        return self.jobs.position(job)
 
     def save(self, result: GenerationResult) -> list[Path]:
         from engine.outputs import save_generated

@@ -17,6 +17,7 @@ from typing import Callable
 
 from PIL import Image
 
+from engine.jobs import Job, JobQueue
 from engine.download_sources import DownloadSource
 from engine.downloads import DownloadState, DownloadStatus
 from engine.catalog import LoraChoice, ModelState, ModelStatus, lora_choice_from_entry
@@ -65,12 +66,32 @@ class FakeImageService:
         self.download_calls: list[tuple[str, DownloadSource]] = []
         self.deleted: list[str] = []
         self._lock = threading.Lock()
+        self._queue: JobQueue | None = None
 
     # -- downloads --------------------------------------------------------------------------
 
     def download(self, model_id: str, source: DownloadSource) -> None:
         self.download_calls.append((model_id, source))
         self.downloads[model_id] = DownloadStatus(model_id, DownloadState.DOWNLOADING, 0, 100)
+
+    @property
+    def jobs(self) -> JobQueue:
+        with self._lock:
+            if self._queue is None:
+                self._queue = JobQueue(lambda request, on_progress, cancel: self.generate(
+                    request, on_progress=on_progress, cancel=cancel))
+            return self._queue
+
+    def submit(self, request: GenerationRequest, owner: str) -> Job:
+        validate_request(self.prepare(request), self.limits,
+                         control_types=FAKE_CONTROL_TYPES, lora_exists=self._lora_exists)
+        return self.jobs.submit(request, owner)
+
+    def cancel(self, job: Job) -> None:
+        self.jobs.cancel(job)
+
+    def queue_position(self, job: Job) -> int:
+        return self.jobs.position(job)
 
     def import_folder(self, model_id: str, folder: Path) -> None:
         self.download_calls.append((model_id, folder))

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from engine.errors import EngineError, JobCancelled
+from engine.errors import EngineError
 from engine.infotext import format_infotext
 from engine.limits import Limits
-from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
+from engine.requests import GenerationRequest, GenerationResult
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
 from ui.service import ImageServiceLike
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)
 
-GPU_QUEUE = "gpu"  # every event that runs a model shares it: one job at a time
+GPU_QUEUE = "gpu"  # events that use the model outside the job queue: one at a time
+GENERATE_EVENTS = "generate"
+MAX_WAITING_EVENTS = 16
+POLL_SECONDS = 0.2
 RANDOM_SEED = -1
 
 
@@ -179,52 +181,48 @@ def _as_int(value: Any) -> Any:
 
 
 class JobRunner:
-    """Runs jobs with progress and ETA; 中止 stops the job of the same browser session only."""
+    """Puts jobs in the service's one queue and reports their place, progress and ETA;
+    中止 cancels the job of the same browser session only, waiting or running."""
 
     def __init__(self, service: ImageServiceLike, texts: Texts) -> None:
         self.service = service
         self.texts = texts
-        self._cancels: dict[str, threading.Event] = {}
-        self._queued_at: dict[str, float] = {}
-        self._interrupted_at: dict[str, float] = {}
+        self._jobs: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def mark_queued(self, session: str) -> None:
-        """Called the moment 生成 is clicked, before the job waits in the queue."""
-        with self._lock:
-            self._queued_at[session] = time.monotonic()
-
     def run(self, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
-        cancel = threading.Event()
-        with self._lock:
-            queued = self._queued_at.pop(session, None)
-            interrupted = self._interrupted_at.get(session)
-            if queued is not None and interrupted is not None and interrupted >= queued:
-                # 中止 was pressed while this job still waited in the queue.
-                raise self.texts.engine_failure(JobCancelled())
-            self._cancels[session] = cancel
-        started = time.monotonic()
-
-        def report(update: ProgressUpdate) -> None:
-            total = update.total_steps * update.batch_count
-            done = update.batch_index * update.total_steps + update.step
-            eta = (time.monotonic() - started) / done * (total - done)
-            progress((done, total), unit=self.texts("common.steps_unit"),
-                     desc=self.texts("common.progress", done=done, total=total,
-                                     eta=f"{eta:.0f}"))
-
         try:
-            result = self.service.generate(request, on_progress=report, cancel=cancel)
+            job = self.service.submit(request, owner=session)
         except EngineError as error:
             raise self.texts.engine_failure(error) from None
+        with self._lock:
+            self._jobs[session] = job
+        try:
+            while not job.wait(POLL_SECONDS):
+                self._report(job, progress)
         finally:
             with self._lock:
-                if self._cancels.get(session) is cancel:
-                    del self._cancels[session]
-        self._save(result)
-        for warning in result.warnings:
+                if self._jobs.get(session) is job:
+                    del self._jobs[session]
+        if job.error is not None:
+            raise self.texts.engine_failure(job.error)
+        self._save(job.result)
+        for warning in job.result.warnings:
             gr.Warning(self.texts.warning(warning.code, warning.params))
-        return result
+        return job.result
+
+    def _report(self, job: Any, progress: Any) -> None:
+        state = job.progress
+        total = state.total_steps * state.batch_count
+        if not total:
+            ahead = self.service.queue_position(job)
+            progress(0, desc=self.texts("common.queued", ahead=max(0, ahead - 1)))
+            return
+        done = state.batch_index * state.total_steps + state.step
+        eta = job.eta_s
+        progress((done, total), unit=self.texts("common.steps_unit"),
+                 desc=self.texts("common.progress", done=done, total=total,
+                                 eta="?" if eta is None else f"{eta:.0f}"))
 
     def _save(self, result: GenerationResult) -> None:
         try:
@@ -234,10 +232,9 @@ class JobRunner:
 
     def interrupt(self, session: str) -> None:
         with self._lock:
-            cancel = self._cancels.get(session)
-            self._interrupted_at[session] = time.monotonic()
-        if cancel is not None:
-            cancel.set()
+            job = self._jobs.get(session)
+        if job is not None:
+            self.service.cancel(job)
 
 
 def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list[int]]:
@@ -249,13 +246,10 @@ def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list
 
 
 def on_generate(button: Any, runner: JobRunner, run: Any, **event: Any) -> None:
-    """生成 first notes the click (so 中止 can cancel a job still queued), then queues ``run``
-    on the one GPU queue."""
-    def mark(request: gr.Request) -> None:
-        runner.mark_queued(session_of(request))
-
-    button.click(mark, queue=False, api_visibility="private").then(
-        run, concurrency_id=GPU_QUEUE, concurrency_limit=1, **event)
+    """生成 hands the job to the service's queue at once (FIFO with the HTTP API's jobs, where
+    中止 reaches it); Gradio only bounds how many browser events wait on it."""
+    button.click(run, concurrency_id=GENERATE_EVENTS, concurrency_limit=MAX_WAITING_EVENTS,
+                 **event)
 
 
 def wire_interrupt(button: Any, runner: JobRunner) -> None:

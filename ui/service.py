@@ -13,6 +13,7 @@ from PIL import Image
 from engine.catalog import LoraChoice, ModelStatus
 from engine.download_sources import DownloadSource
 from engine.downloads import DownloadStatus
+from engine.jobs import Job
 from engine.limits import Limits
 from engine.manifest import ManifestEntry, ModelKind
 from engine.requests import (
@@ -50,6 +51,12 @@ class ImageServiceLike(Protocol):
                  cancel: threading.Event | None = None) -> GenerationResult: ...
 
     def save(self, result: GenerationResult) -> list[Path]: ...
+
+    def submit(self, request: GenerationRequest, owner: str) -> Job: ...
+
+    def cancel(self, job: Job) -> None: ...
+
+    def queue_position(self, job: Job) -> int: ...
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo | None: ...
 
