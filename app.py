@@ -97,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("serving on %s:%d", settings.host, settings.port)
     ui.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
               auth=list(settings.auth) or None, show_error=False, inbrowser=False,
-              max_file_size=MAX_UPLOAD,
-              theme=None, css=None, footer_links=["api", "gradio"])
+              max_file_size=MAX_UPLOAD, footer_links=["api", "gradio"],
+              prevent_thread_lock=True)
+    from api.routes import ApiOptions, install
+
+    install(ui.app, service, ApiOptions(auth=settings.auth))  # same port, same auth, one queue
+    ui.block_thread()
     return 0
 
 

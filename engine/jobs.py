@@ -57,6 +57,7 @@ class Job:
         self.error: EngineError | None = None
         self.cancel_event = threading.Event()
         self.finished = threading.Event()
+        self.context: object = None  # what the submitter keeps with the job (an API body)
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)

@@ -1,0 +1,134 @@
+"""AUTOMATIC1111 bodies to our typed requests, and our results to A1111's response shape."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from typing import Any
+
+from PIL import Image
+
+from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
+from engine.errors import InvalidRequest
+from engine.infotext import format_infotext
+from engine.limits import Limits
+from engine.outputs import encode_png
+from engine.requests import (
+    ControlNetRequest, ControlSpec, GenerationRequest, GenerationResult, Img2ImgRequest,
+    InpaintRequest, ResizeMode, Txt2ImgRequest,
+)
+
+RESIZE_MODES = {0: ResizeMode.JUST_RESIZE, 1: ResizeMode.CROP_AND_RESIZE,
+                2: ResizeMode.RESIZE_AND_FILL, 3: ResizeMode.JUST_RESIZE}
+CONTROL_RESIZE = {"Just Resize": 0, "Crop and Resize": 1, "Resize and Fill": 2}
+# A1111's ControlNet module names for what we call them.
+CONTROL_MODULES = {"canny": "canny", "depth": "depth", "depth_dpt": "depth",
+                   "depth_midas": "depth_midas", "lineart": "lineart",
+                   "lineart_realistic": "lineart", "lineart_coarse": "lineart_coarse",
+                   "softedge_hed": "softedge_hed", "hed": "softedge_hed",
+                   "softedge_pidinet": "softedge_pidinet", "mlsd": "mlsd",
+                   "shuffle": "shuffle"}
+NO_PREPROCESSOR = ("none", "", None)
+
+
+def decode_image(data: str, field: str, limits: Limits) -> Image.Image:
+    """A base64 image (a data URL too); bombs and garbage become clear errors."""
+    if not isinstance(data, str) or not data:
+        raise InvalidRequest("missing_image", field=field)
+    if data.startswith("data:") and "," in data:
+        data = data.split(",", 1)[1]
+    try:
+        raw = base64.b64decode(data, validate=False)
+        image = Image.open(io.BytesIO(raw))
+        if image.width * image.height > limits.max_input_pixels:
+            raise InvalidRequest("image_too_large", field=field, width=image.width,
+                                 height=image.height, max_pixels=limits.max_input_pixels)
+        image.load()
+    except (binascii.Error, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise InvalidRequest("missing_image", field=field) from None
+    return image
+
+
+def _common(body: Txt2ImgBody, model: str) -> dict[str, Any]:
+    return dict(
+        model=str(body.override_settings.get("sd_model_checkpoint") or model),
+        prompt=body.prompt, negative_prompt=body.negative_prompt,
+        sampler=body.sampler_name or body.sampler_index,
+        schedule=body.scheduler or "automatic", steps=body.steps,
+        guidance=body.cfg_scale, seed=body.seed, width=body.width, height=body.height,
+        batch_size=body.batch_size, batch_count=body.n_iter)
+
+
+def _control_unit(body: Txt2ImgBody, limits: Limits) -> ControlSpec | None:
+    units = (body.alwayson_scripts.get("controlnet") or {}).get("args") or []
+    unit = next((u for u in units if isinstance(u, dict) and u.get("enabled", True)), None)
+    if unit is None:
+        return None
+    image = unit.get("image") or unit.get("input_image")
+    if isinstance(image, dict):  # newer clients send {"image": b64, "mask": ...}
+        image = image.get("image")
+    module = unit.get("module")
+    return ControlSpec(
+        model=str(unit.get("model") or ""),
+        control_type=CONTROL_MODULES.get(module, str(module)),
+        image=decode_image(image, "control_image", limits) if image else None,
+        weight=unit.get("weight", 1.0), start=unit.get("guidance_start", 0.0),
+        end=unit.get("guidance_end", 1.0), low_threshold=unit.get("threshold_a", 100),
+        high_threshold=unit.get("threshold_b", 200), preprocess=module not in NO_PREPROCESSOR)
+
+
+def to_request(body: Txt2ImgBody, model: str, limits: Limits) -> GenerationRequest:
+    common = _common(body, model)
+    control = _control_unit(body, limits)
+    if isinstance(body, Img2ImgBody) and body.init_images:
+        init = decode_image(body.init_images[0], "init_image", limits)
+        fields = dict(init_image=init, strength=body.denoising_strength,
+                      resize_mode=RESIZE_MODES.get(body.resize_mode, ResizeMode.JUST_RESIZE))
+        if body.mask:
+            return InpaintRequest(mask=decode_image(body.mask, "mask", limits),
+                                  mask_blur=body.mask_blur,
+                                  invert_mask=bool(body.inpainting_mask_invert),
+                                  **fields, **common)
+        return Img2ImgRequest(**fields, **common)
+    if isinstance(body, Img2ImgBody):
+        raise InvalidRequest("missing_image", field="init_image")
+    if control is not None:
+        return ControlNetRequest(control=control, **common)
+    return Txt2ImgRequest(**common)
+
+
+def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
+    first = result.images[0].parameters if result.images else {}
+    infotexts = [format_infotext(item.parameters) for item in result.images]
+    info = {
+        "prompt": body.prompt, "all_prompts": [body.prompt] * len(result.images),
+        "negative_prompt": body.negative_prompt,
+        "all_negative_prompts": [body.negative_prompt] * len(result.images),
+        "seed": result.images[0].seed if result.images else body.seed,
+        "all_seeds": [item.seed for item in result.images],
+        "subseed": -1, "all_subseeds": [-1] * len(result.images),
+        "width": first.get("width"), "height": first.get("height"),
+        "sampler_name": first.get("sampler"), "cfg_scale": first.get("guidance"),
+        "steps": first.get("steps"), "batch_size": body.batch_size,
+        "sd_model_name": first.get("model"), "sd_model_hash": first.get("model_hash"),
+        "denoising_strength": first.get("strength"), "extra_generation_params": {},
+        "index_of_first_image": 0, "infotexts": infotexts, "styles": body.styles,
+        "job_timestamp": "", "clip_skip": 1, "version": first.get("version"),
+        "ignored_fields": body.ignored_fields(),
+        "warnings": [warning.code for warning in result.warnings],
+    }
+    return json.dumps(info, ensure_ascii=False)
+
+
+def to_response(result: GenerationResult, body: Txt2ImgBody) -> GenerationResponse:
+    images = []
+    if body.send_images:
+        images = [base64.b64encode(encode_png(item)).decode("ascii") for item in result.images]
+        if result.control_map is not None:
+            buffer = io.BytesIO()
+            result.control_map.save(buffer, format="PNG")
+            images.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    parameters = body.model_dump(exclude={"init_images", "mask"})
+    return GenerationResponse(images=images, parameters=parameters, info=_info(result, body))

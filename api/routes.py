@@ -1,0 +1,274 @@
+"""The routes. Every generation goes through the service's one job queue, like the UI's."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+
+from api.convert import decode_image, to_request, to_response
+from api.schemas import (
+    GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse, OptionsBody,
+    PngInfoBody, Txt2ImgBody,
+)
+from engine.errors import EngineError, InvalidRequest
+from engine.infotext import parse_infotext, read_png_parameters
+from engine.jobs import Job, JobState
+from engine.manifest import ModelKind
+from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
+from locales import error_text
+
+logger = logging.getLogger(__name__)
+
+BUSY_CODES = {"queue_full"}
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    auth: tuple[tuple[str, str], ...] = ()
+    wait_timeout_s: float = 3600.0
+
+
+class ApiError(Exception):
+    """An EngineError on its way to a JSON answer (4xx, or 503 when busy)."""
+
+    def __init__(self, error: EngineError) -> None:
+        self.error = error
+
+
+def error_response(request: Request, error: EngineError) -> JSONResponse:
+    language = "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
+    status = 503 if error.code in BUSY_CODES else 404 if error.code == "job_not_found" else 400
+    return JSONResponse(status_code=status, content={
+        "error": error.code, "detail": error_text(language, error.code, error.params),
+        "params": {k: str(v) for k, v in error.params.items()}})
+
+
+class _ApiRoute(APIRoute):
+    """Turns an engine error into a JSON answer in the client's language, never a 500."""
+
+    def get_route_handler(self) -> Callable:
+        original = super().get_route_handler()
+
+        async def handler(request: Request):
+            try:
+                return await original(request)
+            except ApiError as failure:
+                return error_response(request, failure.error)
+            except EngineError as error:
+                return error_response(request, error)
+
+        return handler
+
+
+def _auth_dependency(options: ApiOptions) -> Callable:
+    basic = HTTPBasic(auto_error=False)
+
+    def check(credentials: HTTPBasicCredentials | None = Depends(basic)) -> str:
+        if not options.auth:
+            return ""
+        for user, password in options.auth:
+            if credentials is not None and secrets.compare_digest(
+                    credentials.username.encode(), user.encode()) and secrets.compare_digest(
+                    credentials.password.encode(), password.encode()):
+                return user
+        raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Basic"},
+                            detail="authentication required / 需要登录")
+
+    return check
+
+
+def build_router(service: Any, options: ApiOptions = ApiOptions()) -> APIRouter:
+    router = APIRouter(route_class=_ApiRoute, dependencies=[Depends(_auth_dependency(options))])
+    _generation_routes(router, service, options)
+    _job_routes(router, service)
+    _catalog_routes(router, service)
+    _utility_routes(router, service)
+    return router
+
+
+def _run(service: Any, body: Txt2ImgBody, owner: str, timeout: float) -> GenerationResponse:
+    try:
+        request = to_request(body, service.active_model, service.limits)
+        job = service.submit(request, owner=owner)
+    except EngineError as error:
+        raise ApiError(error) from None
+    job.wait(timeout)
+    if job.error is not None:
+        raise ApiError(job.error)
+    if body.save_images:
+        service.save(job.result)
+    return to_response(job.result, body)
+
+
+def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
+    @router.post("/sdapi/v1/txt2img", response_model=GenerationResponse)
+    def txt2img(body: Txt2ImgBody) -> GenerationResponse:
+        return _run(service, body, "api", options.wait_timeout_s)
+
+    @router.post("/sdapi/v1/img2img", response_model=GenerationResponse)
+    def img2img(body: Img2ImgBody) -> GenerationResponse:
+        return _run(service, body, "api", options.wait_timeout_s)
+
+
+def _job_status(service: Any, job: Job) -> JobStatusResponse:
+    result = to_response(job.result, job.context) if job.state is JobState.DONE else None
+    return JobStatusResponse(
+        id=job.id, state=job.state.value, position=service.queue_position(job),
+        progress=1.0 if job.state is JobState.DONE else job.progress.fraction,
+        eta_relative=job.eta_s, result=result,
+        error=job.error.code if job.error else None,
+        detail=error_text("zh-CN", job.error.code, job.error.params) if job.error else None)
+
+
+def _job_routes(router: APIRouter, service: Any) -> None:
+    @router.post("/sdapi/v2/jobs", response_model=JobCreated, status_code=202)
+    def create(body: JobBody) -> JobCreated:
+        """Queue a job and answer at once with its id and the token that may cancel it."""
+        token = secrets.token_urlsafe(16)
+        typed = Img2ImgBody(**body.model_dump()) if body.type == "img2img" else \
+            Txt2ImgBody(**body.model_dump(exclude={"type"}))
+        try:
+            job = service.submit(to_request(typed, service.active_model, service.limits),
+                                 owner=token)
+        except EngineError as error:
+            raise ApiError(error) from None
+        job.context = typed
+        return JobCreated(id=job.id, token=token)
+
+    def find(job_id: str) -> Job:
+        job = service.jobs.get(job_id)
+        if job is None:
+            raise ApiError(EngineError("job_not_found", id=job_id))
+        return job
+
+    @router.get("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
+    def status(job_id: str) -> JobStatusResponse:
+        return _job_status(service, find(job_id))
+
+    @router.delete("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
+    def cancel(job_id: str, request: Request) -> JobStatusResponse:
+        """Only the client holding the job's token (``X-Job-Token``) may cancel it."""
+        job = find(job_id)
+        token = request.headers.get("x-job-token", "")
+        if not secrets.compare_digest(token.encode(), job.owner.encode()):
+            raise HTTPException(status_code=403, detail="not your job / 不是你的任务")
+        service.cancel(job)
+        job.wait(30)
+        return _job_status(service, job)
+
+
+def _catalog_routes(router: APIRouter, service: Any) -> None:
+    @router.get("/sdapi/v1/sd-models")
+    def sd_models() -> list[dict]:
+        return [{"title": e.id, "model_name": e.id, "hash": None, "sha256": None,
+                 "filename": e.repo, "config": None}
+                for e in service.entries(ModelKind.BASE)]
+
+    @router.get("/sdapi/v1/samplers")
+    def samplers() -> list[dict]:
+        return [{"name": s.name, "aliases": list(s.aliases), "options": {}}
+                for s in SAMPLERS.values()]
+
+    @router.get("/sdapi/v1/schedulers")
+    def schedulers() -> list[dict]:
+        return [{"name": name, "label": SCHEDULE_LABELS[name], "aliases": None,
+                 "default_rho": -1, "need_inner_model": False} for name in ALL_SCHEDULES]
+
+    @router.get("/sdapi/v1/loras")
+    def loras() -> list[dict]:
+        return [{"name": c.name, "alias": c.title_en, "path": c.name,
+                 "metadata": {"title_zh": c.title_zh, "base": c.base,
+                              "preferred_weight": c.weight,
+                              "trigger_words": list(c.trigger_words)}}
+                for c in service.lora_choices()]
+
+    @router.post("/sdapi/v1/refresh-checkpoints")
+    @router.post("/sdapi/v1/refresh-loras")
+    def refresh() -> None:
+        return None  # the lists above are read from disk on every call
+
+    @router.get("/sdapi/v1/options")
+    def get_options() -> dict:
+        return {"sd_model_checkpoint": service.active_model}
+
+    @router.post("/sdapi/v1/options")
+    def set_options(body: OptionsBody) -> dict:
+        if body.sd_model_checkpoint:
+            try:
+                service.activate(body.sd_model_checkpoint)
+            except EngineError as error:
+                raise ApiError(error) from None
+        return {"sd_model_checkpoint": service.active_model}
+
+    @router.get("/controlnet/model_list")
+    def controlnet_models() -> dict:
+        return {"model_list": [e.id for e in service.entries(ModelKind.CONTROLNET)]}
+
+    @router.get("/controlnet/module_list")
+    def controlnet_modules() -> dict:
+        return {"module_list": ["none", *service.control_types()]}
+
+
+def _progress(service: Any) -> dict:
+    job = service.jobs.running
+    state = {"skipped": False, "interrupted": False, "job": "", "job_count": service.jobs.waiting,
+             "job_timestamp": "", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
+    if job is None:
+        return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None,
+                "textinfo": None}
+    state.update(job=job.id, job_count=service.jobs.waiting + 1,
+                 sampling_step=job.progress.step, sampling_steps=job.progress.total_steps,
+                 interrupted=job.cancel_event.is_set())
+    return {"progress": job.progress.fraction, "eta_relative": job.eta_s or 0.0,
+            "state": state, "current_image": None, "textinfo": None}
+
+
+def _utility_routes(router: APIRouter, service: Any) -> None:
+    @router.get("/sdapi/v1/progress")
+    def progress(skip_current_image: bool = False) -> dict:
+        return _progress(service)
+
+    @router.post("/sdapi/v1/interrupt")
+    def interrupt() -> None:
+        job = service.jobs.running
+        if job is not None:
+            service.cancel(job)
+
+    @router.post("/sdapi/v1/png-info")
+    def png_info(body: PngInfoBody) -> dict:
+        try:
+            image = decode_image(body.image, "image", service.limits)
+        except InvalidRequest as error:
+            raise ApiError(error) from None
+        text = read_png_parameters(image) or ""
+        parsed = parse_infotext(text) if text else {}
+        return {"info": text, "items": {k: v for k, v in image.info.items()
+                                        if isinstance(v, str)},
+                "parameters": parsed}
+
+    @router.get("/sdapi/v1/prompt-styles")
+    def prompt_styles() -> list[dict]:
+        return []
+
+    @router.get("/sdapi/v1/cmd-flags")
+    def cmd_flags() -> dict:
+        return {}  # never the password or paths
+
+    @router.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI over /openapi.json (its script comes from a CDN; the schema is local)."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="画境 Huajing API")
+
+
+def install(app, service: Any, options: ApiOptions) -> None:
+    """Add the API's routes to a FastAPI app (Gradio's own), ahead of its catch-all mount."""
+    router = build_router(service, options)
+    app.router.routes[0:0] = router.routes

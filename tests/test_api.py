@@ -1,0 +1,261 @@
+"""The AUTOMATIC1111-compatible API and the async job API, over HTTP, on the demo models."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.routes import ApiOptions, install
+from engine.demo import build_demo, demo_manifest_yaml, demo_settings
+from engine.manifest import parse_manifest
+from engine.service import ImageService
+from engine.settings import EngineSettings
+from helpers import sample_image
+from locales import error_text
+
+SMALL = {"steps": 3, "width": 64, "height": 64}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    demo = build_demo(tmp_path_factory.mktemp("demo"))
+    settings = demo_settings(demo, EngineSettings(device="cpu", precision="fp32"))
+    service = ImageService(settings, parse_manifest(demo_manifest_yaml()),
+                           active_model=demo.base_id)
+    service.start(preload=False)
+    return service
+
+
+def make_client(service, **options) -> TestClient:
+    app = FastAPI()
+    install(app, service, ApiOptions(**options))
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return make_client(service)
+
+
+def b64_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def test_txt2img_answers_like_a1111(client):
+    response = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "雾蒙蒙的日出在湖面上", "seed": 42, "batch_size": 2, "unknown_field": 1,
+        "sampler_name": "DPM++ 2M Karras", **SMALL})
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["images"]) == 2 and decode(body["images"][0]).size == (64, 64)
+    info = json.loads(body["info"])
+    assert info["all_seeds"] == [42, 43] and info["seed"] == 42
+    assert info["sampler_name"] == "DPM++ 2M" and "unknown_field" in info["ignored_fields"]
+    assert info["infotexts"][0].startswith("雾蒙蒙的日出在湖面上\n")
+    assert "Schedule type: Karras" in info["infotexts"][0]
+    assert body["parameters"]["prompt"] == "雾蒙蒙的日出在湖面上"
+    assert decode(body["images"][0]).info["parameters"] == info["infotexts"][0]
+
+
+def test_defaults_follow_a1111(client):
+    response = client.post("/sdapi/v1/txt2img", json={"prompt": "山", "steps": 2})
+    info = json.loads(response.json()["info"])
+    assert (info["width"], info["height"], info["sampler_name"]) == (512, 512, "Euler")
+
+
+def test_bad_input_is_a_4xx_with_a_chinese_message(client):
+    response = client.post("/sdapi/v1/txt2img", json={"prompt": "山", "steps": 2, "width": 65})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_size"
+    assert response.json()["detail"] == error_text("zh-CN", "invalid_size", {
+        "value": "65", "min": 64, "max": 2048, "step": 8})
+    english = client.post("/sdapi/v1/txt2img", json={"prompt": "山", "width": 65},
+                          headers={"Accept-Language": "en-US"})
+    assert english.json()["detail"].startswith("Width and height")
+    assert client.post("/sdapi/v1/txt2img", json={"steps": "many"}).status_code == 422
+
+
+def test_img2img_inpaint_and_bad_images(client):
+    init = b64_png(sample_image(80, 64))
+    plain = client.post("/sdapi/v1/img2img", json={
+        "init_images": [init], "prompt": "山", "denoising_strength": 0.6, "steps": 3,
+        "width": 80, "height": 64})
+    assert plain.status_code == 200 and decode(plain.json()["images"][0]).size == (80, 64)
+    mask = Image.new("L", (80, 64), 0)
+    mask.paste(255, (20, 16, 60, 48))
+    inpaint = client.post("/sdapi/v1/img2img", json={
+        "init_images": [init], "mask": b64_png(mask), "prompt": "山", "steps": 3,
+        "width": 80, "height": 64})
+    assert "Mask blur" in json.loads(inpaint.json()["info"])["infotexts"][0]
+    for images in ([], ["not base64 at all!"]):
+        response = client.post("/sdapi/v1/img2img", json={"init_images": images, **SMALL})
+        assert (response.status_code, response.json()["error"]) == (400, "missing_image")
+
+
+def test_controlnet_unit_in_alwayson_scripts(client):
+    unit = {"enabled": True, "input_image": b64_png(sample_image()), "module": "canny",
+            "model": "demo-controlnet-canny", "weight": 1.0, "threshold_a": 100,
+            "threshold_b": 200, "control_mode": 0, "resize_mode": 1}
+    response = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "白色的小鸟", **SMALL, "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+    assert response.status_code == 200
+    images = response.json()["images"]
+    assert len(images) == 2  # the image and, as A1111's extension does, the control map
+    assert "ControlNet 0" in json.loads(response.json()["info"])["infotexts"][0]
+
+
+def test_lists_and_options(client, service):
+    assert [m["title"] for m in client.get("/sdapi/v1/sd-models").json()] == ["demo-base"]
+    assert "DPM++ 2M" in {s["name"] for s in client.get("/sdapi/v1/samplers").json()}
+    assert {"automatic", "karras"} <= {s["name"] for s in
+                                       client.get("/sdapi/v1/schedulers").json()}
+    loras = client.get("/sdapi/v1/loras").json()
+    assert loras[0]["metadata"]["preferred_weight"] == 0.8
+    assert client.get("/controlnet/model_list").json()["model_list"][0] == "demo-controlnet-canny"
+    assert "canny" in client.get("/controlnet/module_list").json()["module_list"]
+    assert client.get("/sdapi/v1/options").json() == {"sd_model_checkpoint": "demo-base"}
+    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "demo-base"})
+    assert switched.json() == {"sd_model_checkpoint": "demo-base"}
+    missing = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
+    assert (missing.status_code, missing.json()["error"]) == (400, "unknown_model")
+    assert client.get("/sdapi/v1/cmd-flags").json() == {}
+
+
+def test_png_info_round_trip_regenerates_the_identical_image(client):
+    first = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "亭台楼阁，(水墨绘画:1.2)", "negative_prompt": "油画", "seed": 7,
+        "sampler_name": "Euler a", **SMALL}).json()
+    info = client.post("/sdapi/v1/png-info", json={"image": first["images"][0]}).json()
+    parameters = info["parameters"]
+    again = client.post("/sdapi/v1/txt2img", json={
+        "prompt": parameters["prompt"], "negative_prompt": parameters["negative_prompt"],
+        "seed": parameters["seed"], "steps": parameters["steps"],
+        "cfg_scale": parameters["guidance"], "sampler_name": parameters["sampler"],
+        "scheduler": parameters["schedule"], "width": parameters["width"],
+        "height": parameters["height"]}).json()
+    assert decode(again["images"][0]).tobytes() == decode(first["images"][0]).tobytes()
+
+
+def test_async_jobs_answer_at_once_and_only_the_owner_may_cancel(client, service):
+    gate = threading.Event()
+    original = service.generate
+
+    def held(request, on_progress=None, cancel=None):
+        gate.wait(30)
+        return original(request, on_progress=on_progress, cancel=cancel)
+
+    service.generate = held
+    try:
+        first = client.post("/sdapi/v2/jobs", json={"prompt": "山", **SMALL})
+        second = client.post("/sdapi/v2/jobs", json={"prompt": "水", **SMALL})
+        assert first.status_code == second.status_code == 202
+        waiting = client.get(f"/sdapi/v2/jobs/{second.json()['id']}").json()
+        assert (waiting["state"], waiting["position"]) == ("queued", 1)
+        denied = client.delete(f"/sdapi/v2/jobs/{second.json()['id']}",
+                               headers={"X-Job-Token": first.json()["token"]})
+        assert denied.status_code == 403
+        cancelled = client.delete(f"/sdapi/v2/jobs/{second.json()['id']}",
+                                  headers={"X-Job-Token": second.json()["token"]}).json()
+        assert cancelled["state"] == "cancelled" and cancelled["error"] == "cancelled"
+    finally:
+        gate.set()
+        service.generate = original
+    job = service.jobs.get(first.json()["id"])
+    assert job.wait(60)
+    done = client.get(f"/sdapi/v2/jobs/{job.id}").json()
+    assert done["state"] == "done" and len(done["result"]["images"]) == 1
+    assert client.get("/sdapi/v2/jobs/unknown").status_code == 404
+
+
+def test_interrupt_and_progress_mid_job(client, service):
+    started = threading.Event()
+    original = service.generate
+
+    def slow(request, on_progress=None, cancel=None):
+        started.set()
+        cancel.wait(30)
+        return original(request, on_progress=on_progress, cancel=cancel)
+
+    service.generate = slow
+    try:
+        job = client.post("/sdapi/v2/jobs", json={"prompt": "山", **SMALL}).json()
+        assert started.wait(30)
+        progress = client.get("/sdapi/v1/progress").json()
+        assert progress["state"]["job"] == job["id"] and "current_image" in progress
+        assert client.post("/sdapi/v1/interrupt").status_code == 200
+    finally:
+        service.generate = original
+    assert service.jobs.get(job["id"]).wait(60)
+    assert client.get(f"/sdapi/v2/jobs/{job['id']}").json()["state"] == "cancelled"
+
+
+def test_a_full_queue_answers_503_in_chinese(tmp_path_factory):
+    demo = build_demo(tmp_path_factory.mktemp("demo-busy"))
+    busy = ImageService(demo_settings(demo, EngineSettings(device="cpu", precision="fp32")),
+                        parse_manifest(demo_manifest_yaml()), active_model=demo.base_id)
+    busy.max_waiting = 1  # one runs (held at the gate), one may wait, the rest are refused
+    gate = threading.Event()
+    busy.generate = lambda request, on_progress=None, cancel=None: gate.wait(30)
+    client = make_client(busy)
+    try:
+        answers = [client.post("/sdapi/v2/jobs", json={"prompt": "山", **SMALL})
+                   for _ in range(3)]
+        assert answers[0].status_code == 202
+        refused = client.post("/sdapi/v1/txt2img", json={"prompt": "山", **SMALL})
+        assert refused.status_code == 503
+        assert refused.json()["detail"] == error_text("zh-CN", "queue_full", {"size": 1})
+    finally:
+        gate.set()
+
+
+def test_auth_guards_every_route(service):
+    guarded = make_client(service, auth=(("alice", "s3cret"),))
+    routes = [("get", "/sdapi/v1/sd-models"), ("get", "/sdapi/v1/options"),
+              ("post", "/sdapi/v1/txt2img"), ("get", "/sdapi/v1/progress"),
+              ("post", "/sdapi/v1/interrupt"), ("get", "/controlnet/model_list"),
+              ("get", "/docs"), ("get", "/sdapi/v2/jobs/x")]
+    for method, path in routes:
+        assert getattr(guarded, method)(path).status_code == 401, path
+        wrong = getattr(guarded, method)(path, auth=("alice", "nope"))
+        assert wrong.status_code == 401, path
+    assert guarded.get("/sdapi/v1/sd-models", auth=("alice", "s3cret")).status_code == 200
+    text = guarded.get("/sdapi/v1/cmd-flags", auth=("alice", "s3cret")).text
+    assert "s3cret" not in text
+
+
+def test_same_port_as_the_ui_and_the_same_password(tmp_path):
+    import httpx
+
+    from app_settings import Preferences, PreferencesStore
+    from fake_service import FakeImageService
+    from ui.app import UiOptions, build_ui
+    from ui_client import free_port
+
+    fake = FakeImageService()
+    ui = build_ui(fake, UiOptions(Preferences()), PreferencesStore(tmp_path / "settings.json"))
+    port = free_port()
+    ui.launch(server_port=port, prevent_thread_lock=True, quiet=True,
+              auth=[("alice", "s3cret")])
+    try:
+        install(ui.app, fake, ApiOptions(auth=(("alice", "s3cret"),)))
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/sdapi/v1/sd-models").status_code == 401
+        answer = httpx.post(f"{base}/sdapi/v1/txt2img", auth=("alice", "s3cret"),
+                            json={"prompt": "山", **SMALL}, timeout=60)
+        assert answer.status_code == 200 and len(answer.json()["images"]) == 1
+        assert "alice" not in httpx.get(f"{base}/config").text  # the UI's config needs login
+    finally:
+        ui.close()
