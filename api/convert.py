@@ -122,13 +122,17 @@ def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
     return json.dumps(info, ensure_ascii=False)
 
 
+def encode_png_image(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def to_response(result: GenerationResult, body: Txt2ImgBody) -> GenerationResponse:
     images = []
     if body.send_images:
         images = [base64.b64encode(encode_png(item)).decode("ascii") for item in result.images]
         if result.control_map is not None:
-            buffer = io.BytesIO()
-            result.control_map.save(buffer, format="PNG")
-            images.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+            images.append(encode_png_image(result.control_map))
     parameters = body.model_dump(exclude={"init_images", "mask"})
     return GenerationResponse(images=images, parameters=parameters, info=_info(result, body))

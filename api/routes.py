@@ -13,15 +13,16 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from api.convert import decode_image, to_request, to_response
+from api.convert import CONTROL_MODULES, decode_image, encode_png_image, to_request, to_response
 from api.schemas import (
-    GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse, OptionsBody,
-    PngInfoBody, Txt2ImgBody,
+    DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
+    OptionsBody, PngInfoBody, Txt2ImgBody,
 )
 from engine.errors import EngineError, InvalidRequest
 from engine.infotext import parse_infotext, read_png_parameters
 from engine.jobs import Job, JobState
 from engine.manifest import ModelKind
+from engine.requests import ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
 from locales import error_text
 
@@ -253,6 +254,30 @@ def _utility_routes(router: APIRouter, service: Any) -> None:
         return {"info": text, "items": {k: v for k, v in image.info.items()
                                         if isinstance(v, str)},
                 "parameters": parsed}
+
+    @router.post("/sdapi/v1/unload-checkpoint")
+    def unload_checkpoint() -> None:
+        service.unload_models()
+
+    @router.post("/sdapi/v1/reload-checkpoint")
+    def reload_checkpoint() -> None:
+        service.activate(service.active_model)
+
+    @router.get("/sdapi/v1/memory")
+    def memory() -> dict:
+        return service.memory()
+
+    @router.post("/controlnet/detect")
+    def detect(body: DetectBody) -> dict:
+        module = CONTROL_MODULES.get(body.controlnet_module, body.controlnet_module)
+        images = []
+        for index, data in enumerate(body.controlnet_input_images):
+            spec = ControlSpec(model="-", control_type=module,
+                               image=decode_image(data, "control_image", service.limits),
+                               low_threshold=int(body.controlnet_threshold_a),
+                               high_threshold=int(body.controlnet_threshold_b))
+            images.append(encode_png_image(service.preprocess(spec)))
+        return {"images": images, "info": "Success"}
 
     @router.get("/sdapi/v1/prompt-styles")
     def prompt_styles() -> list[dict]:

@@ -62,6 +62,16 @@ class PngInfoBody(BaseModel):
     image: str
 
 
+class DetectBody(_Lenient):
+    """The ControlNet extension's /controlnet/detect."""
+
+    controlnet_module: str = "none"
+    controlnet_input_images: list[str] = Field(default_factory=list)
+    controlnet_processor_res: int = 512
+    controlnet_threshold_a: float = 100
+    controlnet_threshold_b: float = 200
+
+
 class JobBody(Img2ImgBody):
     """``/sdapi/v2/jobs``: a txt2img or img2img body plus which one it is."""
 

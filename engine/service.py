@@ -288,6 +288,25 @@ class ImageService:
     def queue_position(self, job: Job) -> int:
         return self.jobs.position(job)
 
+    def unload_models(self) -> None:
+        """Free the device: every loaded model goes (the next job loads what it needs)."""
+        if self._engine is not None:
+            self._engine.pipelines.unload_all()
+
+    def memory(self) -> dict:
+        """A1111's /sdapi/v1/memory shape: RAM and, on CUDA, device memory in bytes."""
+        import psutil
+
+        ram = psutil.virtual_memory()
+        report = {"ram": {"free": ram.available, "used": ram.used, "total": ram.total}}
+        if self._engine is not None and self._engine.placement.device.type == "cuda":
+            import torch
+
+            free, total = torch.cuda.mem_get_info()
+            report["cuda"] = {"system": {"free": free, "used": total - free, "total": total},
+                              "active": {"peak": torch.cuda.max_memory_allocated()}}
+        return report
+
     def save(self, result: GenerationResult) -> list[Path]:
         from engine.outputs import save_generated
 

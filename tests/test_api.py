@@ -9,6 +9,8 @@ import threading
 
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -259,3 +261,53 @@ def test_same_port_as_the_ui_and_the_same_password(tmp_path):
         assert "alice" not in httpx.get(f"{base}/config").text  # the UI's config needs login
     finally:
         ui.close()
+
+
+def test_memory_unload_reload_and_detect(client, service):
+    memory = client.get("/sdapi/v1/memory").json()
+    assert memory["ram"]["total"] > 0
+    assert client.post("/sdapi/v1/unload-checkpoint").status_code == 200
+    assert service.engine.pipelines.loaded_models == ()
+    assert client.post("/sdapi/v1/reload-checkpoint").status_code == 200
+    assert service.engine.pipelines.loaded_models == ("demo-base",)
+    detected = client.post("/controlnet/detect", json={
+        "controlnet_module": "canny", "controlnet_input_images": [b64_png(sample_image())],
+        "controlnet_threshold_a": 100, "controlnet_threshold_b": 200}).json()
+    edges = decode(detected["images"][0])
+    assert edges.size == (64, 64) and set(edges.getdata()) <= {(0, 0, 0), (255, 255, 255)}
+
+
+FIELD_VALUES = {
+    "prompt": st.text(max_size=40), "negative_prompt": st.text(max_size=20),
+    "seed": st.integers(-(2**40), 2**40), "steps": st.integers(-5, 200),
+    "cfg_scale": st.floats(-5, 50, allow_nan=False), "width": st.integers(-8, 3000),
+    "height": st.integers(-8, 3000), "batch_size": st.integers(-1, 12),
+    "n_iter": st.integers(-1, 20), "sampler_name": st.sampled_from(
+        ["Euler", "DPM++ 2M Karras", "nope", "", "k_euler_a"]),
+    "scheduler": st.sampled_from(["karras", "Karras", "bogus", None]),
+    "override_settings": st.dictionaries(st.just("sd_model_checkpoint"),
+                                         st.sampled_from(["demo-base", "nope", ""])),
+    "alwayson_scripts": st.just({}), "unknown": st.integers(),
+}
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.fixed_dictionaries({}, optional=FIELD_VALUES))
+def test_no_request_body_makes_a_500(body):
+    from fake_service import FakeImageService
+
+    response = fuzz_client(FakeImageService).post("/sdapi/v1/txt2img", json=body)
+    assert response.status_code in (200, 400, 422, 503), response.text
+    if response.status_code == 400:
+        assert response.json()["detail"]
+
+
+_FUZZ_CLIENTS: dict = {}
+
+
+def fuzz_client(factory) -> TestClient:
+    """One fake-backed client for the whole fuzz run (building it per example is slow)."""
+    if "client" not in _FUZZ_CLIENTS:
+        _FUZZ_CLIENTS["client"] = make_client(factory())
+    return _FUZZ_CLIENTS["client"]
