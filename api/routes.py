@@ -19,7 +19,7 @@ from api.schemas import (
     OptionsBody, PngInfoBody, Txt2ImgBody,
 )
 from engine.errors import EngineError, InvalidRequest
-from engine.infotext import parse_infotext, read_png_parameters
+from engine.image_metadata import read_image_parameters
 from engine.jobs import Job, JobState
 from engine.manifest import ModelKind
 from engine.requests import ControlSpec
@@ -249,11 +249,11 @@ def _utility_routes(router: APIRouter, service: Any) -> None:
             image = decode_image(body.image, "image", service.limits)
         except InvalidRequest as error:
             raise ApiError(error) from None
-        text = read_png_parameters(image) or ""
-        parsed = parse_infotext(text) if text else {}
-        return {"info": text, "items": {k: v for k, v in image.info.items()
-                                        if isinstance(v, str)},
-                "parameters": parsed}
+        found = read_image_parameters(image)
+        return {"info": found.text if found else "",
+                "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
+                "parameters": found.parameters if found else {},
+                "source": found.source if found else None}
 
     @router.post("/sdapi/v1/unload-checkpoint")
     def unload_checkpoint() -> None:

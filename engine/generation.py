@@ -60,6 +60,7 @@ class _Job:
     warnings: list[EngineWarning]
     control_map: Image.Image | None = None
     call_args: dict = dataclasses.field(default_factory=dict)
+    lora_hashes: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -171,7 +172,9 @@ class Engine:
         width, height = self._size_for(request, base)
         seed = request.seed if request.seed != -1 else secrets.randbelow(SEED_MODULUS)
         job = _Job(request, base, width, height, seed, warnings=[])
-        base.loras.apply(base.pipe, self._lora_sources(request, base, job.warnings))
+        sources = self._lora_sources(request, base, job.warnings)
+        job.lora_hashes = {s.name: self.store.file_hash(s.path)[:12] for s, _ in sources}
+        base.loras.apply(base.pipe, sources)
         base.pipe.scheduler = build_scheduler(base.scheduler_config, request.sampler,
                                               request.schedule)
         self._prepare_images(job)
@@ -341,7 +344,9 @@ class Engine:
             "guidance": float(request.guidance), "seed": seed, "width": job.width,
             "height": job.height, "batch_size": request.batch_size,
             "batch_count": request.batch_count,
-            "loras": [{"name": lora.name, "weight": float(lora.weight)} for lora in request.loras],
+            "model_hash": job.base.model_hash,
+            "loras": [{"name": lora.name, "weight": float(lora.weight),
+                       "hash": job.lora_hashes.get(lora.name)} for lora in request.loras],
             "prompt_tokens": encoded.positive_info.tokens,
             "context_length": encoded.positive_info.context_length,
             "precision": self.placement.precision, "version": ENGINE_VERSION,

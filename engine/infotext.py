@@ -88,6 +88,7 @@ def _fields(parameters: Mapping[str, Any]) -> list[tuple[str, str]]:
     if isinstance(parameters.get("control"), Mapping):
         add("ControlNet 0", _control_text(parameters["control"]))
     add("Lora weights", _loras_text(parameters.get("loras")))
+    add("Lora hashes", _lora_hashes_text(parameters.get("loras")))
     extra = parameters.get("extra")
     written = {key for key, _ in fields} | {"Version"}
     for key, value in (extra.items() if isinstance(extra, Mapping) else ()):
@@ -130,6 +131,14 @@ def _loras_text(loras: Any) -> str | None:
         return None
     entries = [f"{_LINE_BREAKS.sub(' ', str(lora['name']))}: {_plain(lora.get('weight', 1.0))}"
                for lora in loras if isinstance(lora, Mapping) and lora.get("name")]
+    return ", ".join(entries) or None
+
+
+def _lora_hashes_text(loras: Any) -> str | None:
+    if not isinstance(loras, (list, tuple)):
+        return None
+    entries = [f"{lora['name']}: {lora['hash']}" for lora in loras
+               if isinstance(lora, Mapping) and lora.get("name") and lora.get("hash")]
     return ", ".join(entries) or None
 
 

@@ -39,6 +39,16 @@ def files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[
     return SINGLE_MODEL_FILES
 
 
+def _sha256_of(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(4 * 1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def repo_folder_name(repo: str) -> str:
     return "models--" + repo.replace("/", "--")
 
@@ -47,6 +57,7 @@ class ModelStore:
     def __init__(self, settings: EngineSettings, manifest: Manifest) -> None:
         self.settings = settings
         self.manifest = manifest
+        self._hashes: dict[tuple, str] = {}
 
     @cached_property
     def cache_root(self) -> Path:
@@ -125,6 +136,34 @@ class ModelStore:
         if snapshot is None:
             raise self.not_downloaded(entry, reference)
         return snapshot
+
+    def file_hash(self, path: Path) -> str:
+        """SHA-256 of a weights file: from the download record when there is one, else
+        computed once (per size and modification time) and remembered."""
+        path = Path(path)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = self._recorded_hash(path) or _sha256_of(path)
+        return self._hashes[key]
+
+    def _recorded_hash(self, path: Path) -> str | None:
+        for entry in self.manifest.models:
+            snapshot = self.cached_snapshot(entry.repo)
+            if snapshot is None or not path.is_relative_to(snapshot):
+                continue
+            record = self.records.read("verified", entry.repo)
+            relative = path.relative_to(snapshot).as_posix()
+            for remote in (record.files if record else ()):
+                if remote.path == relative and remote.sha256:
+                    return remote.sha256
+        return None
+
+    def model_hash(self, folder: Path) -> str | None:
+        """A1111's "Model hash" (10 hex of a SHA-256), taken from the UNet's weights."""
+        weights = sorted((Path(folder) / "unet").glob("diffusion_pytorch_model*.*"))
+        weights = [w for w in weights if w.suffix in (".safetensors", ".bin")]
+        return self.file_hash(weights[0])[:10] if weights else None
 
     def base_folder(self, reference: str) -> Path:
         folder = self.resolve(reference, ModelKind.BASE)

@@ -9,6 +9,7 @@ the standard library and PIL, so the UI can use it without torch.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 # Final files are "00012-1234.png"; a number being written is held by ".00012.png.tmp".
 _NUMBERED = re.compile(r"^\.?([0-9]+)[-.]")
 _RESERVATION_SUFFIX = ".png.tmp"
+REQUEST_CHUNK = "huajing"
 # Within this process, choosing the next number and creating its reservation happen as one step.
 _reserve_lock = threading.Lock()
 
@@ -78,6 +80,9 @@ def encode_png(image: GeneratedImage) -> bytes:
     # add_text writes tEXt when the text is Latin-1 and iTXt (UTF-8) otherwise, so Chinese
     # prompts survive and plain ones stay readable by tools that only know tEXt.
     info.add_text("parameters", format_infotext(image.parameters))
+    # Our full request as JSON, for an exact restore (the infotext is A1111's, for others).
+    info.add_text(REQUEST_CHUNK, json.dumps(image.parameters, ensure_ascii=False,
+                                            default=str))
     buffer = io.BytesIO()
     image.image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()

@@ -36,6 +36,7 @@ class LoadedBase:
     pipe: object
     scheduler_config: dict
     text_context: TextContext
+    model_hash: str | None = None
     loras: LoraAdapters = field(default_factory=LoraAdapters)
     derived: dict = field(default_factory=dict)
 
@@ -141,7 +142,8 @@ class PipelineManager:
         return LoadedBase(
             reference=reference, folder=folder, entry=self.store.entry(reference), pipe=pipe,
             scheduler_config=dict(pipe.scheduler.config),
-            text_context=read_text_context(pipe.tokenizer, pipe.text_encoder))
+            text_context=read_text_context(pipe.tokenizer, pipe.text_encoder),
+            model_hash=self.store.model_hash(folder))
 
     def _place(self, pipe) -> None:
         """On the device; in low-memory mode only the module at work is on the GPU."""

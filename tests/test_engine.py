@@ -410,3 +410,14 @@ def test_out_of_memory_while_loading_is_not_a_broken_model(tiny_repos, monkeypat
     with pytest.raises(EngineError) as caught:
         service.generate(txt2img(model="pai-general-large"))
     assert caught.value.code == "out_of_memory"
+
+
+def test_model_and_lora_hashes_are_in_the_parameters(engine, tiny_repos):
+    import hashlib
+
+    result = engine.generate(txt2img(prompt="山 <lora:ink:0.5>"))
+    parameters = result.images[0].parameters
+    unet = tiny_repos.pai_base / "unet" / "diffusion_pytorch_model.bin"
+    assert parameters["model_hash"] == hashlib.sha256(unet.read_bytes()).hexdigest()[:10]
+    lora = hashlib.sha256(tiny_repos.diffusers_lora.read_bytes()).hexdigest()[:12]
+    assert parameters["loras"] == [{"name": "ink", "weight": 0.5, "hash": lora}]

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from engine.infotext import parse_infotext, read_png_parameters
+from engine.image_metadata import read_image_parameters
 from ui.common import ParameterWidgets, PromptWidgets
 from ui.texts import Texts
 
@@ -23,12 +23,11 @@ class PngInfoTab:
 
 
 def read_parameters(image: Image.Image | None) -> tuple[str, dict]:
-    if image is None:
+    """Ours (exact), A1111's or ComfyUI's parameters; nothing when the image has none."""
+    found = read_image_parameters(image) if image is not None else None
+    if found is None:
         return "", {}
-    text = read_png_parameters(image)
-    if text is None:
-        return "", {}
-    return text, parse_infotext(text)
+    return found.text, found.parameters
 
 
 def build_pnginfo_tab(texts: Texts) -> PngInfoTab:
