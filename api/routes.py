@@ -125,6 +125,8 @@ def _job_status(service: Any, job: Job) -> JobStatusResponse:
         id=job.id, state=job.state.value, position=service.queue_position(job),
         progress=1.0 if job.state is JobState.DONE else job.progress.fraction,
         eta_relative=job.eta_s, result=result,
+        preview=encode_png_image(job.preview) if job.state is JobState.RUNNING and
+        job.preview is not None else None,
         error=job.error.code if job.error else None,
         detail=error_text("zh-CN", job.error.code, job.error.params) if job.error else None)
 
@@ -218,7 +220,7 @@ def _catalog_routes(router: APIRouter, service: Any) -> None:
         return {"module_list": ["none", *service.control_types()]}
 
 
-def _progress(service: Any) -> dict:
+def _progress(service: Any, skip_current_image: bool) -> dict:
     job = service.jobs.running
     state = {"skipped": False, "interrupted": False, "job": "", "job_count": service.jobs.waiting,
              "job_timestamp": "", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
@@ -228,14 +230,16 @@ def _progress(service: Any) -> dict:
     state.update(job=job.id, job_count=service.jobs.waiting + 1,
                  sampling_step=job.progress.step, sampling_steps=job.progress.total_steps,
                  interrupted=job.cancel_event.is_set())
+    preview = None if skip_current_image or job.preview is None else \
+        encode_png_image(job.preview)
     return {"progress": job.progress.fraction, "eta_relative": job.eta_s or 0.0,
-            "state": state, "current_image": None, "textinfo": None}
+            "state": state, "current_image": preview, "textinfo": None}
 
 
 def _utility_routes(router: APIRouter, service: Any) -> None:
     @router.get("/sdapi/v1/progress")
     def progress(skip_current_image: bool = False) -> dict:
-        return _progress(service)
+        return _progress(service, skip_current_image)
 
     @router.post("/sdapi/v1/interrupt")
     def interrupt() -> None:

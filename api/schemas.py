@@ -95,6 +95,7 @@ class JobStatusResponse(BaseModel):
     position: int
     progress: float
     eta_relative: float | None
+    preview: str | None = None  # base64 PNG of the first image so far, while running
     result: GenerationResponse | None = None
     error: str | None = None
     detail: str | None = None

@@ -63,6 +63,21 @@ class _Job:
     lora_hashes: dict = dataclasses.field(default_factory=dict)
 
 
+# How SD 1.x latent channels map to RGB, approximately (a widely used fixed projection); a
+# preview from it costs milliseconds and needs no weights.
+LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264),
+              (-0.184, -0.271, -0.473))
+
+
+def latent_preview(latents: torch.Tensor | None) -> Image.Image | None:
+    if latents is None or latents.ndim != 4 or latents.shape[1] != 4:
+        return None
+    factors = torch.tensor(LATENT_RGB, dtype=torch.float32)
+    rgb = torch.einsum("chw,cr->hwr", latents[0].detach().float().cpu(), factors)
+    pixels = ((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
+    return Image.fromarray(pixels).resize((pixels.shape[1] * 4, pixels.shape[0] * 4))
+
+
 @dataclasses.dataclass
 class _TokenCounter:
     tokenizer: object
@@ -253,7 +268,8 @@ class Engine:
                 raise JobCancelled()
             if on_progress is not None:
                 on_progress(ProgressUpdate(step + 1, pipeline.num_timesteps, batch_index,
-                                           request.batch_count))
+                                           request.batch_count,
+                                           latent_preview(kwargs.get("latents"))))
             return kwargs
 
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]

@@ -58,6 +58,7 @@ class Job:
         self.cancel_event = threading.Event()
         self.finished = threading.Event()
         self.context: object = None  # what the submitter keeps with the job (an API body)
+        self.preview = None  # the latest rough picture of the first image, while running
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
@@ -144,6 +145,8 @@ class JobQueue:
         def on_progress(update: ProgressUpdate) -> None:
             job.progress = JobProgress(update.step, update.total_steps, update.batch_index,
                                        update.batch_count)
+            if update.preview is not None:
+                job.preview = update.preview
 
         state, error = JobState.DONE, None
         try:

@@ -142,9 +142,14 @@ class GenerationResult:
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """Sent after every denoising step; ``image_index`` counts across batches."""
+    """Sent after every denoising step; ``batch_index`` counts batches (``batch_count``).
+
+    ``preview`` is a rough picture of the first image so far (a linear projection of the
+    latents, milliseconds to make), when the engine has one.
+    """
 
     step: int
     total_steps: int
     batch_index: int
     batch_count: int
+    preview: Image.Image | None = None

@@ -311,3 +311,32 @@ def fuzz_client(factory) -> TestClient:
     if "client" not in _FUZZ_CLIENTS:
         _FUZZ_CLIENTS["client"] = make_client(factory())
     return _FUZZ_CLIENTS["client"]
+
+
+def test_progress_shows_a_preview_of_the_running_job(client, service):
+    paused, resume = threading.Event(), threading.Event()
+    original = service.generate
+
+    def paused_after_each_step(request, on_progress=None, cancel=None):
+        def report(update):
+            on_progress(update)
+            paused.set()
+            resume.wait(30)
+
+        return original(request, on_progress=report, cancel=cancel)
+
+    service.generate = paused_after_each_step
+    try:
+        job = client.post("/sdapi/v2/jobs", json={"prompt": "山", **SMALL}).json()
+        assert paused.wait(60)
+        progress = client.get("/sdapi/v1/progress").json()
+        assert progress["state"]["sampling_step"] == 1 and progress["state"]["job"] == job["id"]
+        assert decode(progress["current_image"]).size == (32, 32)  # 8x8 latents, 4x larger
+        skipped = client.get("/sdapi/v1/progress", params={"skip_current_image": True})
+        assert skipped.json()["current_image"] is None
+        status = client.get(f"/sdapi/v2/jobs/{job['id']}").json()
+        assert status["state"] == "running" and status["preview"]
+    finally:
+        resume.set()
+        service.generate = original
+    assert service.jobs.get(job["id"]).wait(60)
