@@ -247,6 +247,13 @@ def _utility_routes(router: APIRouter, service: Any) -> None:
         if job is not None:
             service.cancel(job)
 
+    @router.post("/sdapi/v1/skip")
+    def skip() -> None:
+        """Drop the running job's current image (batch) and go on with the next one."""
+        job = service.jobs.running
+        if job is not None:
+            job.skip_event.set()
+
     @router.post("/sdapi/v1/png-info")
     def png_info(body: PngInfoBody) -> dict:
         try:

@@ -31,5 +31,12 @@ class JobCancelled(EngineError):
         super().__init__("cancelled")
 
 
+class SkipImage(EngineError):
+    """Raised from a progress callback: drop the current batch and go on with the next."""
+
+    def __init__(self) -> None:
+        super().__init__("skipped")
+
+
 class ResourceError(EngineError):
     """Out of memory or a similar fault; the engine stays usable."""

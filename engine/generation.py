@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from engine import images as image_ops
 from engine.aux_annotators import AuxAnnotators
 from engine.devices import Placement, pick_placement
-from engine.errors import EngineError, JobCancelled, ModelError, ResourceError
+from engine.errors import EngineError, JobCancelled, ModelError, ResourceError, SkipImage
 from engine.lora import LoraSource
 from engine.manifest import Manifest, ModelKind, load_manifest
 from engine.model_store import ModelStore
@@ -252,8 +252,12 @@ class Engine:
                 # Nothing to repaint: the (resized) init image is the result, as in A1111.
                 decoded = [job.call_args["image"].copy() for _ in seeds]
             else:
-                latents = self._denoise(pipe, job, encoded, seeds, batch_index, on_progress,
-                                        cancel)
+                try:
+                    latents = self._denoise(pipe, job, encoded, seeds, batch_index,
+                                            on_progress, cancel)
+                except SkipImage:
+                    logger.info("batch %d of %d skipped", batch_index + 1, request.batch_count)
+                    continue
                 decoded = self._decode(base, latents)
             for image, seed in zip(decoded, seeds):
                 results.append(GeneratedImage(image, seed, self._parameters(job, seed, encoded)))

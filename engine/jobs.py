@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from engine.errors import EngineError, JobCancelled, ResourceError
+from engine.errors import EngineError, JobCancelled, ResourceError, SkipImage
 from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class Job:
         self.result: GenerationResult | None = None
         self.error: EngineError | None = None
         self.cancel_event = threading.Event()
+        self.skip_event = threading.Event()  # drop the current batch, go on with the next
         self.finished = threading.Event()
         self.context: object = None  # what the submitter keeps with the job (an API body)
         self.preview = None  # the latest rough picture of the first image, while running
@@ -143,6 +144,9 @@ class JobQueue:
 
     def _execute(self, job: Job) -> None:
         def on_progress(update: ProgressUpdate) -> None:
+            if job.skip_event.is_set():
+                job.skip_event.clear()
+                raise SkipImage()
             job.progress = JobProgress(update.step, update.total_steps, update.batch_index,
                                        update.batch_count)
             if update.preview is not None:

@@ -21,7 +21,7 @@ from engine.jobs import Job, JobQueue
 from engine.download_sources import DownloadSource
 from engine.downloads import DownloadState, DownloadStatus
 from engine.catalog import LoraChoice, ModelState, ModelStatus, lora_choice_from_entry
-from engine.errors import JobCancelled, ModelError
+from engine.errors import JobCancelled, ModelError, SkipImage
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
 from engine.preprocessors import CONTROL_TYPES
@@ -193,18 +193,10 @@ class FakeImageService:
             raise AssertionError("the test never opened the gate")
         images = []
         for batch_index in range(prepared.batch_count):
-            for step in range(1, prepared.steps + 1):
-                if cancel is not None and cancel.is_set():
-                    with self._lock:
-                        self.cancelled.append(request)
-                    raise JobCancelled()
-                if self.step_delay:
-                    time.sleep(self.step_delay)
-                update = ProgressUpdate(step, prepared.steps, batch_index, prepared.batch_count)
-                with self._lock:
-                    self.progress.append(update)
-                if on_progress is not None:
-                    on_progress(update)
+            try:
+                self._steps(request, prepared, batch_index, on_progress, cancel)
+            except SkipImage:  # as the engine does: this batch is dropped, the next goes on
+                continue
             for i in range(prepared.batch_size):
                 index = batch_index * prepared.batch_size + i
                 seed = (first_seed + index) % SEED_MODULUS
@@ -215,6 +207,20 @@ class FakeImageService:
         negative_info = self.prompt_info(prepared.model, prepared.negative_prompt)
         return GenerationResult(tuple(images), control_map, (), info, negative_info,
                                 time.perf_counter() - started)
+
+    def _steps(self, request, prepared, batch_index, on_progress, cancel) -> None:
+        for step in range(1, prepared.steps + 1):
+            if cancel is not None and cancel.is_set():
+                with self._lock:
+                    self.cancelled.append(request)
+                raise JobCancelled()
+            if self.step_delay:
+                time.sleep(self.step_delay)
+            update = ProgressUpdate(step, prepared.steps, batch_index, prepared.batch_count)
+            with self._lock:
+                self.progress.append(update)
+            if on_progress is not None:
+                on_progress(update)
 
     def _size_for(self, request: GenerationRequest) -> tuple[int, int]:
         if request.width and request.height:

@@ -340,3 +340,31 @@ def test_progress_shows_a_preview_of_the_running_job(client, service):
         resume.set()
         service.generate = original
     assert service.jobs.get(job["id"]).wait(60)
+
+
+def test_skip_drops_the_current_batch_and_goes_on(client, service):
+    paused, resume = threading.Event(), threading.Event()
+    original = service.generate
+
+    def paused_in_the_first_batch(request, on_progress=None, cancel=None):
+        def report(update):
+            on_progress(update)  # raises to skip once /skip was called
+            if update.batch_index == 0:
+                paused.set()
+                resume.wait(30)
+
+        return original(request, on_progress=report, cancel=cancel)
+
+    service.generate = paused_in_the_first_batch
+    try:
+        job = client.post("/sdapi/v2/jobs", json={"prompt": "山", "n_iter": 2, "seed": 3,
+                                                  **SMALL}).json()
+        assert paused.wait(60)
+        assert client.post("/sdapi/v1/skip").status_code == 200
+    finally:
+        resume.set()
+        service.generate = original
+    assert service.jobs.get(job["id"]).wait(60)
+    done = client.get(f"/sdapi/v2/jobs/{job['id']}").json()
+    assert done["state"] == "done"
+    assert json.loads(done["result"]["info"])["all_seeds"] == [4]  # batch 2 of seeds 3, 4

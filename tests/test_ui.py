@@ -779,3 +779,22 @@ def test_models_tab_imports_from_a_folder(tmp_path):
         with pytest.raises(Exception) as caught:
             ui.client.predict("pai-artist-large", "  ", api_name="/import_folder")
         assert translate(ZH, "models.import_folder_missing") in str(caught.value)
+
+
+def test_skip_drops_the_current_batch_of_my_job():
+    from ui.common import JobRunner
+    from ui.texts import Texts
+
+    service = FakeImageService(step_delay=0.05)
+    runner = JobRunner(service, Texts(ZH))
+    request = Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=10,
+                             batch_count=2, width=64, height=64, seed=10)
+    skipped = threading.Event()
+
+    def progress(value, desc=None, unit="steps"):
+        if isinstance(value, tuple) and not skipped.is_set():
+            runner.skip("me")  # while the first batch runs
+            skipped.set()
+
+    result = runner.run(request, "me", progress)
+    assert [image.seed for image in result.images] == [11]

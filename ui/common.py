@@ -73,15 +73,23 @@ def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidg
     return PromptWidgets(prompt, negative, prompt_tokens, negative_tokens)
 
 
-def prompt_row(texts: Texts, limits: Limits, elem_prefix: str) -> tuple[PromptWidgets, Any, Any]:
-    """The prompts with 生成 and 中止 beside them, as every generation tab starts."""
+def prompt_row(texts: Texts, limits: Limits, elem_prefix: str,
+               runner: "JobRunner") -> tuple[PromptWidgets, Any, Any]:
+    """The prompts with 生成, 中止 and 跳过 beside them, as every generation tab starts."""
     with gr.Row():
         prompts = prompt_widgets(texts, limits, elem_prefix)
         with gr.Column(scale=1, min_width=160):
             generate = texts.make(gr.Button, text="common.generate", variant="primary",
                                   size="lg", elem_id=f"{elem_prefix}-generate")
-            interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop",
-                                   elem_id=f"{elem_prefix}-interrupt")
+            with gr.Row():
+                interrupt = texts.make(gr.Button, text="common.interrupt", variant="stop",
+                                       elem_id=f"{elem_prefix}-interrupt")
+                skip = texts.make(gr.Button, text="common.skip", elem_id=f"{elem_prefix}-skip")
+
+    def skip_current(request: gr.Request) -> None:
+        runner.skip(session_of(request))
+
+    skip.click(skip_current, queue=False, api_name="skip")
     return prompts, generate, interrupt
 
 
@@ -235,6 +243,13 @@ class JobRunner:
             job = self._jobs.get(session)
         if job is not None:
             self.service.cancel(job)
+
+    def skip(self, session: str) -> None:
+        """Drop the current image (batch) of this session's job; the next batch goes on."""
+        with self._lock:
+            job = self._jobs.get(session)
+        if job is not None:
+            job.skip_event.set()
 
 
 def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list[int]]:

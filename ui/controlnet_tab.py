@@ -120,7 +120,7 @@ def _control_widgets(service: ImageServiceLike, texts: Texts) -> _ControlWidgets
 def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                          default_sampler: str, gpu) -> ControlNetTab:
     limits = service.limits
-    prompts, generate, interrupt = prompt_row(texts, limits, "controlnet")
+    prompts, generate, interrupt = prompt_row(texts, limits, "controlnet", runner)
     with gr.Row():
         with gr.Column(scale=1):
             control = _control_widgets(service, texts)

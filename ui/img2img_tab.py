@@ -80,7 +80,7 @@ def _inputs_widgets(texts: Texts, limits) -> tuple[Any, Any, Any, Any, Any]:
 def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                       default_sampler: str, gpu) -> Img2ImgTab:
     limits = service.limits
-    prompts, generate, interrupt = prompt_row(texts, limits, "img2img")
+    prompts, generate, interrupt = prompt_row(texts, limits, "img2img", runner)
     with gr.Row():
         with gr.Column(scale=1):
             sub_tabs, init_image, editor, mask_upload, mode = _inputs_widgets(texts, limits)

@@ -31,7 +31,7 @@ class Txt2ImgTab:
 def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                       default_sampler: str, gpu) -> Txt2ImgTab:
     limits = service.limits
-    prompts, generate, interrupt = prompt_row(texts, limits, "txt2img")
+    prompts, generate, interrupt = prompt_row(texts, limits, "txt2img", runner)
     with gr.Row():
         with gr.Column(scale=1):
             parameters = parameter_widgets(texts, limits, default_sampler,
