@@ -271,6 +271,8 @@ def test_interrupt_long_job_then_generate_again(page):
     # The progress text: 第 n/2400 步，预计还需 … 秒
     progress = page.locator("#txt2img-gallery [data-testid=status-tracker]")
     expect(progress).to_contain_text(re.compile(r"第 \d+/2400 步"), timeout=JOB_TIMEOUT_MS)
+    # 实时过程预览: the running job's first image, roughly, while it runs
+    expect(page.locator("#txt2img-live-preview img").first).to_be_visible(timeout=UI_TIMEOUT_MS)
     screenshot(page, "test_interrupt_progress")
 
     page.locator("#txt2img-interrupt").click()

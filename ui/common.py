@@ -23,6 +23,7 @@ GPU_QUEUE = "gpu"  # events that use the model outside the job queue: one at a t
 GENERATE_EVENTS = "generate"
 MAX_WAITING_EVENTS = 16
 POLL_SECONDS = 0.2
+PREVIEW_SECONDS = 0.5
 RANDOM_SEED = -1
 
 
@@ -58,6 +59,8 @@ class ResultWidgets:
     gallery: Any
     info: Any
     seeds: Any  # gr.State: the seeds of the last results, for ♻
+    preview: Any  # 实时过程预览: the running job's first image, roughly
+    preview_timer: Any
 
 
 def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidgets:
@@ -142,7 +145,10 @@ def result_widgets(texts: Texts, elem_prefix: str) -> ResultWidgets:
                          elem_id=f"{elem_prefix}-gallery")
     info = texts.make(gr.Textbox, label="common.generation_info", lines=4, interactive=False,
                       elem_id=f"{elem_prefix}-info")
-    return ResultWidgets(gallery, info, gr.State([]))
+    preview = texts.make(gr.Image, label="common.live_preview", interactive=False, height=160,
+                         format="png", elem_id=f"{elem_prefix}-live-preview")
+    return ResultWidgets(gallery, info, gr.State([]), preview,
+                         gr.Timer(PREVIEW_SECONDS, active=False))
 
 
 def wire_seed_buttons(parameters: ParameterWidgets, results: ResultWidgets) -> None:
@@ -244,6 +250,11 @@ class JobRunner:
         if job is not None:
             self.service.cancel(job)
 
+    def preview(self, session: str):
+        with self._lock:
+            job = self._jobs.get(session)
+        return job.preview if job is not None else None
+
     def skip(self, session: str) -> None:
         """Drop the current image (batch) of this session's job; the next batch goes on."""
         with self._lock:
@@ -260,11 +271,22 @@ def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list
     return gallery, info, [item.seed for item in result.images]
 
 
-def on_generate(button: Any, runner: JobRunner, run: Any, **event: Any) -> None:
+def on_generate(button: Any, runner: JobRunner, run: Any, results: ResultWidgets,
+                **event: Any) -> None:
     """生成 hands the job to the service's queue at once (FIFO with the HTTP API's jobs, where
-    中止 reaches it); Gradio only bounds how many browser events wait on it."""
+    中止 reaches it); Gradio only bounds how many browser events wait on it. While it runs, a
+    timer shows this session's live preview."""
+    def preview(request: gr.Request):
+        picture = runner.preview(session_of(request))
+        return picture if picture is not None else gr.skip()
+
+    button.click(lambda: gr.Timer(active=True), outputs=results.preview_timer, queue=False,
+                 api_visibility="private")
     button.click(run, concurrency_id=GENERATE_EVENTS, concurrency_limit=MAX_WAITING_EVENTS,
-                 **event)
+                 **event).then(lambda: gr.Timer(active=False), outputs=results.preview_timer,
+                               queue=False, api_visibility="private")
+    results.preview_timer.tick(preview, outputs=results.preview, queue=False,
+                               show_progress="hidden", api_visibility="private")
 
 
 def wire_interrupt(button: Any, runner: JobRunner) -> None:

@@ -153,7 +153,7 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
                                                     parameters.height},
                          outputs=preview, api_name="controlnet_preview",
                          concurrency_id=GPU_QUEUE, concurrency_limit=1)
-    on_generate(generate, runner, gpu(run),
+    on_generate(generate, runner, gpu(run), results,
                 inputs={model, *control.inputs(), prompts.prompt, prompts.negative,
                         *parameters.inputs()},
                 outputs=[preview, results.gallery, results.info, results.seeds],

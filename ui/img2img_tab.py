@@ -125,7 +125,7 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         result = runner.run(job, session_of(request), progress)
         return show_result(result, texts)
 
-    on_generate(generate, runner, gpu(run),
+    on_generate(generate, runner, gpu(run), results,
                 inputs={model, mode, init_image, editor, mask_upload, strength, resize_mode,
                         mask_blur, invert_mask, prompts.prompt, prompts.negative,
                         *parameters.inputs()},

@@ -49,7 +49,7 @@ def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         result = runner.run(Txt2ImgRequest(**fields), session_of(request), progress)
         return show_result(result, texts)
 
-    on_generate(generate, runner, gpu(run),
+    on_generate(generate, runner, gpu(run), results,
                 inputs={model, prompts.prompt, prompts.negative, *parameters.inputs()},
                 outputs=[results.gallery, results.info, results.seeds], api_name="txt2img")
     wire_interrupt(interrupt, runner)
