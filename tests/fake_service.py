@@ -97,6 +97,12 @@ class FakeImageService:
         self.download_calls.append((model_id, folder))
         self.downloads[model_id] = DownloadStatus(model_id, DownloadState.PENDING)
 
+    def memory(self) -> dict:
+        return {"ram": {"free": 1, "used": 1, "total": 2}}
+
+    def unload_models(self) -> None:
+        self.activated.append("(unloaded)")
+
     def local_models(self) -> list[Path]:
         return []
 
