@@ -171,9 +171,13 @@ def _job_routes(router: APIRouter, service: Any) -> None:
 def _catalog_routes(router: APIRouter, service: Any) -> None:
     @router.get("/sdapi/v1/sd-models")
     def sd_models() -> list[dict]:
-        return [{"title": e.id, "model_name": e.id, "hash": None, "sha256": None,
-                 "filename": e.repo, "config": None}
-                for e in service.entries(ModelKind.BASE)]
+        models = []
+        for entry in service.entries(ModelKind.BASE):
+            sha256 = service.weights_sha256(entry.id)  # known once downloaded and verified
+            models.append({"title": entry.id, "model_name": entry.id,
+                           "hash": sha256[:10] if sha256 else None, "sha256": sha256,
+                           "filename": entry.repo, "config": None})
+        return models
 
     @router.get("/sdapi/v1/samplers")
     def samplers() -> list[dict]:

@@ -159,6 +159,14 @@ class ModelStore:
                     return remote.sha256
         return None
 
+    def recorded_weights_sha256(self, entry: ManifestEntry) -> str | None:
+        """The UNet's SHA-256 as verified at download, without reading any weights."""
+        record = self.records.read("verified", entry.repo)
+        for remote in (record.files if record else ()):
+            if remote.path.startswith("unet/diffusion_pytorch_model") and remote.sha256:
+                return remote.sha256
+        return None
+
     def model_hash(self, folder: Path) -> str | None:
         """A1111's "Model hash" (10 hex of a SHA-256), taken from the UNet's weights."""
         weights = sorted((Path(folder) / "unet").glob("diffusion_pytorch_model*.*"))

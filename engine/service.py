@@ -199,6 +199,10 @@ class ImageService:
             return entry.default_size.width, entry.default_size.height
         return _folder_default_size(Path(model))
 
+    def weights_sha256(self, model_id: str) -> str | None:
+        entry = self.manifest.get(model_id)
+        return self.store.recorded_weights_sha256(entry) if entry else None
+
     def local_models(self) -> list[Path]:
         """Users' own diffusers folders in the models folder, for the model picker."""
         return local_checkpoints(self.settings.checkpoint_dir)

@@ -97,6 +97,9 @@ class FakeImageService:
         self.download_calls.append((model_id, folder))
         self.downloads[model_id] = DownloadStatus(model_id, DownloadState.PENDING)
 
+    def weights_sha256(self, model_id: str) -> str | None:
+        return None
+
     def memory(self) -> dict:
         return {"ram": {"free": 1, "used": 1, "total": 2}}
 

@@ -328,3 +328,25 @@ def test_import_refuses_a_folder_that_is_not_the_model(tmp_path, tiny_repos, ser
     status = service.import_folder("pai-artist-large", served_repos[LORA_REPO]).wait(JOB_WAIT_S)
     assert (status.state, status.error_code) == (DownloadState.FAILED, "import_folder_invalid")
     assert state_of(service, "pai-artist-large") is ModelState.MISSING
+
+
+def test_sd_models_reports_the_verified_hash(server, tmp_path, tiny_repos, served_repos):
+    import hashlib
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from api.routes import ApiOptions, install
+
+    service = make_service(tmp_path, tiny_repos)
+    service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    app = FastAPI()
+    install(app, service, ApiOptions())
+    models = {m["title"]: m for m in TestClient(app).get("/sdapi/v1/sd-models").json()}
+    unet = served_repos[BASE_REPO] / "unet" / "diffusion_pytorch_model.bin"
+    expected = hashlib.sha256(unet.read_bytes()).hexdigest()
+    assert models["pai-artist-large"]["sha256"] == expected
+    assert models["pai-artist-large"]["hash"] == expected[:10]
+    assert models["pai-food-large"]["hash"] is None
+    result = service.generate(txt2img())
+    assert result.images[0].parameters["model_hash"] == expected[:10]
