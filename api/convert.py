@@ -75,8 +75,19 @@ def _control_unit(body: Txt2ImgBody, limits: Limits) -> ControlSpec | None:
         control_type=CONTROL_MODULES.get(module, str(module)),
         image=decode_image(image, "control_image", limits) if image else None,
         weight=unit.get("weight", 1.0), start=unit.get("guidance_start", 0.0),
-        end=unit.get("guidance_end", 1.0), low_threshold=unit.get("threshold_a", 100),
-        high_threshold=unit.get("threshold_b", 200), preprocess=module not in NO_PREPROCESSOR)
+        end=unit.get("guidance_end", 1.0),
+        low_threshold=_threshold(unit.get("threshold_a"), 100),
+        high_threshold=_threshold(unit.get("threshold_b"), 200),
+        preprocess=module not in NO_PREPROCESSOR)
+
+
+def _threshold(value: Any, default: int) -> Any:
+    """The extension sends -1 (or nothing) for "the module's default", and floats."""
+    if value is None or value == -1:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def to_request(body: Txt2ImgBody, model: str, limits: Limits) -> GenerationRequest:
@@ -99,6 +110,19 @@ def to_request(body: Txt2ImgBody, model: str, limits: Limits) -> GenerationReque
     return Txt2ImgRequest(**common)
 
 
+# A1111 fields we read but do not act on: said in ``info`` when a client set them.
+UNSUPPORTED = ("enable_hr", "restore_faces", "tiling", "subseed_strength", "styles",
+               "inpaint_full_res", "inpainting_fill")
+
+
+def unsupported_fields(body: Txt2ImgBody) -> list[str]:
+    names = [name for name in UNSUPPORTED if name in body.model_fields_set
+             and getattr(body, name) not in (None, False, 0, [], "")]
+    if isinstance(body, Img2ImgBody) and body.alwayson_scripts.get("controlnet"):
+        names.append("alwayson_scripts.controlnet")  # ControlNet runs with txt2img only
+    return names
+
+
 def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
     first = result.images[0].parameters if result.images else {}
     infotexts = [format_infotext(item.parameters) for item in result.images]
@@ -116,7 +140,7 @@ def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
         "denoising_strength": first.get("strength"), "extra_generation_params": {},
         "index_of_first_image": 0, "infotexts": infotexts, "styles": body.styles,
         "job_timestamp": "", "clip_skip": 1, "version": first.get("version"),
-        "ignored_fields": body.ignored_fields(),
+        "ignored_fields": body.ignored_fields() + unsupported_fields(body),
         "warnings": [warning.code for warning in result.warnings],
     }
     return json.dumps(info, ensure_ascii=False)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
@@ -18,7 +19,7 @@ from api.schemas import (
     DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
     OptionsBody, PngInfoBody, Txt2ImgBody,
 )
-from engine.errors import EngineError, InvalidRequest
+from engine.errors import EngineError, InvalidRequest, ResourceError
 from engine.image_metadata import read_image_parameters
 from engine.jobs import Job, JobState
 from engine.manifest import ModelKind
@@ -44,6 +45,17 @@ class ApiError(Exception):
         self.error = error
 
 
+def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 like FastAPI's, but never echoing the input (a NaN cannot even be sent back)."""
+    fields = [".".join(str(part) for part in item["loc"][1:]) for item in error.errors()]
+    language = "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
+    return JSONResponse(status_code=422, content={
+        "error": "invalid_body", "detail": error_text(language, "invalid_body",
+                                                      {"fields": ", ".join(fields)}),
+        "errors": [{"loc": [str(p) for p in item["loc"]], "msg": item["msg"],
+                    "type": item["type"]} for item in error.errors()]})
+
+
 def error_response(request: Request, error: EngineError) -> JSONResponse:
     language = "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
     status = 503 if error.code in BUSY_CODES else 404 if error.code == "job_not_found" else 400
@@ -65,6 +77,8 @@ class _ApiRoute(APIRoute):
                 return error_response(request, failure.error)
             except EngineError as error:
                 return error_response(request, error)
+            except RequestValidationError as error:
+                return invalid_body(request, error)
 
         return handler
 
@@ -101,7 +115,9 @@ def _run(service: Any, body: Txt2ImgBody, owner: str, timeout: float) -> Generat
         job = service.submit(request, owner=owner)
     except EngineError as error:
         raise ApiError(error) from None
-    job.wait(timeout)
+    if not job.wait(timeout):
+        service.cancel(job)
+        raise ApiError(ResourceError("job_timeout"))
     if job.error is not None:
         raise ApiError(job.error)
     if body.save_images:
@@ -112,15 +128,16 @@ def _run(service: Any, body: Txt2ImgBody, owner: str, timeout: float) -> Generat
 def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
     @router.post("/sdapi/v1/txt2img", response_model=GenerationResponse)
     def txt2img(body: Txt2ImgBody) -> GenerationResponse:
-        return _run(service, body, "api", options.wait_timeout_s)
+        return _run(service, body, secrets.token_urlsafe(16), options.wait_timeout_s)
 
     @router.post("/sdapi/v1/img2img", response_model=GenerationResponse)
     def img2img(body: Img2ImgBody) -> GenerationResponse:
-        return _run(service, body, "api", options.wait_timeout_s)
+        return _run(service, body, secrets.token_urlsafe(16), options.wait_timeout_s)
 
 
 def _job_status(service: Any, job: Job) -> JobStatusResponse:
-    result = to_response(job.result, job.context) if job.state is JobState.DONE else None
+    done = job.state is JobState.DONE and job.context is not None
+    result = to_response(job.result, job.context) if done else None
     return JobStatusResponse(
         id=job.id, state=job.state.value, position=service.queue_position(job),
         progress=1.0 if job.state is JobState.DONE else job.progress.fraction,
@@ -136,8 +153,8 @@ def _job_routes(router: APIRouter, service: Any) -> None:
     def create(body: JobBody) -> JobCreated:
         """Queue a job and answer at once with its id and the token that may cancel it."""
         token = secrets.token_urlsafe(16)
-        typed = Img2ImgBody(**body.model_dump()) if body.type == "img2img" else \
-            Txt2ImgBody(**body.model_dump(exclude={"type"}))
+        dump = body.model_dump(exclude={"type"}, exclude_unset=True)
+        typed = Img2ImgBody(**dump) if body.type == "img2img" else Txt2ImgBody(**dump)
         try:
             job = service.submit(to_request(typed, service.active_model, service.limits),
                                  owner=token)
@@ -146,23 +163,23 @@ def _job_routes(router: APIRouter, service: Any) -> None:
         job.context = typed
         return JobCreated(id=job.id, token=token)
 
-    def find(job_id: str) -> Job:
+    def find(job_id: str, request: Request) -> Job:
+        """Only the client holding the job's token (``X-Job-Token``) may see or cancel it."""
         job = service.jobs.get(job_id)
         if job is None:
             raise ApiError(EngineError("job_not_found", id=job_id))
-        return job
-
-    @router.get("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
-    def status(job_id: str) -> JobStatusResponse:
-        return _job_status(service, find(job_id))
-
-    @router.delete("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
-    def cancel(job_id: str, request: Request) -> JobStatusResponse:
-        """Only the client holding the job's token (``X-Job-Token``) may cancel it."""
-        job = find(job_id)
         token = request.headers.get("x-job-token", "")
         if not secrets.compare_digest(token.encode(), job.owner.encode()):
             raise HTTPException(status_code=403, detail="not your job / 不是你的任务")
+        return job
+
+    @router.get("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
+    def status(job_id: str, request: Request) -> JobStatusResponse:
+        return _job_status(service, find(job_id, request))
+
+    @router.delete("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
+    def cancel(job_id: str, request: Request) -> JobStatusResponse:
+        job = find(job_id, request)
         service.cancel(job)
         job.wait(30)
         return _job_status(service, job)

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # NaN and infinity parse as JSON in Python; no field of ours means them.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     def ignored_fields(self) -> list[str]:
         return sorted(self.model_extra or {})

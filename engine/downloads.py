@@ -205,7 +205,7 @@ class Downloader:
     def _download(self, job: DownloadJob) -> None:
         entry = job.entry
         plan = fetch_plan(entry.repo, files_for(entry, entry.kind), job.source,
-                          self.store.cache_root, self.token)
+                          self.store.cache_root, token_for(job.source, self.token))
         missing = [f for f in plan.files if not self._cached_blob_ok(plan, f)]
         self._check_disk(sum(f.size for f in missing))
         self.records.write("pending", plan)
@@ -219,7 +219,12 @@ class Downloader:
 
         folder = job.source
         job.start_counting(0, 0)
-        plan = plan_from_folder(job.entry, folder, job.add_bytes)
+        def hashed(count: int) -> None:
+            if job.cancel_requested.is_set():
+                raise InterruptedError  # hashing gigabytes must stop on 取消 too
+            job.add_bytes(count)
+
+        plan = plan_from_folder(job.entry, folder, hashed)
         self._check_disk(plan.total_bytes)
         self.records.write("pending", plan)
         job.start_counting(0, plan.total_bytes)
@@ -256,7 +261,8 @@ class Downloader:
         try:
             hf_hub_download(plan.repo, remote.path, revision=plan.commit,
                             cache_dir=self.store.cache_root, endpoint=job.source.endpoint,
-                            token=self.token, tqdm_class=_progress_class(job))
+                            token=token_for(job.source, self.token),
+                            tqdm_class=_progress_class(job))
         except DownloadCancelled:
             raise
         except OSError as error:
@@ -297,8 +303,9 @@ class Downloader:
         try:
             self._verify(plan)
         except ModelError:
-            self.records.remove("verified", entry.repo)
+            # Pending first: a kill between the two lines must never leave the model loadable.
             self.records.write("pending", plan)
+            self.records.remove("verified", entry.repo)
             return False
         return True
 
@@ -306,11 +313,22 @@ class Downloader:
         """Remove a model's files from the cache (and its records)."""
         entry = self._entry(model_id)
         self.cancel(entry.id)
+        with self._lock:
+            job = self._jobs.get(entry.id)
+        if job is not None:
+            job.finished.wait(60)  # its thread must not write records after the removal
         repo_dir = self.store.cache_root / ("models--" + entry.repo.replace("/", "--"))
         shutil.rmtree(repo_dir, ignore_errors=True)
         for kind in ("pending", "verified"):
             self.records.remove(kind, entry.repo)
         self.store.forget_converted(entry)
+
+
+def token_for(source: DownloadSource, token: str | None) -> str | bool | None:
+    """The user's hub token goes to the hub only, never to a mirror or a custom address."""
+    from engine.download_sources import HUGGINGFACE
+
+    return token if source.kind == HUGGINGFACE else False
 
 
 def _delete_cached_file(link: Path) -> None:

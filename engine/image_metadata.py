@@ -41,8 +41,9 @@ def _json_chunk(image: Image.Image, key: str) -> Any:
 def _comfy_text(graph: dict, link: Any) -> str:
     """The text of the CLIPTextEncode node a sampler input links to (``[node_id, slot]``)."""
     if isinstance(link, list) and link:
-        node = graph.get(str(link[0])) or {}
-        text = (node.get("inputs") or {}).get("text")
+        node = graph.get(str(link[0]))
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        text = inputs.get("text") if isinstance(inputs, dict) else None
         if isinstance(text, str):
             return text
     return ""
@@ -54,7 +55,9 @@ def _from_comfy(graph: dict) -> dict[str, Any] | None:
                    None)
     if sampler is None:
         return None
-    inputs = sampler.get("inputs") or {}
+    inputs = sampler.get("inputs")
+    if not isinstance(inputs, dict):
+        return None
     spec = find_sampler(COMFY_SAMPLERS.get(str(inputs.get("sampler_name")), ""))
     parameters: dict[str, Any] = {
         "prompt": _comfy_text(graph, inputs.get("positive")),
@@ -64,9 +67,9 @@ def _from_comfy(graph: dict) -> dict[str, Any] | None:
         "schedule": find_schedule(str(inputs.get("scheduler", ""))) or "automatic",
     }
     latent = next((n for n in nodes if n.get("class_type") == "EmptyLatentImage"), None)
-    if latent:
-        parameters.update(width=latent["inputs"].get("width"),
-                          height=latent["inputs"].get("height"))
+    latent_inputs = latent.get("inputs") if latent else None
+    if isinstance(latent_inputs, dict):
+        parameters.update(width=latent_inputs.get("width"), height=latent_inputs.get("height"))
     return {k: v for k, v in parameters.items() if v is not None}
 
 

@@ -73,8 +73,24 @@ class Job:
         return elapsed / done * (1 - done)
 
 
+def _without_images(request: GenerationRequest) -> GenerationRequest:
+    """The request as a record: its (possibly large) input images dropped."""
+    import dataclasses
+
+    from engine.requests import ControlNetRequest, Img2ImgRequest, InpaintRequest
+
+    changes: dict = {}
+    if isinstance(request, Img2ImgRequest):
+        changes["init_image"] = None
+    if isinstance(request, InpaintRequest):
+        changes["mask"] = None
+    if isinstance(request, ControlNetRequest):
+        changes["control"] = dataclasses.replace(request.control, image=None)
+    return dataclasses.replace(request, **changes) if changes else request
+
+
 class JobQueue:
-    def __init__(self, run: Runner, max_waiting: int = 32, keep_finished: int = 256) -> None:
+    def __init__(self, run: Runner, max_waiting: int = 32, keep_finished: int = 32) -> None:
         self._run = run
         self.max_waiting = max_waiting
         self._keep_finished = keep_finished
@@ -127,6 +143,8 @@ class JobQueue:
 
     def _finish(self, job: Job, state: JobState, error: EngineError | None = None) -> None:
         job.state, job.error = state, error
+        job.preview = None  # the result is what is kept; input images are not needed now
+        job.request = _without_images(job.request)
         self._finished_order.append(job.id)
         while len(self._finished_order) > self._keep_finished:
             self._jobs.pop(self._finished_order.popleft(), None)

@@ -97,7 +97,16 @@ class ModelStore:
         return self.cached_snapshot(entry.repo)
 
     def is_pending(self, entry: ManifestEntry) -> bool:
-        return self.records.pending(entry.repo)
+        return self._pending_blocks(entry.repo)
+
+    def _pending_blocks(self, repo: str) -> bool:
+        """A pending record makes a model unloadable only when it is about the snapshot that
+        would load (a failed download of a newer commit leaves the older one working)."""
+        pending = self.records.read("pending", repo)
+        if pending is None:
+            return False
+        snapshot = self.cached_snapshot(repo)
+        return snapshot is None or snapshot.name == pending.commit
 
     def converted_folder(self, entry: ManifestEntry) -> Path | None:
         snapshot = self.local_snapshot(entry)
@@ -128,7 +137,7 @@ class ModelStore:
         repo = entry.repo if entry else reference
         if not REPO_ID.match(repo):
             raise ModelError("unknown_model", name=reference)
-        if self.records.pending(repo):
+        if self._pending_blocks(repo):
             raise ModelError("model_incomplete", name=reference, repo=repo)
         if entry is not None and (converted := self.converted_folder(entry)) is not None:
             return converted

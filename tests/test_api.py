@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from api.routes import ApiOptions, install
 from engine.demo import build_demo, demo_manifest_yaml, demo_settings
@@ -164,7 +164,11 @@ def test_async_jobs_answer_at_once_and_only_the_owner_may_cancel(client, service
         first = client.post("/sdapi/v2/jobs", json={"prompt": "山", **SMALL})
         second = client.post("/sdapi/v2/jobs", json={"prompt": "水", **SMALL})
         assert first.status_code == second.status_code == 202
-        waiting = client.get(f"/sdapi/v2/jobs/{second.json()['id']}").json()
+        waiting = client.get(f"/sdapi/v2/jobs/{second.json()['id']}",
+                             headers={"X-Job-Token": second.json()["token"]}).json()
+        peeked = client.get(f"/sdapi/v2/jobs/{second.json()['id']}",
+                            headers={"X-Job-Token": first.json()["token"]})
+        assert peeked.status_code == 403  # nobody else reads my prompt or images
         assert (waiting["state"], waiting["position"]) == ("queued", 1)
         denied = client.delete(f"/sdapi/v2/jobs/{second.json()['id']}",
                                headers={"X-Job-Token": first.json()["token"]})
@@ -177,7 +181,8 @@ def test_async_jobs_answer_at_once_and_only_the_owner_may_cancel(client, service
         service.generate = original
     job = service.jobs.get(first.json()["id"])
     assert job.wait(60)
-    done = client.get(f"/sdapi/v2/jobs/{job.id}").json()
+    done = client.get(f"/sdapi/v2/jobs/{job.id}",
+                      headers={"X-Job-Token": first.json()["token"]}).json()
     assert done["state"] == "done" and len(done["result"]["images"]) == 1
     assert client.get("/sdapi/v2/jobs/unknown").status_code == 404
 
@@ -201,7 +206,8 @@ def test_interrupt_and_progress_mid_job(client, service):
     finally:
         service.generate = original
     assert service.jobs.get(job["id"]).wait(60)
-    assert client.get(f"/sdapi/v2/jobs/{job['id']}").json()["state"] == "cancelled"
+    answer = client.get(f"/sdapi/v2/jobs/{job['id']}", headers={"X-Job-Token": job["token"]})
+    assert answer.json()["state"] == "cancelled"
 
 
 def test_a_full_queue_answers_503_in_chinese(tmp_path_factory):
@@ -333,7 +339,8 @@ def test_progress_shows_a_preview_of_the_running_job(client, service):
         assert decode(progress["current_image"]).size == (32, 32)  # 8x8 latents, 4x larger
         skipped = client.get("/sdapi/v1/progress", params={"skip_current_image": True})
         assert skipped.json()["current_image"] is None
-        status = client.get(f"/sdapi/v2/jobs/{job['id']}").json()
+        status = client.get(f"/sdapi/v2/jobs/{job['id']}",
+                            headers={"X-Job-Token": job["token"]}).json()
         assert status["state"] == "running" and status["preview"]
     finally:
         resume.set()
@@ -364,6 +371,35 @@ def test_skip_drops_the_current_batch_and_goes_on(client, service):
         resume.set()
         service.generate = original
     assert service.jobs.get(job["id"]).wait(60)
-    done = client.get(f"/sdapi/v2/jobs/{job['id']}").json()
+    done = client.get(f"/sdapi/v2/jobs/{job['id']}", headers={"X-Job-Token": job["token"]}).json()
     assert done["state"] == "done"
     assert json.loads(done["result"]["info"])["all_seeds"] == [4]  # batch 2 of seeds 3, 4
+
+
+def test_review_regressions(client):
+    nan = client.post("/sdapi/v1/txt2img", content='{"prompt": "山", "cfg_scale": NaN}',
+                      headers={"content-type": "application/json"})
+    assert nan.status_code == 422
+    unit = {"enabled": True, "image": b64_png(sample_image()), "module": "depth",
+            "model": "demo-controlnet-depth", "threshold_a": -1, "threshold_b": -1.0}
+    depth = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "山", **SMALL, "alwayson_scripts": {"controlnet": {"args": [unit]}}})
+    assert depth.status_code == 200
+    canny = dict(unit, module="canny", model="demo-controlnet-canny", threshold_a=100.0,
+                 threshold_b=200.0)
+    assert client.post("/sdapi/v1/txt2img", json={
+        "prompt": "山", **SMALL,
+        "alwayson_scripts": {"controlnet": {"args": [canny]}}}).status_code == 200
+    hostile = Image.new("RGB", (8, 8))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps({"1": "x", "2": {"class_type": "KSampler",
+                                                          "inputs": {"positive": ["1", 0]}},
+                                        "3": {"class_type": "EmptyLatentImage"}}))
+    buffer = io.BytesIO()
+    hostile.save(buffer, format="PNG", pnginfo=info)
+    answer = client.post("/sdapi/v1/png-info",
+                         json={"image": base64.b64encode(buffer.getvalue()).decode()})
+    assert answer.status_code == 200
+    unsupported = client.post("/sdapi/v1/txt2img", json={"prompt": "山", **SMALL,
+                                                         "enable_hr": True}).json()
+    assert "enable_hr" in json.loads(unsupported["info"])["ignored_fields"]

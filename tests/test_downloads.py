@@ -350,3 +350,21 @@ def test_sd_models_reports_the_verified_hash(server, tmp_path, tiny_repos, serve
     assert models["pai-food-large"]["hash"] is None
     result = service.generate(txt2img())
     assert result.images[0].parameters["model_hash"] == expected[:10]
+
+
+def test_the_hub_token_never_goes_to_a_mirror(server, tmp_path, tiny_repos, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
+    service = make_service(tmp_path, tiny_repos)
+    service.download("pai-artist-large-lora-poem", source(server)).wait(JOB_WAIT_S)
+    assert server.requests_log
+    assert not any("authorization" in r.headers for r in server.requests_log)
+
+
+def test_a_failed_newer_download_leaves_the_older_model_working(server, tmp_path, tiny_repos):
+    from engine.download_sources import DownloadPlan
+
+    service = make_service(tmp_path, tiny_repos)
+    service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    service.store.records.write("pending", DownloadPlan(BASE_REPO, "f" * 40, ()))
+    assert state_of(service, "pai-artist-large") is ModelState.READY
+    assert service.generate(txt2img()).images

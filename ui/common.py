@@ -201,7 +201,7 @@ class JobRunner:
     def __init__(self, service: ImageServiceLike, texts: Texts) -> None:
         self.service = service
         self.texts = texts
-        self._jobs: dict[str, Any] = {}
+        self._jobs: dict[str, list[Any]] = {}  # a session may run jobs in several tabs
         self._lock = threading.Lock()
 
     def run(self, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
@@ -210,14 +210,13 @@ class JobRunner:
         except EngineError as error:
             raise self.texts.engine_failure(error) from None
         with self._lock:
-            self._jobs[session] = job
+            self._jobs.setdefault(session, []).append(job)
         try:
             while not job.wait(POLL_SECONDS):
                 self._report(job, progress)
         finally:
             with self._lock:
-                if self._jobs.get(session) is job:
-                    del self._jobs[session]
+                self._jobs[session].remove(job)
         if job.error is not None:
             raise self.texts.engine_failure(job.error)
         self._save(job.result)
@@ -244,23 +243,23 @@ class JobRunner:
         except EngineError as error:
             gr.Warning(self.texts.error(error.code, error.params))
 
-    def interrupt(self, session: str) -> None:
+    def _session_jobs(self, session: str) -> list[Any]:
         with self._lock:
-            job = self._jobs.get(session)
-        if job is not None:
+            return list(self._jobs.get(session, ()))
+
+    def interrupt(self, session: str) -> None:
+        for job in self._session_jobs(session):
             self.service.cancel(job)
 
     def preview(self, session: str):
-        with self._lock:
-            job = self._jobs.get(session)
-        return job.preview if job is not None else None
+        previews = [job.preview for job in self._session_jobs(session) if job.preview]
+        return previews[0] if previews else None
 
     def skip(self, session: str) -> None:
-        """Drop the current image (batch) of this session's job; the next batch goes on."""
-        with self._lock:
-            job = self._jobs.get(session)
-        if job is not None:
-            job.skip_event.set()
+        """Drop the current image (batch) of this session's running job; the next goes on."""
+        for job in self._session_jobs(session):
+            if job.state.value == "running":
+                job.skip_event.set()
 
 
 def show_result(result: GenerationResult, texts: Texts) -> tuple[list, str, list[int]]:
