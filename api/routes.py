@@ -36,6 +36,7 @@ BUSY_CODES = {"queue_full"}
 class ApiOptions:
     auth: tuple[tuple[str, str], ...] = ()
     wait_timeout_s: float = 3600.0
+    max_body_bytes: int = 80 * 1024 * 1024  # a few base64 images; Starlette reads it whole
 
 
 class ApiError(Exception):
@@ -100,8 +101,18 @@ def _auth_dependency(options: ApiOptions) -> Callable:
     return check
 
 
+def _size_limit(options: ApiOptions) -> Callable:
+    def check(request: Request) -> None:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > options.max_body_bytes:
+            raise HTTPException(status_code=413, detail="request too large / 请求过大")
+
+    return check
+
+
 def build_router(service: Any, options: ApiOptions = ApiOptions()) -> APIRouter:
-    router = APIRouter(route_class=_ApiRoute, dependencies=[Depends(_auth_dependency(options))])
+    router = APIRouter(route_class=_ApiRoute, dependencies=[
+        Depends(_auth_dependency(options)), Depends(_size_limit(options))])
     _generation_routes(router, service, options)
     _job_routes(router, service)
     _catalog_routes(router, service)
@@ -328,4 +339,10 @@ def _utility_routes(router: APIRouter, service: Any) -> None:
 def install(app, service: Any, options: ApiOptions) -> None:
     """Add the API's routes to a FastAPI app (Gradio's own), ahead of its catch-all mount."""
     router = build_router(service, options)
+
+    @router.get("/openapi.json", include_in_schema=False)
+    def schema() -> dict:
+        """The schema behind the same password as the routes it describes."""
+        return app.openapi()
+
     app.router.routes[0:0] = router.routes

@@ -233,7 +233,7 @@ def test_auth_guards_every_route(service):
     guarded = make_client(service, auth=(("alice", "s3cret"),))
     schema_paths = guarded.app.openapi()["paths"]
     routes = [(method, path.replace("{job_id}", "x")) for path, methods in schema_paths.items()
-              for method in methods] + [("get", "/docs")]
+              for method in methods] + [("get", "/docs"), ("get", "/openapi.json")]
     assert len(routes) > 20
     for method, path in routes:
         assert guarded.request(method.upper(), path).status_code == 401, path
@@ -260,6 +260,9 @@ def test_same_port_as_the_ui_and_the_same_password(tmp_path):
         install(ui.app, fake, ApiOptions(auth=(("alice", "s3cret"),)))
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/sdapi/v1/sd-models").status_code == 401
+        assert httpx.get(f"{base}/openapi.json").status_code == 401
+        schema = httpx.get(f"{base}/openapi.json", auth=("alice", "s3cret")).json()
+        assert "/sdapi/v1/txt2img" in schema["paths"]
         answer = httpx.post(f"{base}/sdapi/v1/txt2img", auth=("alice", "s3cret"),
                             json={"prompt": "山", **SMALL}, timeout=60)
         assert answer.status_code == 200 and len(answer.json()["images"]) == 1
@@ -403,3 +406,9 @@ def test_review_regressions(client):
     unsupported = client.post("/sdapi/v1/txt2img", json={"prompt": "山", **SMALL,
                                                          "enable_hr": True}).json()
     assert "enable_hr" in json.loads(unsupported["info"])["ignored_fields"]
+
+
+def test_oversized_bodies_are_refused(service):
+    small = make_client(service, max_body_bytes=1000)
+    answer = small.post("/sdapi/v1/txt2img", json={"prompt": "山" * 2000})
+    assert answer.status_code == 413
