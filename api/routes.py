@@ -46,10 +46,14 @@ class ApiError(Exception):
         self.error = error
 
 
+def _language(request: Request) -> str:
+    return "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
+
+
 def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 like FastAPI's, but never echoing the input (a NaN cannot even be sent back)."""
     fields = [".".join(str(part) for part in item["loc"][1:]) for item in error.errors()]
-    language = "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
+    language = _language(request)
     return JSONResponse(status_code=422, content={
         "error": "invalid_body", "detail": error_text(language, "invalid_body",
                                                       {"fields": ", ".join(fields)}),
@@ -58,7 +62,7 @@ def invalid_body(request: Request, error: RequestValidationError) -> JSONRespons
 
 
 def error_response(request: Request, error: EngineError) -> JSONResponse:
-    language = "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
+    language = _language(request)
     status = 503 if error.code in BUSY_CODES else 404 if error.code == "job_not_found" else 400
     return JSONResponse(status_code=status, content={
         "error": error.code, "detail": error_text(language, error.code, error.params),

@@ -33,6 +33,7 @@ from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, EngineWarning, GeneratedImage, GenerationRequest, GenerationResult,
     Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo, ResizeMode,
+    mode_parameters,
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
@@ -371,16 +372,5 @@ class Engine:
             "context_length": encoded.positive_info.context_length,
             "precision": self.placement.precision, "version": ENGINE_VERSION,
         }
-        if isinstance(request, Img2ImgRequest):
-            parameters.update(strength=float(request.strength),
-                              resize_mode=request.resize_mode.value)
-        if isinstance(request, InpaintRequest):
-            parameters.update(mask_blur=request.mask_blur, invert_mask=request.invert_mask)
-        if isinstance(request, ControlNetRequest):
-            control = request.control
-            parameters["control"] = {
-                "model": control.model, "type": control.control_type,
-                "weight": float(control.weight), "start": float(control.start),
-                "end": float(control.end), "low_threshold": control.low_threshold,
-                "high_threshold": control.high_threshold, "preprocess": control.preprocess}
+        parameters.update(mode_parameters(request))
         return parameters

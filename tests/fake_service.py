@@ -28,7 +28,7 @@ from engine.preprocessors import CONTROL_TYPES
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, ControlSpec, GeneratedImage, GenerationRequest, GenerationResult,
-    Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo,
+    Img2ImgRequest, LoraWeight, ProgressUpdate, PromptInfo, mode_parameters,
 )
 from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES
 from engine.validation import normalise_sampler, validate_control, validate_request
@@ -259,18 +259,7 @@ class FakeImageService:
             "prompt_tokens": info.tokens, "context_length": info.context_length,
             "precision": "fp32", "version": "fake",
         }
-        if isinstance(request, Img2ImgRequest):
-            parameters.update(strength=float(request.strength),
-                              resize_mode=request.resize_mode.value)
-        if isinstance(request, InpaintRequest):
-            parameters.update(mask_blur=request.mask_blur, invert_mask=request.invert_mask)
-        if isinstance(request, ControlNetRequest):
-            control = request.control
-            parameters["control"] = {
-                "model": control.model, "type": control.control_type,
-                "weight": float(control.weight), "start": float(control.start),
-                "end": float(control.end), "low_threshold": control.low_threshold,
-                "high_threshold": control.high_threshold, "preprocess": control.preprocess}
+        parameters.update(mode_parameters(request))
         return parameters
 
     def save(self, result: GenerationResult) -> list[Path]:

@@ -179,14 +179,14 @@ def common_request_fields(values: dict, prompts: PromptWidgets, parameters: Para
     return dict(
         model=model, prompt=values[prompts.prompt] or "",
         negative_prompt=values[prompts.negative] or "", sampler=values[parameters.sampler],
-        schedule=values[parameters.schedule], steps=_as_int(values[parameters.steps]),
-        guidance=values[parameters.guidance], seed=_as_int(values[parameters.seed]),
-        width=_as_int(values[parameters.width]), height=_as_int(values[parameters.height]),
-        batch_count=_as_int(values[parameters.batch_count]),
-        batch_size=_as_int(values[parameters.batch_size]))
+        schedule=values[parameters.schedule], steps=as_int(values[parameters.steps]),
+        guidance=values[parameters.guidance], seed=as_int(values[parameters.seed]),
+        width=as_int(values[parameters.width]), height=as_int(values[parameters.height]),
+        batch_count=as_int(values[parameters.batch_count]),
+        batch_size=as_int(values[parameters.batch_size]))
 
 
-def _as_int(value: Any) -> Any:
+def as_int(value: Any) -> Any:
     """Sliders and number boxes send floats; whole floats become ints, the rest stay for the
     validator to reject with a clear message."""
     if isinstance(value, float) and value.is_integer():

@@ -10,7 +10,8 @@ import gradio as gr
 from engine.errors import EngineError
 from engine.requests import ControlNetRequest, ControlSpec
 from ui.common import (
-    GPU_QUEUE, JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
+    GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, as_int,
+    common_request_fields, on_generate,
     parameter_widgets, prompt_row, result_widgets, session_of, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
@@ -47,16 +48,12 @@ class _ControlWidgets:
         return ControlSpec(
             model=values[self.controlnet] or "", control_type=values[self.control_type],
             image=values[self.image], weight=values[self.weight], start=values[self.start],
-            end=values[self.end], low_threshold=_int(values[self.low]),
-            high_threshold=_int(values[self.high]), preprocess=bool(values[self.preprocess]))
+            end=values[self.end], low_threshold=as_int(values[self.low]),
+            high_threshold=as_int(values[self.high]), preprocess=bool(values[self.preprocess]))
 
     def inputs(self) -> set[Any]:
         return {self.image, self.control_type, self.controlnet, self.preprocess, self.low,
                 self.high, self.weight, self.start, self.end}
-
-
-def _int(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _type_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
@@ -137,8 +134,8 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
 
     def show_preview(values: dict):
         try:
-            return service.preprocess(control.spec(values), _int(values[parameters.width]),
-                                      _int(values[parameters.height]))
+            return service.preprocess(control.spec(values), as_int(values[parameters.width]),
+                                      as_int(values[parameters.height]))
         except EngineError as error:
             raise texts.engine_failure(error) from None
 
