@@ -209,6 +209,9 @@ def _catalog_routes(router: APIRouter, service: Any) -> None:
             models.append({"title": entry.id, "model_name": entry.id,
                            "hash": sha256[:10] if sha256 else None, "sha256": sha256,
                            "filename": entry.repo, "config": None})
+        for path in service.local_models():  # the title is what options/override accept
+            models.append({"title": str(path), "model_name": path.stem, "hash": None,
+                           "sha256": None, "filename": str(path), "config": None})
         return models
 
     @router.get("/sdapi/v1/samplers")

@@ -38,6 +38,24 @@ class ModelStatus:
     source: str = ""  # where the verified download came from
 
 
+class LocalKind(str, enum.Enum):
+    FOLDER = "folder"  # a diffusers folder in models/checkpoints
+    SINGLE_FILE = "single_file"  # an A1111/Civitai .safetensors checkpoint
+    LORA = "lora"  # a LoRA file in models/lora
+
+
+@dataclass(frozen=True)
+class LocalModelStatus:
+    """A model the user placed in the models folder; ``problem`` is an error code when it
+    cannot be used as it is (a pickle, an unsupported family, no matching base on disk)."""
+
+    path: Path
+    kind: LocalKind
+    size_bytes: int
+    problem: str | None = None
+    problem_params: dict | None = None
+
+
 @dataclass(frozen=True)
 class LoraChoice:
     """A LoRA the user can pick: a manifest entry, or a file in the LoRA folder."""
@@ -89,6 +107,29 @@ def local_checkpoints(checkpoint_dir: Path) -> list[Path]:
             continue
         found.append(folder)
     return found
+
+
+def _inside_diffusers_folder(path: Path, root: Path) -> bool:
+    return any((parent / "model_index.json").is_file()
+               for parent in path.parents if parent.is_relative_to(root) and parent != root)
+
+
+def single_file_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """A1111/Civitai-style ``.safetensors`` checkpoints anywhere under ``checkpoint_dir``
+    (sub-folders too, as A1111 scans them), except the weights inside diffusers folders."""
+    if not checkpoint_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoint_dir.rglob("*.safetensors")
+                  if p.is_file() and not _inside_diffusers_folder(p, checkpoint_dir))
+
+
+def pickled_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Single files in a pickle format (``.ckpt`` ...): listed so users learn why they are
+    refused, never loaded."""
+    if not checkpoint_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoint_dir.rglob("*") if p.suffix in PICKLE_SUFFIXES
+                  and p.is_file() and not _inside_diffusers_folder(p, checkpoint_dir))
 
 
 def lora_files(lora_dir: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from engine.errors import ModelError
 from engine.manifest import Manifest, ManifestEntry, ModelKind
 from engine.records import DownloadRecords
+from engine.single_file import config_folder_for, is_single_file
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,8 @@ class ModelStore:
 
     def model_hash(self, folder: Path) -> str | None:
         """A1111's "Model hash" (10 hex of a SHA-256), taken from the UNet's weights."""
+        if is_single_file(Path(folder)):
+            return self.file_hash(Path(folder))[:10]  # A1111 and Civitai hash the whole file
         weights = sorted((Path(folder) / "unet").glob("diffusion_pytorch_model*.*"))
         weights = [w for w in weights if w.suffix in (".safetensors", ".bin")]
         return self.file_hash(weights[0])[:10] if weights else None
@@ -187,3 +190,21 @@ class ModelStore:
         if not (folder / "model_index.json").is_file():
             raise ModelError("model_folder_invalid", name=reference)
         return folder
+
+    def base_location(self, reference: str) -> Path:
+        """A base model's folder, or the single ``.safetensors`` file it is."""
+        path = Path(reference).expanduser()
+        return path if is_single_file(path) else self.base_folder(reference)
+
+    def single_file_config(self, path: Path) -> Path:
+        """The local diffusers folder that gives a single-file checkpoint its configs."""
+        from engine.catalog import local_checkpoints
+
+        downloaded = []
+        for entry in self.manifest.models:
+            if entry.kind is ModelKind.BASE:
+                try:
+                    downloaded.append(self.base_folder(entry.id))
+                except ModelError:
+                    continue  # not on disk (or incomplete): not a candidate
+        return config_folder_for(path, downloaded + local_checkpoints(self.settings.checkpoint_dir))

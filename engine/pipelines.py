@@ -97,7 +97,7 @@ class PipelineManager:
         return tuple(base.model_id for base in self._bases.values())
 
     def base(self, reference: str) -> LoadedBase:
-        folder = self.store.base_folder(reference).resolve()
+        folder = self.store.base_location(reference).resolve()
         with self.lock:
             if folder in self._bases:
                 self._bases.move_to_end(folder)
@@ -122,18 +122,24 @@ class PipelineManager:
 
     def _load_base(self, reference: str, folder: Path) -> LoadedBase:
         from diffusers import StableDiffusionPipeline
+        from diffusers.loaders.single_file_utils import SingleFileComponentError
 
         if weights_only_forced_off():
             raise ModelError("weights_only_disabled")
         started = time.perf_counter()
+        common = {"dtype": self.placement.dtype, "safety_checker": None,
+                  "feature_extractor": None, "requires_safety_checker": False}
         try:
-            pipe = StableDiffusionPipeline.from_pretrained(
-                folder, dtype=self.placement.dtype, safety_checker=None,
-                feature_extractor=None, requires_safety_checker=False,
-                use_safetensors=_prefer_safetensors(folder))
+            if folder.is_file():  # an A1111/Civitai single file: configs from a local base
+                pipe = StableDiffusionPipeline.from_single_file(
+                    str(folder), config=str(self.store.single_file_config(folder)),
+                    local_files_only=True, **common)
+            else:
+                pipe = StableDiffusionPipeline.from_pretrained(
+                    folder, use_safetensors=_prefer_safetensors(folder), **common)
         except torch.OutOfMemoryError:
             raise  # not a broken model: the caller frees memory and says so
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except (OSError, ValueError, RuntimeError, KeyError, SingleFileComponentError) as exc:
             logger.warning("loading %s failed: %s", reference, type(exc).__name__)
             raise ModelError("model_load_failed", name=reference) from None
         self._place(pipe)

@@ -15,8 +15,9 @@ from typing import Callable
 from PIL import Image
 
 from engine.catalog import (
-    LoraChoice, ModelState, ModelStatus, folder_size, local_checkpoints, lora_choice_from_entry,
-    lora_choice_from_file, lora_files, required_files_present,
+    LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, folder_size,
+    local_checkpoints, lora_choice_from_entry, lora_choice_from_file, lora_files,
+    pickled_checkpoints, required_files_present, single_file_checkpoints,
 )
 from engine.download_sources import DownloadSource
 from engine.downloads import FINISHED, Downloader, DownloadJob, DownloadStatus
@@ -30,6 +31,7 @@ from engine.requests import (
     ControlSpec, GenerationRequest, GenerationResult, ProgressUpdate, PromptInfo,
 )
 from engine.settings import EngineSettings
+from engine.single_file import is_single_file
 
 logger = logging.getLogger(__name__)
 
@@ -197,15 +199,43 @@ class ImageService:
         entry = self.manifest.get(model)
         if entry and entry.default_size:
             return entry.default_size.width, entry.default_size.height
-        return _folder_default_size(Path(model))
+        path = Path(model)
+        if is_single_file(path):
+            try:
+                path = self.store.single_file_config(path)  # its architecture's native size
+            except ModelError:
+                return _folder_default_size(path)  # 512: the error shows when it loads
+        return _folder_default_size(path)
 
     def weights_sha256(self, model_id: str) -> str | None:
         entry = self.manifest.get(model_id)
         return self.store.recorded_weights_sha256(entry) if entry else None
 
     def local_models(self) -> list[Path]:
-        """Users' own diffusers folders in the models folder, for the model picker."""
-        return local_checkpoints(self.settings.checkpoint_dir)
+        """Users' own models in the models folder, for the model picker: diffusers folders and
+        single-file checkpoints (an unusable one says why when picked)."""
+        folder = self.settings.checkpoint_dir
+        return local_checkpoints(folder) + single_file_checkpoints(folder)
+
+    def local_model_statuses(self) -> list[LocalModelStatus]:
+        """What the user placed in the models folder, each with the reason it cannot be used."""
+        folder = self.settings.checkpoint_dir
+        found = [LocalModelStatus(p, LocalKind.FOLDER, folder_size(p))
+                 for p in local_checkpoints(folder)]
+        found += [self._single_file_status(p) for p in single_file_checkpoints(folder)]
+        found += [LocalModelStatus(p, LocalKind.SINGLE_FILE, p.stat().st_size, "checkpoint_pickle",
+                                   {"name": p.name}) for p in pickled_checkpoints(folder)]
+        found += [LocalModelStatus(p, LocalKind.LORA, p.stat().st_size)
+                  for p in lora_files(self.settings.lora_dir)]
+        return found
+
+    def _single_file_status(self, path: Path) -> LocalModelStatus:
+        try:
+            self.store.single_file_config(path)
+        except ModelError as error:
+            return LocalModelStatus(path, LocalKind.SINGLE_FILE, path.stat().st_size,
+                                    error.code, error.params)
+        return LocalModelStatus(path, LocalKind.SINGLE_FILE, path.stat().st_size)
 
     def controlnets_for(self, base: str) -> list[ManifestEntry]:
         """ControlNets trained for ``base`` first, then the rest (which get a warning)."""

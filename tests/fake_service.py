@@ -20,7 +20,9 @@ from PIL import Image
 from engine.jobs import Job, JobQueue
 from engine.download_sources import DownloadSource
 from engine.downloads import DownloadState, DownloadStatus
-from engine.catalog import LoraChoice, ModelState, ModelStatus, lora_choice_from_entry
+from engine.catalog import (
+    LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, lora_choice_from_entry,
+)
 from engine.errors import JobCancelled, ModelError, SkipImage
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
@@ -65,6 +67,7 @@ class FakeImageService:
         self.downloads: dict[str, DownloadStatus] = {}  # set by tests to show a state
         self.download_calls: list[tuple[str, DownloadSource]] = []
         self.deleted: list[str] = []
+        self.local_statuses: list[LocalModelStatus] = []  # set by tests: "the models folder"
         self._lock = threading.Lock()
         self._queue: JobQueue | None = None
 
@@ -107,7 +110,11 @@ class FakeImageService:
         self.activated.append("(unloaded)")
 
     def local_models(self) -> list[Path]:
-        return []
+        return [status.path for status in self.local_statuses
+                if status.kind is not LocalKind.LORA and status.problem != "checkpoint_pickle"]
+
+    def local_model_statuses(self) -> list[LocalModelStatus]:
+        return list(self.local_statuses)
 
     def download_status(self, model_id: str) -> DownloadStatus | None:
         return self.downloads.get(model_id)
@@ -160,6 +167,10 @@ class FakeImageService:
     # -- actions ----------------------------------------------------------------------------
 
     def activate(self, model: str) -> None:
+        if model in {str(path) for path in self.local_models()}:
+            self.activated.append(model)
+            self._active = model
+            return
         entry = self.manifest.get(model)
         if entry is None or entry.kind is not ModelKind.BASE:
             raise ModelError("unknown_model", name=model)

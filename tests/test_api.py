@@ -412,3 +412,17 @@ def test_oversized_bodies_are_refused(service):
     small = make_client(service, max_body_bytes=1000)
     answer = small.post("/sdapi/v1/txt2img", json={"prompt": "山" * 2000})
     assert answer.status_code == 413
+
+
+def test_models_in_the_models_folder_are_listed_and_selectable(tmp_path):
+    from engine.catalog import LocalKind, LocalModelStatus
+    from fake_service import FakeImageService
+
+    fake = FakeImageService()
+    own = tmp_path / "checkpoints" / "水墨.safetensors"
+    fake.local_statuses = [LocalModelStatus(own, LocalKind.SINGLE_FILE, 10)]
+    client = make_client(fake)
+    listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
+    assert listed["水墨"]["title"] == str(own)
+    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": str(own)})
+    assert switched.json() == {"sd_model_checkpoint": str(own)}

@@ -56,7 +56,8 @@ NAMES = ["Stable Diffusion", "Schedule type", "CFG Scale", "ControlNet", "LoRA",
          "hub", "id", "models/lora", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "lora", "Automatic",
          "python -m engine download", "Hugging Face", "SHA-256", "http(s)", "HTTP", "GB",
          "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s",
-         "pai-diffusion-artist-large-zh"]
+         "pai-diffusion-artist-large-zh", "PAI-Diffusion", "SD", "models/checkpoints", ".ckpt",
+         ".pt", ".bin", "ModelScope", "modelscope.cn"]
 
 
 def test_chinese_texts_leave_only_names_in_english():

@@ -612,8 +612,7 @@ def test_switching_model_sets_sizes_and_the_models_table(ui, fake):
                      **{label("app.model"): "pai-anime-large"})
         assert list(sizes) == [512, 768] * 3
         assert fake.active_model == "pai-anime-large"
-        refresh = ui.api_name_of(ui.component_with_elem_id("models-refresh"), "click")
-        table = ui.client.predict(api_name=refresh)
+        table, _, _ = ui.client.predict("pai-anime-large", api_name="/refresh_models")
         rows = table["data"] if isinstance(table, dict) else table
         (active,) = [row for row in rows if row[5] == "✔"]
         assert active[-1] == "pai-anime-large" and active[2] == "已就绪"
@@ -798,3 +797,27 @@ def test_skip_drops_the_current_batch_of_my_job():
 
     result = runner.run(request, "me", progress)
     assert [image.seed for image in result.images] == [11]
+
+
+def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_path):
+    from engine.catalog import LocalKind, LocalModelStatus
+
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path) as ui:
+        checkpoints = tmp_path / "models" / "checkpoints"
+        fake.local_statuses = [  # as if dropped in after the page was built
+            LocalModelStatus(checkpoints / "水墨.safetensors", LocalKind.SINGLE_FILE, 2 * 1024**3),
+            LocalModelStatus(checkpoints / "old.ckpt", LocalKind.SINGLE_FILE, 10,
+                             "checkpoint_pickle", {"name": "old.ckpt"}),
+            LocalModelStatus(tmp_path / "models" / "lora" / "ink.safetensors", LocalKind.LORA,
+                             1024**2),
+        ]
+        _, local, picker = ui.client.predict(fake.active_model, api_name="/refresh_models")
+        rows = {row[0]: row for row in (local["data"] if isinstance(local, dict) else local)}
+        assert rows["水墨.safetensors"][1:4] == ["单文件模型", "可用", "2.00 GB"]
+        assert rows["old.ckpt"][2] == error_text(ZH, "checkpoint_pickle", {"name": "old.ckpt"})
+        assert rows["ink.safetensors"][1] == "LoRA"
+        assert picker["value"] == fake.active_model  # refreshing keeps the chosen model
+        offered = {label: value for label, value in picker["choices"]}
+        assert offered["水墨.safetensors（本地）"] == str(checkpoints / "水墨.safetensors")
+        assert not any("old.ckpt" in label or "ink" in label for label in offered)

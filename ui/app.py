@@ -135,7 +135,8 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
             with _tab(texts, "tabs.lora", "lora"):
                 lora = build_lora_tab(service, texts)
             with _tab(texts, "tabs.models", "models"):
-                build_models_tab(service, texts, model, _source_chooser(options, store))
+                build_models_tab(service, texts, model, _model_choices(service),
+                                 _source_chooser(options, store))
             with _tab(texts, "tabs.pnginfo", "pnginfo"):
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):

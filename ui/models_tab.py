@@ -1,5 +1,6 @@
 """模型管理: every manifest model with its state, size and source; download (with progress),
-cancel, verify, delete, and which base model is active.
+cancel, verify, delete, and which base model is active; below, the models users placed in the
+models folder (diffusers folders, single-file checkpoints, LoRAs), each saying if it can load.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.catalog import ModelState, ModelStatus
+from engine.catalog import LocalModelStatus, ModelState, ModelStatus
 from engine.download_sources import DownloadSource
 from engine.errors import EngineError
 from engine.manifest import ModelKind
@@ -35,6 +36,7 @@ class ModelsTab:
     timer: Any
     folder: Any
     import_button: Any
+    local_table: Any
 
 
 def _size_text(size_bytes: int) -> str:
@@ -79,6 +81,27 @@ def _headers(language: str) -> list[str]:
 
     return [translate(language, f"models.column_{name}")
             for name in ("name", "kind", "state", "size", "source", "active", "id")]
+
+
+def local_rows(statuses: list[LocalModelStatus], language: str) -> list[list[str]]:
+    """Name, kind, state (可用, or why not), size and where it lies in the models folder."""
+    from locales import error_text, translate
+
+    rows = []
+    for status in statuses:
+        state = (error_text(language, status.problem, status.problem_params)
+                 if status.problem else translate(language, "models.local_usable"))
+        rows.append([status.path.name, translate(language, f"models.local_{status.kind.value}"),
+                     state, _size_text(status.size_bytes),
+                     f"{status.path.parent.name}/{status.path.name}"])
+    return rows
+
+
+def _local_headers(language: str) -> list[str]:
+    from locales import translate
+
+    return [translate(language, f"models.column_{name}")
+            for name in ("name", "kind", "state", "size", "location")]
 
 
 def _all_models(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
@@ -136,11 +159,15 @@ def _widgets(service: ImageServiceLike, texts: Texts):
 
 
 def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
+                     picker_choices: Callable[[str], list],
                      current_source: Callable[[], DownloadSource]) -> ModelsTab:
     texts.make(gr.Markdown, text="models.intro")
 
     def rows() -> list[list[str]]:
         return status_rows(service.model_statuses(), texts.language)
+
+    def own_rows() -> list[list[str]]:
+        return local_rows(service.local_model_statuses(), texts.language)
 
     # A callable value is read again on every page load, so states are never stale.
     table = gr.Dataframe(value=rows, headers=_headers(texts.language), interactive=False,
@@ -149,9 +176,21 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
     (choice, activate, refresh, download, cancel, verify, confirm_delete, delete, status,
      folder, import_button) = _widgets(service, texts)
     timer = gr.Timer(POLL_SECONDS, active=False)
+    texts.make(gr.Markdown, text="models.local_intro")
+    local_table = gr.Dataframe(value=own_rows, headers=_local_headers(texts.language),
+                               interactive=False, wrap=True, elem_id="models-local-table")
+    texts.bind(local_table, headers=_local_headers)
     tab = ModelsTab(table, refresh, choice, activate, download, cancel, verify, delete,
-                    confirm_delete, status, timer, folder, import_button)
+                    confirm_delete, status, timer, folder, import_button, local_table)
     _wire(service, texts, tab, model_picker, rows, current_source)
+
+    def rescan(current: str):
+        """Files dropped into the models folder appear in the tables and the model picker."""
+        picker = gr.Dropdown(choices=picker_choices(texts.language), value=current)
+        return rows(), own_rows(), picker
+
+    refresh.click(rescan, inputs=model_picker, outputs=[table, local_table, model_picker],
+                  queue=False, api_name="refresh_models")
     return tab
 
 
@@ -195,7 +234,6 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
     tab.verify.click(check, inputs=tab.choice, outputs=tab.table, api_name="verify_model")
     tab.delete.click(remove, inputs=[tab.choice, tab.confirm_delete],
                      outputs=[tab.table, tab.confirm_delete], api_name="delete_model")
-    tab.refresh.click(rows, outputs=tab.table, queue=False)
     tab.choice.change(lambda model_id: download_text(service, texts, model_id),
                       inputs=tab.choice, outputs=tab.status, queue=False)
     # Switching goes through the header's picker, so both always show the same model.

@@ -10,7 +10,7 @@ from typing import Callable, Protocol
 
 from PIL import Image
 
-from engine.catalog import LoraChoice, ModelStatus
+from engine.catalog import LocalModelStatus, LoraChoice, ModelStatus
 from engine.download_sources import DownloadSource
 from engine.downloads import DownloadStatus
 from engine.jobs import Job
@@ -31,6 +31,8 @@ class ImageServiceLike(Protocol):
     def entries(self, kind: ModelKind) -> tuple[ManifestEntry, ...]: ...
 
     def local_models(self) -> list[Path]: ...
+
+    def local_model_statuses(self) -> list[LocalModelStatus]: ...
 
     def model_statuses(self, kind: ModelKind | None = None) -> list[ModelStatus]: ...
 

@@ -1,0 +1,124 @@
+"""Single-file A1111/Civitai checkpoints in models/checkpoints: found, explained, and loaded
+through diffusers' single-file loader with a downloaded base's configs, never the hub."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import make_settings
+from engine.catalog import LocalKind
+from engine.errors import EngineError
+from engine.generation import Engine
+from engine.manifest import load_manifest
+from engine.service import ImageService
+from engine.settings import DEFAULT_MANIFEST
+from helpers import pixels, txt2img
+from ldm_checkpoint import export_single_file
+
+
+@pytest.fixture(scope="module")
+def pai_single_file(tiny_repos, tmp_path_factory):
+    """The tiny PAI base written as one LDM-named fp32 file, as a Civitai download would be."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tiny_repos.pai_base, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False, use_safetensors=False)
+    path = tmp_path_factory.mktemp("single") / "水墨风格-v2.safetensors"
+    return export_single_file(pipe, path, dtype=torch.float32)
+
+
+def _checkpoints(tmp_path):
+    folder = tmp_path / "models" / "checkpoints"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _header_only_file(path, clip_vocab: int = 21128, extra: dict | None = None):
+    """A checkpoint with just the tensors the architecture check reads."""
+    tensors = {
+        "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3),
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight":
+            torch.zeros(32, 32),
+        "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight":
+            torch.zeros(clip_vocab, 2, dtype=torch.float16),
+    }
+    save_file({**tensors, **(extra or {})}, str(path))
+    return path
+
+
+def test_single_file_makes_the_same_image_as_the_base_it_was_exported_from(
+        tiny_repos, pai_single_file, tmp_path):
+    target = _checkpoints(tmp_path) / pai_single_file.name
+    target.write_bytes(pai_single_file.read_bytes())
+    engine = Engine(make_settings(tiny_repos, models_dir=tmp_path / "models"))
+    from_file = engine.generate(txt2img(model=str(target), seed=7))
+    from_folder = engine.generate(txt2img(model="pai-artist-large", seed=7))
+    assert (pixels(from_file) == pixels(from_folder)).all()
+    # A1111 and Civitai name a single file by the SHA-256 of the whole file.
+    expected = hashlib.sha256(target.read_bytes()).hexdigest()[:10]
+    assert from_file.images[0].parameters["model_hash"] == expected
+
+
+def test_models_folder_lists_every_kind_with_the_reason_it_cannot_load(
+        tiny_repos, pai_single_file, tmp_path):
+    folder = _checkpoints(tmp_path)
+    good = folder / "styles" / "mine.safetensors"  # sub-folders are scanned too
+    good.parent.mkdir()
+    good.write_bytes(pai_single_file.read_bytes())
+    _header_only_file(folder / "english-sd15.safetensors", clip_vocab=49408)
+    _header_only_file(folder / "big.safetensors",
+                      extra={"conditioner.embedders.0.transformer.x": torch.zeros(1)})
+    (folder / "half.safetensors").write_bytes(b"\x10\x00\x00\x00")
+    (folder / "old.ckpt").write_bytes(b"pickle")
+    diffusers_folder = folder / "my-diffusers"
+    (diffusers_folder / "unet").mkdir(parents=True)
+    (diffusers_folder / "model_index.json").write_text("{}")
+    (diffusers_folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
+    (tmp_path / "models" / "lora").mkdir()
+    (tmp_path / "models" / "lora" / "ink.safetensors").write_bytes(
+        tiny_repos.diffusers_lora.read_bytes())
+    service = ImageService(make_settings(tiny_repos, models_dir=tmp_path / "models"),
+                           load_manifest(DEFAULT_MANIFEST))
+
+    found = {s.path.name: s for s in service.local_model_statuses()}
+    assert found["mine.safetensors"].problem is None
+    assert found["mine.safetensors"].kind is LocalKind.SINGLE_FILE
+    assert found["english-sd15.safetensors"].problem == "checkpoint_needs_config"
+    assert found["big.safetensors"].problem == "checkpoint_unsupported"
+    assert found["big.safetensors"].problem_params["family"] == "SDXL"
+    assert found["half.safetensors"].problem == "checkpoint_unreadable"
+    assert found["old.ckpt"].problem == "checkpoint_pickle"
+    assert found["my-diffusers"].kind is LocalKind.FOLDER
+    assert "diffusion_pytorch_model.safetensors" not in found  # part of the folder
+    assert found["ink.safetensors"].kind is LocalKind.LORA
+    pickable = {p.name for p in service.local_models()}
+    assert {"mine.safetensors", "my-diffusers"} <= pickable and "old.ckpt" not in pickable
+
+
+def test_a_pai_file_without_a_downloaded_base_names_the_base_to_download(
+        tiny_repos, pai_single_file, tmp_path):
+    path = _checkpoints(tmp_path) / "mine.safetensors"
+    path.write_bytes(pai_single_file.read_bytes())
+    settings = make_settings(tiny_repos, models_dir=tmp_path / "models",
+                             hub_cache_dir=tmp_path / "empty-hub")
+    service = ImageService(settings, load_manifest(DEFAULT_MANIFEST))
+    [status] = [s for s in service.local_model_statuses() if s.path == path]
+    assert status.problem == "checkpoint_needs_pai_base"
+    assert status.problem_params["base"] == "pai-artist-large"
+    with pytest.raises(EngineError) as caught:
+        Engine(settings).generate(txt2img(model=str(path)))
+    assert caught.value.code == "checkpoint_needs_pai_base"
+
+
+def test_a_broken_single_file_fails_cleanly_and_the_engine_goes_on(engine, tmp_path):
+    path = tmp_path / "cut-off.safetensors"
+    path.write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
+    with pytest.raises(EngineError) as caught:
+        engine.generate(txt2img(model=str(path)))
+    assert caught.value.code == "checkpoint_unreadable"
+    assert engine.generate(txt2img()).images
