@@ -202,7 +202,8 @@ def download(args) -> int:
                              status.error_params)
         print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
         return 2
-    print(translate(args.lang, "cli.download_done", name=args.model,
+    key = "cli.download_done" if status.saved_bytes else "cli.download_verified"
+    print(translate(args.lang, key, name=args.model,
                     saved=f"{status.saved_bytes / 1024**3:.2f}"))
     return 0
 

@@ -2,7 +2,10 @@
 
 PAI ships fp32 ``.bin`` files only (a 3.4 GB UNet). The fp16 safetensors copy is half the size,
 loads faster and never runs a pickle again. It is written beside the cache, into a temporary
-folder first, and becomes visible (a ``.complete`` marker) only once whole.
+folder first, and becomes visible (a ``.complete`` marker) only once whole. Then its files'
+hashes are recorded (so 校验 can check them) and the pickled originals are deleted from the
+cache: that is the disk space the conversion saves. A kill at any point leaves either the
+originals or a complete copy to load.
 """
 
 from __future__ import annotations
@@ -15,15 +18,32 @@ from pathlib import Path
 import torch
 
 from engine.catalog import folder_size
+from engine.download_sources import DownloadPlan, RemoteFile
 from engine.errors import ModelError
 from engine.manifest import ManifestEntry, ModelKind
-from engine.model_store import COMPLETE_MARKER, ModelStore
+from engine.model_store import COMPLETE_MARKER, ModelStore, sha256_of
 
 logger = logging.getLogger(__name__)
 
 
 def _has_pickles(folder: Path) -> bool:
     return any(folder.rglob("*.bin"))
+
+
+def _record_converted(store: ModelStore, entry: ManifestEntry, folder: Path) -> None:
+    files = tuple(RemoteFile(p.relative_to(folder).as_posix(), p.stat().st_size,
+                             sha256_of(p), None)
+                  for p in sorted(folder.rglob("*")) if p.is_file())
+    store.records.write("converted", DownloadPlan(entry.repo, folder.name, files, "fp16"))
+
+
+def _delete_originals(snapshot: Path) -> None:
+    """The pickled weights the copy replaces: the snapshot's links and the blobs behind them."""
+    for link in snapshot.rglob("*.bin"):
+        blob = link.resolve()
+        link.unlink(missing_ok=True)
+        if blob != link:
+            blob.unlink(missing_ok=True)
 
 
 def _save_base(source: Path, target: Path) -> None:
@@ -59,6 +79,12 @@ def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> 
         shutil.rmtree(scratch, ignore_errors=True)
         logger.warning("conversion of %s failed: %s", entry.id, type(error).__name__)
         raise ModelError("conversion_failed", name=entry.id) from None
-    before, after = folder_size(snapshot), folder_size(destination)
+    for stale in destination.parent.iterdir():  # copies of older downloads
+        if stale != destination and not stale.name.startswith("."):
+            shutil.rmtree(stale, ignore_errors=True)
+    before = folder_size(snapshot)
+    _record_converted(store, entry, destination)
+    _delete_originals(snapshot)
+    after = folder_size(snapshot) + folder_size(destination)
     logger.info("%s converted to fp16 safetensors: %d -> %d bytes", entry.id, before, after)
     return max(0, before - after)

@@ -206,6 +206,11 @@ class Downloader:
         entry = job.entry
         plan = fetch_plan(entry.repo, files_for(entry, entry.kind), job.source,
                           self.store.cache_root, token_for(job.source, self.token))
+        if self._converted_commit(entry) == plan.commit and not self.store.is_pending(entry):
+            # Its originals were replaced by the fp16 copy on purpose: nothing to fetch again.
+            job.start_counting(plan.total_bytes, plan.total_bytes)
+            job.update(state=DownloadState.DONE)
+            return
         missing = [f for f in plan.files if not self._cached_blob_ok(plan, f)]
         self._check_disk(sum(f.size for f in missing))
         self.records.write("pending", plan)
@@ -285,27 +290,46 @@ class Downloader:
         if free < needed + DISK_MARGIN_BYTES:
             raise ResourceError("disk_full", need=_gigabytes(needed), free=_gigabytes(free))
 
-    def _verify(self, plan: DownloadPlan) -> None:
-        """Every file must match its hash; a bad one is deleted so the next try fetches it."""
-        snapshot = self.store.snapshot_path(plan.repo, plan.commit)
+    def _verify(self, plan: DownloadPlan, folder: Path | None = None,
+                replaced: frozenset[str] = frozenset()) -> None:
+        """Every file must match its hash; a bad one is deleted so the next try fetches it.
+        ``replaced`` are originals the fp16 copy took the place of (deleted on purpose)."""
+        folder = folder or self.store.snapshot_path(plan.repo, plan.commit)
         for remote in plan.files:
-            path = snapshot / remote.path
+            if remote.path in replaced:
+                continue
+            path = folder / remote.path
             if not path.is_file() or not file_digest(path.resolve(), remote):
                 _delete_cached_file(path)
                 raise ModelError("checksum_mismatch", repo=plan.repo, file=remote.path)
 
+    def _converted_commit(self, entry: ManifestEntry) -> str | None:
+        converted = self.records.read("converted", entry.repo)
+        if converted is None or self.store.converted_folder(entry) is None:
+            return None
+        return converted.commit
+
     def verify(self, model_id: str) -> bool:
-        """Check a downloaded model's files against the hashes recorded when it arrived."""
+        """Check a downloaded model's files against the hashes recorded when it arrived (and,
+        once converted, the fp16 copy's against those recorded when it was written)."""
         entry = self._entry(model_id)
         plan = self.records.read("verified", entry.repo)
         if plan is None:
             return False
+        converted = self.records.read("converted", entry.repo)
         try:
-            self._verify(plan)
+            if converted is not None and self._converted_commit(entry) == plan.commit:
+                self._verify(converted, self.store.converted_folder(entry))
+                self._verify(plan, replaced=frozenset(
+                    f.path for f in plan.files if f.path.endswith(".bin")))
+            else:
+                self._verify(plan)
         except ModelError:
             # Pending first: a kill between the two lines must never leave the model loadable.
             self.records.write("pending", plan)
             self.records.remove("verified", entry.repo)
+            self.records.remove("converted", entry.repo)
+            self.store.forget_converted(entry)
             return False
         return True
 
@@ -319,7 +343,7 @@ class Downloader:
             job.finished.wait(60)  # its thread must not write records after the removal
         repo_dir = self.store.cache_root / ("models--" + entry.repo.replace("/", "--"))
         shutil.rmtree(repo_dir, ignore_errors=True)
-        for kind in ("pending", "verified"):
+        for kind in ("pending", "verified", "converted"):
             self.records.remove(kind, entry.repo)
         self.store.forget_converted(entry)
 

@@ -40,7 +40,7 @@ def files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[
     return SINGLE_MODEL_FILES
 
 
-def _sha256_of(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     import hashlib
 
     digest = hashlib.sha256()
@@ -154,24 +154,28 @@ class ModelStore:
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
         if key not in self._hashes:
-            self._hashes[key] = self._recorded_hash(path) or _sha256_of(path)
+            self._hashes[key] = self._recorded_hash(path) or sha256_of(path)
         return self._hashes[key]
 
     def _recorded_hash(self, path: Path) -> str | None:
+        """From the download's record, or the fp16 copy's (written as it was made)."""
         for entry in self.manifest.models:
-            snapshot = self.cached_snapshot(entry.repo)
-            if snapshot is None or not path.is_relative_to(snapshot):
-                continue
-            record = self.records.read("verified", entry.repo)
-            relative = path.relative_to(snapshot).as_posix()
-            for remote in (record.files if record else ()):
-                if remote.path == relative and remote.sha256:
-                    return remote.sha256
+            for kind, folder in (("verified", self.cached_snapshot(entry.repo)),
+                                 ("converted", self.converted_folder(entry))):
+                if folder is None or not path.is_relative_to(folder):
+                    continue
+                record = self.records.read(kind, entry.repo)
+                relative = path.relative_to(folder).as_posix()
+                for remote in (record.files if record else ()):
+                    if remote.path == relative and remote.sha256:
+                        return remote.sha256
         return None
 
     def recorded_weights_sha256(self, entry: ManifestEntry) -> str | None:
-        """The UNet's SHA-256 as verified at download, without reading any weights."""
-        record = self.records.read("verified", entry.repo)
+        """The UNet's SHA-256 as verified at download (or, once converted, as the fp16 copy
+        was written: the weights that load), without reading any weights."""
+        kind = "converted" if self.converted_folder(entry) is not None else "verified"
+        record = self.records.read(kind, entry.repo)
         for remote in (record.files if record else ()):
             if remote.path.startswith("unet/diffusion_pytorch_model") and remote.sha256:
                 return remote.sha256

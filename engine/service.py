@@ -136,8 +136,10 @@ class ImageService:
         return [self._status(entry) for entry in entries]
 
     def _status(self, entry: ManifestEntry) -> ModelStatus:
-        folder = self.store.local_snapshot(entry)
-        size = folder_size(folder) if folder else 0
+        snapshot = self.store.local_snapshot(entry)
+        converted = self.store.converted_folder(entry)  # its originals were deleted
+        folder = converted or snapshot
+        size = sum(folder_size(f) for f in (snapshot, converted) if f is not None)
         download = self.downloader.status(entry.id)
         downloading = download is not None and download.state not in FINISHED
         with self._state_lock:
@@ -156,7 +158,7 @@ class ImageService:
         record = self.store.records.read("verified", entry.repo)
         return ModelStatus(entry, state, size, active=entry.id == self._active,
                            progress=download.fraction if downloading else None,
-                           converted=self.store.converted_folder(entry) is not None,
+                           converted=converted is not None,
                            source=record.source if record else "")
 
     # -- downloads --------------------------------------------------------------------------

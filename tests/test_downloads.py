@@ -235,15 +235,29 @@ def test_sources_from_settings_and_environment():
         assert caught.value.code == code
 
 
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
 def test_conversion_to_fp16_safetensors(server, tmp_path, tiny_repos, monkeypatch):
     service = make_service(tmp_path, tiny_repos, convert_downloads=True)
     status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
     assert status.state is DownloadState.DONE and status.error_code is None
-    assert status.saved_bytes > 0
+    downloaded = sum(f.size for f in service.store.records.read("verified", BASE_REPO).files)
+    on_disk = _disk_bytes(tmp_path / "cache") + _disk_bytes(tmp_path / "models")
+    # The saving is real: the pickled originals are gone, only the fp16 copy takes space.
+    assert 0 < status.saved_bytes and on_disk <= downloaded - status.saved_bytes + 64 * 1024
+    assert not list((tmp_path / "cache").rglob("*.bin"))
     folder = service.store.resolve("pai-artist-large")
     assert (folder.parent.parent.name, folder.parent.name) == (
         "converted", "models--alibaba-pai--pai-diffusion-artist-large-zh")
     assert not list(folder.rglob("*.bin")) and list(folder.rglob("*.safetensors"))
+    assert state_of(service, "pai-artist-large") is ModelState.READY
+    assert service.verify("pai-artist-large")
+    fetched = len(server.requests_to("/resolve/", method="GET"))
+    again = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert again.state is DownloadState.DONE  # converted already: nothing fetched again
+    assert len(server.requests_to("/resolve/", method="GET")) == fetched
     import torch
 
     def no_pickles(*args, **kwargs):
@@ -252,6 +266,24 @@ def test_conversion_to_fp16_safetensors(server, tmp_path, tiny_repos, monkeypatc
     monkeypatch.setattr(torch, "load", no_pickles)
     assert service.generate(txt2img()).images
     assert next(s for s in service.model_statuses() if s.entry.id == "pai-artist-large").converted
+
+
+def test_a_damaged_fp16_copy_fails_verify_and_a_new_download_restores_the_model(
+        server, tmp_path, tiny_repos):
+    service = make_service(tmp_path, tiny_repos, convert_downloads=True)
+    service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    weights = next(service.store.resolve("pai-artist-large").glob("unet/*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert not service.verify("pai-artist-large")
+    assert state_of(service, "pai-artist-large") is ModelState.PARTIAL
+    with pytest.raises(EngineError) as caught:
+        service.store.resolve("pai-artist-large")
+    assert caught.value.code == "model_incomplete"
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert status.state is DownloadState.DONE and service.verify("pai-artist-large")
+    assert state_of(service, "pai-artist-large") is ModelState.READY
 
 
 def test_verify_notices_a_damaged_file_and_delete_removes_everything(server, tmp_path,

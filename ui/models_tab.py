@@ -13,6 +13,7 @@ import gradio as gr
 
 from engine.catalog import LocalModelStatus, ModelState, ModelStatus
 from engine.download_sources import DownloadSource
+from engine.downloads import DownloadState
 from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.service import ImageServiceLike
@@ -120,7 +121,9 @@ def download_text(service: ImageServiceLike, texts: Texts, model_id: str | None)
     if status.error_code:
         return texts.error(status.error_code, status.error_params)
     eta = status.eta_s
-    return texts(f"models.download_{status.state.value}",
+    converted = status.state is not DownloadState.DONE or status.saved_bytes > 0
+    return texts(f"models.download_{status.state.value}" if converted
+                 else "models.download_verified",
                  percent=f"{status.fraction * 100:.1f}",
                  done=f"{status.done_bytes / 1024**3:.2f}",
                  total=f"{status.total_bytes / 1024**3:.2f}",
