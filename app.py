@@ -21,11 +21,10 @@ MAX_UPLOAD = "50mb"
 
 
 def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from engine.logging_setup import configure_logging as configure_engine_logging
+
+    configure_engine_logging(verbose, quiet_now=False)
     logging.getLogger("huajing").setLevel(logging.INFO)
-    for noisy in ("httpx", "urllib3", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def engine_settings(settings: AppSettings, memory_mode: str):

@@ -71,19 +71,27 @@ class LoraChoice:
     has_preview: bool = False  # the manifest names a picture; it is on disk once downloaded
 
 
-def _has_weights(folder: Path) -> bool:
-    return any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))
+def _has_weights(paths: set[str], part: str) -> bool:
+    prefix = f"{part}/" if part else ""
+    return any(p.startswith(prefix) and "/" not in p[len(prefix):]
+               and p.endswith((".safetensors", ".bin")) for p in paths)
+
+
+def required_paths_present(entry: ManifestEntry, paths: set[str]) -> bool:
+    """Whether these relative paths (a folder's, or a download plan's) are what loading needs."""
+    if entry.kind is ModelKind.BASE:
+        parts = ("unet", "vae", "text_encoder")
+        return "model_index.json" in paths and all(
+            f"{p}/config.json" in paths and _has_weights(paths, p) for p in parts)
+    if entry.kind is ModelKind.LORA:
+        return entry.weight_file in paths
+    return "config.json" in paths and _has_weights(paths, "")
 
 
 def required_files_present(entry: ManifestEntry, folder: Path) -> bool:
     """Whether a snapshot holds what loading needs (not merely that its folder exists)."""
-    if entry.kind is ModelKind.BASE:
-        parts = ("unet", "vae", "text_encoder")
-        return (folder / "model_index.json").is_file() and all(
-            (folder / p / "config.json").is_file() and _has_weights(folder / p) for p in parts)
-    if entry.kind is ModelKind.LORA:
-        return (folder / entry.weight_file).is_file()
-    return (folder / "config.json").is_file() and _has_weights(folder)
+    paths = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    return required_paths_present(entry, paths)
 
 
 def folder_size(folder: Path) -> int:

@@ -3,8 +3,10 @@
     python -m engine txt2img --model M --prompt P --out FILE.png [options]
     python -m engine img2img --model M --init-image FILE --strength S --prompt P --out FILE.png
 
-M is a manifest id, a hub id or a local folder. Prints the seed of every image; exits 2 with
-a translated message on bad input.
+M is a manifest id, a hub id, a local folder or a single-file .safetensors checkpoint. A
+model that is not downloaded yet is fetched first with ``--download`` (or after a yes at the
+question on a terminal), from ``--source``. Prints the seed of every image; exits 2 with a
+translated message on bad input.
 """
 
 from __future__ import annotations
@@ -56,17 +58,24 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--download", action="store_true",
+                        help="download missing models first (else asked on a terminal)")
+    _source_arguments(parser)
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", choices=SOURCE_KINDS,
+                        help="default: HF_ENDPOINT if set, else huggingface")
+    parser.add_argument("--endpoint", help="the address of a custom hub-compatible source")
+    parser.add_argument("--no-convert", action="store_true",
+                        help="keep only the original files (no fp16 safetensors copy)")
 
 
 def _download_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="manifest id (see models_manifest.yaml)")
-    parser.add_argument("--source", choices=SOURCE_KINDS,
-                        help="default: HF_ENDPOINT if set, else huggingface")
-    parser.add_argument("--endpoint", help="the address of a custom hub-compatible source")
+    _source_arguments(parser)
     parser.add_argument("--from-folder", type=Path,
                         help="take the model from this local folder instead of downloading")
-    parser.add_argument("--no-convert", action="store_true",
-                        help="keep only the original files (no fp16 safetensors copy)")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--cache-dir", type=Path, help="huggingface_hub cache (default: HF_HOME)")
     parser.add_argument("--lang", choices=LANGUAGES, default=DEFAULT_LANGUAGE)
@@ -137,10 +146,13 @@ def run(args) -> int:
                               allow_lora_paths=True)
     try:
         engine = Engine(settings)
-        result = engine.generate(_build_request(args, settings.limits))
+        request = _build_request(args, settings.limits)
+        result = _generate_with_consent(engine, request, args)
     except EngineError as error:
         message = error_text(args.lang, error.code, error.params)
         print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
+        return 2
+    if result is None:
         return 2
     for warning in result.warnings:
         text = warning_text(args.lang, warning.code, warning.params)
@@ -155,6 +167,33 @@ def run(args) -> int:
     return 0
 
 
+def _generate_with_consent(engine, request, args, attempts: int = 3):
+    """Generate; a model that is not downloaded yet is fetched first when the user agreed
+    (``--download``, or "y" at the question on a terminal). None when a download failed."""
+    from engine.errors import EngineError
+
+    for _ in range(attempts):  # the base, then a ControlNet, may each be missing
+        try:
+            return engine.generate(request)
+        except EngineError as error:
+            if error.code != "model_not_downloaded" or not _agrees(args, error.params):
+                raise
+            missing = error.params["name"]
+        if download(args, model_id=missing) != 0:
+            return None
+    return engine.generate(request)
+
+
+def _agrees(args, params: dict) -> bool:
+    if args.download:
+        return True
+    if args.offline or not sys.stdin.isatty():
+        return False
+    question = translate(args.lang, "cli.download_question", name=params.get("name", "?"),
+                         size=params.get("size", "?"))
+    return input(question).strip().lower() in ("y", "yes", "是", "好")
+
+
 def _progress_line(language: str, status) -> str:
     eta = status.eta_s
     return translate(language, "cli.download_progress", percent=f"{status.fraction * 100:.1f}",
@@ -164,7 +203,7 @@ def _progress_line(language: str, status) -> str:
                      eta="?" if eta is None else f"{eta:.0f}")
 
 
-def download(args) -> int:
+def download(args, model_id: str | None = None) -> int:
     """Download with a progress line on the terminal; Ctrl-C cancels (a later run resumes)."""
     from engine.download_sources import DownloadSource
     from engine.downloads import DownloadState
@@ -179,10 +218,11 @@ def download(args) -> int:
     try:
         source = DownloadSource.from_choice(args.source, args.endpoint, os.environ)
         service = ImageService(settings, load_manifest(settings.manifest_path))
-        if args.from_folder:
-            job = service.import_folder(args.model, args.from_folder)
+        model_id = model_id or args.model
+        if getattr(args, "from_folder", None):
+            job = service.import_folder(model_id, args.from_folder)
         else:
-            job = service.download(args.model, source)
+            job = service.download(model_id, source)
         while not job.finished.wait(0.5):
             print("\r" + _progress_line(args.lang, job.status), end="", file=sys.stderr)
     except KeyboardInterrupt:
@@ -203,7 +243,7 @@ def download(args) -> int:
         print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
         return 2
     key = "cli.download_done" if status.saved_bytes else "cli.download_verified"
-    print(translate(args.lang, key, name=args.model,
+    print(translate(args.lang, key, name=model_id,
                     saved=f"{status.saved_bytes / 1024**3:.2f}"))
     return 0
 

@@ -20,8 +20,12 @@ logger = logging.getLogger(__name__)
 HUGGINGFACE = "huggingface"
 HF_MIRROR = "hf-mirror"
 CUSTOM = "custom"
-SOURCE_KINDS = (HUGGINGFACE, HF_MIRROR, CUSTOM)
-_ENDPOINTS = {HUGGINGFACE: "https://huggingface.co", HF_MIRROR: "https://hf-mirror.com"}
+MODELSCOPE = "modelscope"  # a different API (its own SDK), for the models it hosts
+SOURCE_KINDS = (HUGGINGFACE, HF_MIRROR, MODELSCOPE, CUSTOM)
+# modelscope_hub.constants.DEFAULT_ENDPOINT, written out so settings need not import the SDK.
+MODELSCOPE_ENDPOINT = "https://modelscope.cn"
+_ENDPOINTS = {HUGGINGFACE: "https://huggingface.co", HF_MIRROR: "https://hf-mirror.com",
+              MODELSCOPE: MODELSCOPE_ENDPOINT}
 HASH_CHUNK = 4 * 1024 * 1024
 
 
@@ -32,14 +36,19 @@ class DownloadSource:
 
     @property
     def endpoint(self) -> str:
-        if self.kind == CUSTOM:
+        if self.kind == CUSTOM or (self.kind == MODELSCOPE and self.custom_endpoint):
             return (self.custom_endpoint or "").rstrip("/")
         return _ENDPOINTS[self.kind]
+
+    @property
+    def is_modelscope(self) -> bool:
+        return self.kind == MODELSCOPE
 
     @classmethod
     def from_choice(cls, kind: str | None, custom_endpoint: str | None = None,
                     environ: Mapping[str, str] | None = None) -> "DownloadSource":
-        """A flag or setting wins; else HF_ENDPOINT from the environment; else the hub."""
+        """A flag or setting wins; else HF_ENDPOINT from the environment; else the hub.
+        ``custom_endpoint`` is the custom source's address, or another ModelScope address."""
         environ = environ or {}
         if not kind:
             endpoint = (environ.get("HF_ENDPOINT") or "").rstrip("/")
@@ -52,6 +61,10 @@ class DownloadSource:
             raise InvalidRequest("unknown_source", name=kind, known=", ".join(SOURCE_KINDS))
         if kind == CUSTOM and not (custom_endpoint or "").startswith(("http://", "https://")):
             raise InvalidRequest("invalid_endpoint", value=str(custom_endpoint))
+        if kind == MODELSCOPE and custom_endpoint:
+            if not custom_endpoint.startswith(("http://", "https://")):
+                raise InvalidRequest("invalid_endpoint", value=str(custom_endpoint))
+            return cls(kind, custom_endpoint)
         return cls(kind, custom_endpoint if kind == CUSTOM else None)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from engine.catalog import required_paths_present
 from engine.download_sources import (
     DownloadPlan, DownloadSource, RemoteFile, download_error, fetch_plan, file_digest,
 )
@@ -157,6 +158,8 @@ class Downloader:
         entry = self._entry(model_id)
         if self.store.settings.offline:
             raise self.store.not_downloaded(entry)
+        if source.is_modelscope and entry.modelscope_repo is None:
+            raise ModelError("download_not_on_modelscope", name=entry.id)
         return self._launch(entry, source, self._download)
 
     def import_folder(self, model_id: str, folder: Path) -> DownloadJob:
@@ -204,8 +207,11 @@ class Downloader:
 
     def _download(self, job: DownloadJob) -> None:
         entry = job.entry
-        plan = fetch_plan(entry.repo, files_for(entry, entry.kind), job.source,
-                          self.store.cache_root, token_for(job.source, self.token))
+        plan, fetch = self._plan(entry, job.source)
+        if not required_paths_present(entry, {f.path for f in plan.files}):
+            # Never fetch gigabytes that could not load (a mirror with another layout).
+            raise ModelError("download_layout_unexpected", repo=plan.repo,
+                             source=job.source.endpoint)
         if self._converted_commit(entry) == plan.commit and not self.store.is_pending(entry):
             # Its originals were replaced by the fp16 copy on purpose: nothing to fetch again.
             job.start_counting(plan.total_bytes, plan.total_bytes)
@@ -216,8 +222,27 @@ class Downloader:
         self.records.write("pending", plan)
         job.start_counting(plan.total_bytes - sum(f.size for f in missing), plan.total_bytes)
         for remote in missing:
-            self._fetch_file(job, plan, remote)
+            fetch(job, plan, remote)
         self._finish(job, plan)
+
+    def _plan(self, entry: ManifestEntry, source: DownloadSource):
+        """What to fetch, and the function that fetches one file of it, for this source."""
+        patterns = files_for(entry, entry.kind)
+        if not source.is_modelscope:
+            return (fetch_plan(entry.repo, patterns, source, self.store.cache_root,
+                               token_for(source, self.token)), self._fetch_file)
+        from engine.modelscope_source import download_modelscope_file, fetch_modelscope_plan
+
+        remote = fetch_modelscope_plan(entry.modelscope_repo, patterns, source.endpoint, None)
+
+        def fetch(job: DownloadJob, plan: DownloadPlan, file: RemoteFile) -> None:
+            target = self.store.snapshot_path(plan.repo, plan.commit) / file.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            download_modelscope_file(remote, file, target, source.endpoint, None, job.add_bytes,
+                                     job.cancel_requested.is_set)
+
+        # Filed in the cache under the hub id: loading never knows where the files came from.
+        return replace(remote, repo=entry.repo), fetch
 
     def _import(self, job: DownloadJob) -> None:
         from engine.folder_import import copy_into_snapshot, plan_from_folder

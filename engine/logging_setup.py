@@ -20,9 +20,27 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", category=UserWarning, module=module)
 
 
-def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _modelscope_handler(level: int) -> None:
+    """The ModelScope SDK gives its logger an INFO handler of its own unless one is there
+    already (checked when it first logs): this one, in our format and at our level, is."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(level)
+    sdk = logging.getLogger("modelscope_hub")
+    sdk.addHandler(handler)
+    sdk.propagate = False
+
+
+def configure_logging(verbose: bool = False, quiet_now: bool = True) -> None:
+    """``quiet_now=False`` leaves diffusers and transformers unimported (the app serves its
+    page first; the engine quiets them when it imports them)."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     for noisy in ("httpx", "huggingface_hub", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    quiet_libraries()
+    _modelscope_handler(level)
+    if quiet_now:
+        quiet_libraries()

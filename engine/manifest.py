@@ -52,6 +52,10 @@ class ManifestEntry(_Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     kind: ModelKind
     repo: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+    # The same model on ModelScope (魔搭), where it is hosted there; downloads from ModelScope
+    # land in the cache under ``repo``, so the rest of the app never knows the difference.
+    modelscope_repo: str | None = Field(default=None,
+                                        pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
     name: LocalizedText
     description: LocalizedText
     license: str

@@ -23,9 +23,6 @@ from engine.errors import EngineError, ModelError, ResourceError
 
 logger = logging.getLogger(__name__)
 
-# modelscope_hub.constants.DEFAULT_ENDPOINT, the SDK's own default for HubApi; written out so
-# that the settings can show it without importing the SDK.
-MODELSCOPE_ENDPOINT = "https://modelscope.cn"
 REVISION = "master"  # ModelScope's default branch
 REPO_TYPE = "model"
 

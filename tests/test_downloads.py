@@ -400,3 +400,42 @@ def test_a_failed_newer_download_leaves_the_older_model_working(server, tmp_path
     service.store.records.write("pending", DownloadPlan(BASE_REPO, "f" * 40, ()))
     assert state_of(service, "pai-artist-large") is ModelState.READY
     assert service.generate(txt2img()).images
+
+
+def _txt2img_command(server, tmp_path, *extra):
+    return ["txt2img", "--model", "pai-artist-large", "--prompt", "山", "--steps", "2",
+            "--width", "64", "--height", "64", "--device", "cpu", "--precision", "fp32",
+            "--source", "custom", "--endpoint", server.endpoint,
+            "--cache-dir", str(tmp_path / "cache"), "--models-dir", str(tmp_path / "models"),
+            "--out", str(tmp_path / "out.png"), "--no-convert", *extra]
+
+
+def test_cli_asks_before_downloading_a_missing_model_on_first_use(
+        server, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    # Not a terminal and no --download: no consent, so nothing is fetched.
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert main(_txt2img_command(server, tmp_path)) == 2
+    assert "尚未下载" in capsys.readouterr().err
+    assert not server.requests_to("/api/models/")
+    # On a terminal the user is asked; "n" keeps everything as it was.
+    questions = []
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda q: questions.append(q) or "n")
+    assert main(_txt2img_command(server, tmp_path)) == 2
+    assert "pai-artist-large" in questions[0] and "4.2 GB" in questions[0]
+    assert not server.requests_to("/api/models/")
+    # "y": downloaded, verified, then the image is made.
+    monkeypatch.setattr("builtins.input", lambda q: "y")
+    assert main(_txt2img_command(server, tmp_path)) == 0
+    assert (tmp_path / "out.png").is_file()
+    assert "已下载并校验完成" in capsys.readouterr().out
+
+
+def test_cli_download_flag_gives_consent_up_front(server, tmp_path, monkeypatch):
+    from engine.cli import main
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert main(_txt2img_command(server, tmp_path, "--download")) == 0
+    assert (tmp_path / "out.png").is_file()

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from app_settings import Preferences, PreferencesStore
-from engine.download_sources import DownloadSource
+from engine.download_sources import CUSTOM, DownloadSource
 from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.common import GPU_QUEUE, JobRunner
@@ -45,8 +45,9 @@ def _source_chooser(options: UiOptions, store: PreferencesStore) -> Callable[[],
     def current() -> DownloadSource:
         saved = store.load()
         environ = {"HF_ENDPOINT": options.hf_endpoint} if options.hf_endpoint else {}
-        return DownloadSource.from_choice(options.source_flag or saved.download_source,
-                                          saved.custom_endpoint, environ)
+        kind = options.source_flag or saved.download_source
+        endpoint = saved.custom_endpoint if kind == CUSTOM else None  # only the custom one's
+        return DownloadSource.from_choice(kind, endpoint, environ)
 
     return current
 
