@@ -68,6 +68,7 @@ class FakeImageService:
         self.download_calls: list[tuple[str, DownloadSource]] = []
         self.deleted: list[str] = []
         self.local_statuses: list[LocalModelStatus] = []  # set by tests: "the models folder"
+        self.missing: set[str] = set()  # set by tests: models not downloaded yet
         self._lock = threading.Lock()
         self._queue: JobQueue | None = None
 
@@ -75,6 +76,10 @@ class FakeImageService:
 
     def download(self, model_id: str, source: DownloadSource) -> None:
         self.download_calls.append((model_id, source))
+        if model_id in self.missing:  # "downloads" at once: the model is then on disk
+            self.missing.discard(model_id)
+            self.downloads[model_id] = DownloadStatus(model_id, DownloadState.DONE, 100, 100)
+            return
         self.downloads[model_id] = DownloadStatus(model_id, DownloadState.DOWNLOADING, 0, 100)
 
     @property
@@ -174,6 +179,8 @@ class FakeImageService:
         entry = self.manifest.get(model)
         if entry is None or entry.kind is not ModelKind.BASE:
             raise ModelError("unknown_model", name=model)
+        if entry.id in self.missing:
+            raise ModelError("model_not_downloaded", name=entry.id, repo=entry.repo, size="4.2")
         self.activated.append(entry.id)
         self._active = entry.id
 

@@ -397,3 +397,64 @@ def test_switch_to_english_and_back(page, browser, app):
     open_tab(page, "txt2img")
     expect(page.locator("#txt2img-generate")).to_have_text("生成")
     expect(page.locator("#txt2img-prompt").get_by_text("正向提示词", exact=True)).to_be_visible()
+
+
+# -- 9. pages served by the fake engine: states the demo set never has -----------------------
+
+@pytest.fixture
+def fake_ui(tmp_path):
+    from engine.catalog import LocalKind, LocalModelStatus
+    from fake_service import FakeImageService
+    from ui_client import running_ui
+
+    fake = FakeImageService()
+    fake.missing = {"pai-food-large"}
+    checkpoints = tmp_path / "models" / "checkpoints"
+    fake.local_statuses = [
+        LocalModelStatus(checkpoints / "水墨风格-v2.safetensors", LocalKind.SINGLE_FILE,
+                         2 * 1024**3),
+        LocalModelStatus(checkpoints / "anything-v5.ckpt", LocalKind.SINGLE_FILE, 4 * 1024**3,
+                         "checkpoint_pickle", {"name": "anything-v5.ckpt"}),
+        LocalModelStatus(checkpoints / "sdxl-base.safetensors", LocalKind.SINGLE_FILE,
+                         6 * 1024**3, "checkpoint_unsupported",
+                         {"name": "sdxl-base.safetensors", "family": "SDXL"}),
+        LocalModelStatus(tmp_path / "models" / "lora" / "ink.safetensors", LocalKind.LORA,
+                         36 * 1024**2),
+    ]
+    with running_ui(fake, tmp_path) as ui:
+        yield ui
+
+
+def test_a_model_not_on_disk_is_offered_for_download_then_used(browser, fake_ui):
+    context, page = new_page(browser, fake_ui)
+    try:
+        picker = page.locator("#model-picker input")
+        picker.click()
+        page.get_by_role("option", name="PAI 中华美食（大）").click()
+        offer = page.locator("#download-offer-question")  # (Gradio repeats a group's id)
+        expect(offer).to_be_visible(timeout=UI_TIMEOUT_MS)
+        expect(offer).to_contain_text("尚未下载")
+        expect(offer).to_contain_text("4.2 GB")
+        screenshot(page, "test_download_offer", full_page=False)
+        assert not fake_ui.service.download_calls  # nothing fetched before the click
+        page.locator("#download-offer-accept").click()
+        expect(offer).to_be_hidden(timeout=JOB_TIMEOUT_MS)
+        assert fake_ui.service.active_model == "pai-food-large"
+        expect(picker).to_have_value("PAI 中华美食（大）")
+    finally:
+        context.close()
+
+
+def test_models_tab_lists_own_models_with_reasons(browser, fake_ui):
+    context, page = new_page(browser, fake_ui)
+    try:
+        open_tab(page, "models")
+        table = page.locator("#models-local-table")
+        expect(table).to_contain_text("水墨风格-v2.safetensors")
+        expect(table).to_contain_text("单文件模型")
+        expect(table).to_contain_text("pickle")
+        expect(table).to_contain_text("SDXL")
+        table.scroll_into_view_if_needed()
+        screenshot(page, "test_models_tab_own_models")
+    finally:
+        context.close()

@@ -608,9 +608,9 @@ def test_status_rows_show_states_and_the_active_model(fake):
 def test_switching_model_sets_sizes_and_the_models_table(ui, fake):
     before = fake.active_model
     try:
-        sizes = call(ui.client, "/switch_model",
-                     **{label("app.model"): "pai-anime-large"})
-        assert list(sizes) == [512, 768] * 3
+        *sizes, question, status = call(ui.client, "/switch_model",
+                                        **{label("app.model"): "pai-anime-large"})
+        assert sizes == [512, 768] * 3 and status == ""
         assert fake.active_model == "pai-anime-large"
         table, _, _ = ui.client.predict("pai-anime-large", api_name="/refresh_models")
         rows = table["data"] if isinstance(table, dict) else table
@@ -821,3 +821,35 @@ def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_pa
         offered = {label: value for label, value in picker["choices"]}
         assert offered["水墨.safetensors（本地）"] == str(checkpoints / "水墨.safetensors")
         assert not any("old.ckpt" in label or "ink" in label for label in offered)
+
+
+def test_picking_a_model_not_on_disk_offers_a_download_and_switches_after_consent(tmp_path):
+    from app_settings import Preferences as Prefs
+
+    fake = FakeImageService()
+    fake.missing = {"pai-food-large"}
+    with running_ui(fake, tmp_path) as ui:
+        ui.store.save(Prefs(download_source="hf-mirror"))
+        before = fake.active_model
+        # (the client sees no layout blocks: the box's visibility is checked in the browser)
+        *sizes, question, status = ui.client.predict("pai-food-large", api_name="/switch_model")
+        assert all(size == {"__type__": "update"} for size in sizes) and status == ""
+        assert "PAI 中华美食（大）" in question and "4.2 GB" in question
+        assert "hf-mirror.com" in question
+        assert fake.active_model == before and not fake.download_calls  # asked, not fetched
+        *sizes, status = ui.client.predict(api_name="/accept_download")
+        assert fake.download_calls[0][0] == "pai-food-large"
+        assert fake.download_calls[0][1].endpoint == "https://hf-mirror.com"
+        assert fake.active_model == "pai-food-large" and status == ""
+        assert sizes == [512, 512] * 3
+
+
+def test_declining_the_download_offer_keeps_the_model_in_use(tmp_path):
+    fake = FakeImageService()
+    fake.missing = {"pai-food-large"}
+    with running_ui(fake, tmp_path) as ui:
+        before = fake.active_model
+        ui.client.predict("pai-food-large", api_name="/switch_model")
+        picker = ui.client.predict(api_name="/decline_download")
+        assert picker == before
+        assert not fake.download_calls and fake.active_model == before

@@ -16,6 +16,9 @@ from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.common import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab
+from ui.download_offer import (
+    NOT_ON_DISK, DownloadOffer, build_download_offer, wire_download_offer,
+)
 from ui.img2img_tab import build_img2img_tab
 from ui.lora_tab import build_lora_tab, wire_lora_apply
 from ui.models_tab import build_models_tab
@@ -78,18 +81,25 @@ def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
 
 
 def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
-                       size_sliders: list[Any]) -> None:
+                       size_sliders: list[Any], offer: DownloadOffer,
+                       current_source: Callable[[], DownloadSource]) -> None:
     def switch(model_id: str, progress=gr.Progress()):
         progress(0, desc=texts("app.loading_model"))
         try:
             service.activate(model_id)
         except EngineError as error:
-            raise texts.engine_failure(error) from None
+            if error.code not in NOT_ON_DISK:
+                raise texts.engine_failure(error) from None
+            # First use of a model not on disk: ask before downloading anything.
+            keep = [gr.skip()] * len(size_sliders)
+            return keep + offer.shown_for(service, texts, model_id, current_source())
         width, height = service.default_size(model_id)
-        return [width, height] * (len(size_sliders) // 2)
+        return [width, height] * (len(size_sliders) // 2) + offer.hidden()
 
-    model.change(switch, inputs=model, outputs=size_sliders, concurrency_id=GPU_QUEUE,
-                 concurrency_limit=1, api_name="switch_model")
+    model.change(switch, inputs=model,
+                 outputs=[*size_sliders, offer.box, offer.question, offer.status, offer.model],
+                 concurrency_id=GPU_QUEUE, concurrency_limit=1, api_name="switch_model")
+    wire_download_offer(service, texts, offer, model, size_sliders, current_source)
 
 
 def _wire_send_image(gallery: Any, button: Any, target: Any, tabs: Any, tab_id: str) -> None:
@@ -126,6 +136,8 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
     with gr.Blocks(title="画境 Huajing", analytics_enabled=False,
                    delete_cache=(3600, 86400)) as demo:
         model = _header(service, texts, options)
+        offer = build_download_offer(texts)
+        current_source = _source_chooser(options, store)
         with gr.Tabs(elem_id="main-tabs") as tabs:
             with _tab(texts, "tabs.txt2img", "txt2img"):
                 txt2img = build_txt2img_tab(service, texts, runner, model, sampler, gpu)
@@ -137,14 +149,14 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                 lora = build_lora_tab(service, texts)
             with _tab(texts, "tabs.models", "models"):
                 build_models_tab(service, texts, model, _model_choices(service),
-                                 _source_chooser(options, store))
+                                 current_source)
             with _tab(texts, "tabs.pnginfo", "pnginfo"):
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):
                 settings = build_settings_tab(texts, preferences)
         sizes = [widget for tab in (txt2img, img2img, controlnet)
                  for widget in (tab.parameters.width, tab.parameters.height)]
-        _wire_model_switch(service, texts, model, sizes)
+        _wire_model_switch(service, texts, model, sizes, offer, current_source)
         _wire_send_image(txt2img.results.gallery, txt2img.send_to_img2img, img2img.init_image,
                          tabs, "img2img")
         _wire_send_image(txt2img.results.gallery, txt2img.send_to_controlnet,

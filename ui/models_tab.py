@@ -94,7 +94,7 @@ def local_rows(statuses: list[LocalModelStatus], language: str) -> list[list[str
                  if status.problem else translate(language, "models.local_usable"))
         rows.append([status.path.name, translate(language, f"models.local_{status.kind.value}"),
                      state, _size_text(status.size_bytes),
-                     f"{status.path.parent.name}/{status.path.name}"])
+                     f"{status.path.parent.name}/"])
     return rows
 
 
@@ -180,8 +180,10 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
      folder, import_button) = _widgets(service, texts)
     timer = gr.Timer(POLL_SECONDS, active=False)
     texts.make(gr.Markdown, text="models.local_intro")
+    # The state column holds whole sentences (why a file cannot load): it gets the room.
     local_table = gr.Dataframe(value=own_rows, headers=_local_headers(texts.language),
-                               interactive=False, wrap=True, elem_id="models-local-table")
+                               interactive=False, wrap=True, elem_id="models-local-table",
+                               column_widths=["20%", "12%", "44%", "9%", "15%"])
     texts.bind(local_table, headers=_local_headers)
     tab = ModelsTab(table, refresh, choice, activate, download, cancel, verify, delete,
                     confirm_delete, status, timer, folder, import_button, local_table)

@@ -1,0 +1,94 @@
+"""First use of a model that is not on disk yet: instead of only an error, the page offers to
+download it (its name, size and the download source are shown), and after the user agrees it
+downloads with progress, then switches to the model. Nothing is fetched without that click.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from engine.download_sources import DownloadSource
+from engine.downloads import FINISHED, DownloadState
+from engine.errors import EngineError
+from engine.manifest import ModelKind
+from ui.models_tab import download_text
+from ui.service import ImageServiceLike
+from ui.texts import Texts
+
+POLL_SECONDS = 1.0
+NOT_ON_DISK = ("model_not_downloaded", "model_incomplete")
+
+
+@dataclass(frozen=True)
+class DownloadOffer:
+    box: Any
+    question: Any
+    status: Any
+    accept: Any
+    decline: Any
+    model: Any  # gr.State: the model the offer is about
+
+    def shown_for(self, service: ImageServiceLike, texts: Texts, model_id: str,
+                  source: DownloadSource) -> list:
+        """Updates for [box, question, status, model] that ask about ``model_id``."""
+        entry = next((e for kind in ModelKind for e in service.entries(kind) if e.id == model_id),
+                      None)
+        name = (entry.name.zh if texts.language == "zh-CN" else entry.name.en) if entry else model_id
+        size = f"{entry.approx_size_gb:g}" if entry and entry.approx_size_gb else "?"
+        question = texts("offer.question", name=name, size=size,
+                         source=source.endpoint.split("://", 1)[-1])
+        return [gr.Group(visible=True), question, "", model_id]
+
+    @staticmethod
+    def hidden() -> list:
+        return [gr.Group(visible=False), gr.skip(), "", ""]
+
+
+def build_download_offer(texts: Texts) -> DownloadOffer:
+    with gr.Group(visible=False, elem_id="download-offer") as box:
+        question = gr.Markdown("", elem_id="download-offer-question")
+        with gr.Row():
+            accept = texts.make(gr.Button, text="offer.accept", variant="primary",
+                                elem_id="download-offer-accept")
+            decline = texts.make(gr.Button, text="offer.decline",
+                                 elem_id="download-offer-decline")
+        status = gr.Markdown("", elem_id="download-offer-status")
+    return DownloadOffer(box, question, status, accept, decline, gr.State(""))
+
+
+def wire_download_offer(service: ImageServiceLike, texts: Texts, offer: DownloadOffer,
+                        picker: Any, size_sliders: list[Any],
+                        current_source: Callable[[], DownloadSource]) -> None:
+    keep_sizes = [gr.skip()] * len(size_sliders)
+
+    def fetch_then_switch(model_id: str) -> Iterator[list]:
+        """Download (progress every second), then make it the current model."""
+        try:
+            service.download(model_id, current_source())
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
+        status = service.download_status(model_id)
+        while status is not None and status.state not in FINISHED:
+            yield keep_sizes + [gr.skip(), download_text(service, texts, model_id)]
+            time.sleep(POLL_SECONDS)
+            status = service.download_status(model_id)
+        if status is not None and status.state is not DownloadState.DONE:
+            yield keep_sizes + [gr.skip(), download_text(service, texts, model_id)]
+            return
+        try:
+            service.activate(model_id)
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
+        width, height = service.default_size(model_id)
+        yield [width, height] * (len(size_sliders) // 2) + [gr.Group(visible=False), ""]
+
+    offer.accept.click(fetch_then_switch, inputs=offer.model,
+                       outputs=[*size_sliders, offer.box, offer.status],
+                       api_name="accept_download")
+    # Declining puts the picker back on the model in use.
+    offer.decline.click(lambda: [gr.Group(visible=False), service.active_model],
+                        outputs=[offer.box, picker], queue=False, api_name="decline_download")
