@@ -1,7 +1,8 @@
 """Model downloads: progress, cancel, resume, free-space check, hash verification.
 
-Files go into huggingface_hub's own cache through ``hf_hub_download`` (a dropped connection
-resumes from its ``.incomplete`` file). Before the first byte a *pending* record is written;
+Files go into the hub cache's snapshot folder through huggingface_hub's ``http_get``
+(``engine.hub_transfer``: a cut-off file resumes from its ``.part`` file, also in a later call
+or process) or the ModelScope SDK. Before the first byte a *pending* record is written;
 only when every file matched its SHA-256 (or git blob id) is it replaced by a *verified* one.
 ``ModelStore`` refuses to load a model whose record is still pending, so a download that was
 cut off or killed never loads as a complete model.
@@ -78,7 +79,7 @@ def _progress_class(job: "DownloadJob"):
         def __init__(self, *args, **kwargs):
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
-            job.add_bytes(int(kwargs.get("initial") or 0))
+            job.add_resumed(int(kwargs.get("initial") or 0))
 
         def update(self, n=1):
             if job.cancel_requested.is_set():
@@ -117,6 +118,12 @@ class DownloadJob:
             elapsed = max(time.monotonic() - self._started, 1e-6)
             speed = max(0, done - self._counted_from) / elapsed
             self._status = replace(self._status, done_bytes=done, speed_bps=speed)
+
+    def add_resumed(self, count: int) -> None:
+        """Bytes a resumed file already had: done, but not part of the speed."""
+        with self._lock:
+            self._counted_from += count
+        self.add_bytes(count)
 
     def start_counting(self, already_done: int, total: int) -> None:
         with self._lock:
@@ -286,13 +293,12 @@ class Downloader:
         job.update(saved_bytes=saved)
 
     def _fetch_file(self, job: DownloadJob, plan: DownloadPlan, remote: RemoteFile) -> None:
-        from huggingface_hub import hf_hub_download
+        from engine.hub_transfer import fetch_hub_file
 
+        target = self.store.snapshot_path(plan.repo, plan.commit) / remote.path
         try:
-            hf_hub_download(plan.repo, remote.path, revision=plan.commit,
-                            cache_dir=self.store.cache_root, endpoint=job.source.endpoint,
-                            token=token_for(job.source, self.token),
-                            tqdm_class=_progress_class(job))
+            fetch_hub_file(plan.repo, plan.commit, remote, target, job.source.endpoint,
+                           token_for(job.source, self.token), _progress_class(job))
         except DownloadCancelled:
             raise
         except OSError as error:

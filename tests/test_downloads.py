@@ -123,6 +123,31 @@ def test_cancel_leaves_an_unloadable_partial_model_and_a_retry_completes(
     assert service.generate(txt2img()).images
 
 
+def test_a_cancelled_download_resumes_where_it_stopped(server, served_repos, tmp_path,
+                                                       tiny_repos, monkeypatch):
+    # The client writes whole 10 MiB chunks; tiny files need tiny chunks to be cut mid-way.
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 16 * 1024)
+    name = "text_encoder/pytorch_model.bin"  # the first big file of the plan
+    key = f"{BASE_REPO}/{name}"
+    size = (served_repos[BASE_REPO] / name).stat().st_size
+    server.faults = Faults(throttle_bytes_per_s=200_000)
+    service = make_service(tmp_path, tiny_repos)
+    job = service.download("pai-artist-large", source(server))
+    assert server.wait_for_bytes(key, size // 3, timeout=JOB_WAIT_S)
+    service.cancel_download("pai-artist-large")
+    assert job.wait(JOB_WAIT_S).state is DownloadState.CANCELLED
+    server.faults = Faults()
+    again = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert again.state is DownloadState.DONE and service.verify("pai-artist-large")
+    ranges = [r.headers.get("range") for r in server.requests_to(name, "GET")]
+    assert ranges[0] is None and ranges[-1].startswith("bytes=")
+    resumed_at = int(ranges[-1].removeprefix("bytes=").rstrip("-"))
+    assert 0 < resumed_at < size
+    server.wait_idle()
+    assert server.bytes_served[key] < 2 * size  # the second call did not start from zero
+    assert again.done_bytes == again.total_bytes
+
+
 def test_a_dropped_connection_is_retried(server, tmp_path, tiny_repos, no_backoff):
     server.file_faults[f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"] = Faults(
         drop_after_bytes=100_000, drop_times=1)
