@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -86,6 +86,15 @@ class DownloadPlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+
+def pinned(plan: DownloadPlan, known: Mapping[str, str]) -> DownloadPlan:
+    """``plan`` with the manifest's known SHA-256 in place of what the source reported."""
+    if not known:
+        return plan
+    files = tuple(replace(f, sha256=known[f.path], git_sha1=None) if f.path in known else f
+                  for f in plan.files)
+    return replace(plan, files=files)
 
 
 def matches(path: str, patterns: list[str]) -> bool:

@@ -21,7 +21,7 @@ from typing import Callable
 
 from engine.catalog import required_paths_present
 from engine.download_sources import (
-    DownloadPlan, DownloadSource, RemoteFile, download_error, fetch_plan, file_digest,
+    DownloadPlan, DownloadSource, RemoteFile, download_error, fetch_plan, file_digest, pinned,
 )
 from engine.errors import EngineError, ModelError, ResourceError
 from engine.manifest import Manifest, ManifestEntry
@@ -215,6 +215,7 @@ class Downloader:
     def _download(self, job: DownloadJob) -> None:
         entry = job.entry
         plan, fetch = self._plan(entry, job.source)
+        plan = pinned(plan, entry.sha256)
         if not required_paths_present(entry, {f.path for f in plan.files}):
             # Never fetch gigabytes that could not load (a mirror with another layout).
             raise ModelError("download_layout_unexpected", repo=plan.repo,
@@ -261,7 +262,7 @@ class Downloader:
                 raise InterruptedError  # hashing gigabytes must stop on 取消 too
             job.add_bytes(count)
 
-        plan = plan_from_folder(job.entry, folder, hashed)
+        plan = pinned(plan_from_folder(job.entry, folder, hashed), job.entry.sha256)
         self._check_disk(plan.total_bytes)
         self.records.write("pending", plan)
         job.start_counting(0, plan.total_bytes)

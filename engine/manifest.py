@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from pathlib import Path
 
 import yaml
@@ -70,6 +71,9 @@ class ManifestEntry(_Strict):
     # An example picture inside the repo (e.g. one of the model card's PNGs), for style cards.
     preview_image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
     approx_size_gb: float | None = Field(default=None, gt=0)
+    # Known SHA-256 of files in the repo (path -> hex). Where given, they decide over what the
+    # download source reports, so a mirror cannot swap a file and its advertised hash together.
+    sha256: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> "ManifestEntry":
@@ -81,6 +85,8 @@ class ManifestEntry(_Strict):
             raise ValueError("a ControlNet needs control_type")
         if self.kind is ModelKind.LORA and not self.weight_file:
             raise ValueError("a LoRA needs weight_file")
+        if any(not re.fullmatch(r"[0-9a-f]{64}", value) for value in self.sha256.values()):
+            raise ValueError("sha256 values are 64 lowercase hex digits")
         return self
 
 

@@ -464,3 +464,49 @@ def test_cli_download_flag_gives_consent_up_front(server, tmp_path, monkeypatch)
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
     assert main(_txt2img_command(server, tmp_path, "--download")) == 0
     assert (tmp_path / "out.png").is_file()
+
+
+def test_the_manifests_known_hash_decides_over_what_the_source_says(server, served_repos,
+                                                                    tmp_path, tiny_repos):
+    import hashlib
+
+    service = make_service(tmp_path, tiny_repos)
+    weights = served_repos[LORA_REPO] / "pytorch_lora_weights.bin"
+    real = hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    def pin(value: str) -> None:
+        models = tuple(e.model_copy(update={"sha256": {"pytorch_lora_weights.bin": value}})
+                       if e.repo == LORA_REPO else e for e in service.manifest.models)
+        service.downloader.manifest = service.manifest.model_copy(update={"models": models})
+
+    # The server's bytes match its own advertised hash, but not the one the manifest knows.
+    pin("0" * 64)
+    status = service.download("pai-artist-large-lora-poem", source(server)).wait(JOB_WAIT_S)
+    assert (status.state, status.error_code) == (DownloadState.FAILED, "checksum_mismatch")
+    assert state_of(service, "pai-artist-large-lora-poem") is not ModelState.READY
+    pin(real)
+    status = service.download("pai-artist-large-lora-poem", source(server)).wait(JOB_WAIT_S)
+    assert status.state is DownloadState.DONE
+    record = service.store.records.read("verified", LORA_REPO)
+    assert {f.path: f.sha256 for f in record.files}["pytorch_lora_weights.bin"] == real
+
+
+def test_a_disk_that_fills_up_mid_file_says_so_and_keeps_the_app_working(
+        server, tmp_path, tiny_repos, monkeypatch):
+    import errno
+
+    from huggingface_hub import file_download
+
+    real_http_get = file_download.http_get
+
+    def filling_disk(url, handle, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_download, "http_get", filling_disk)
+    service = make_service(tmp_path, tiny_repos)
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert (status.state, status.error_code) == (DownloadState.FAILED, "disk_full")
+    assert state_of(service, "pai-artist-large") is ModelState.PARTIAL
+    monkeypatch.setattr(file_download, "http_get", real_http_get)  # space freed
+    status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
+    assert status.state is DownloadState.DONE and service.verify("pai-artist-large")
