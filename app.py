@@ -32,7 +32,8 @@ def engine_settings(settings: AppSettings, memory_mode: str):
 
     return EngineSettings(models_dir=settings.models_dir, hub_cache_dir=settings.cache_dir,
                           offline=settings.offline, device=settings.device,
-                          precision=settings.precision, memory_mode=memory_mode)
+                          precision=settings.precision, memory_mode=memory_mode,
+                          convert_downloads=settings.convert_downloads)
 
 
 def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):

@@ -40,6 +40,7 @@ class AppSettings:
     verbose: bool = False
     source: str | None = None  # --source: wins over the saved 下载源
     hf_endpoint: str | None = None  # HF_ENDPOINT from the environment
+    convert_downloads: bool = True  # --no-convert keeps downloads as they came
 
     @property
     def is_public(self) -> bool:
@@ -100,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--source", choices=SOURCE_KINDS,
                         help="download source (default: the one chosen in 设置)")
+    parser.add_argument("--no-convert", action="store_true",
+                        help="keep downloads as they came (no fp16 safetensors conversion)")
     parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
     parser.add_argument("--demo", action="store_true",
@@ -122,7 +125,7 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSet
         cache_dir=args.cache_dir, data_dir=args.data_dir,
         offline=args.offline or environ.get("HF_HUB_OFFLINE") == "1", device=args.device,
         precision=args.precision, demo=args.demo, verbose=args.verbose, source=args.source,
-        hf_endpoint=environ.get("HF_ENDPOINT"))
+        hf_endpoint=environ.get("HF_ENDPOINT"), convert_downloads=not args.no_convert)
     # On a Hugging Face Space the platform serves the app and the Space's own visibility
     # setting decides who may open it.
     on_space = bool(environ.get("SPACE_ID"))

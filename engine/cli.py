@@ -22,6 +22,8 @@ from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_
 
 logger = logging.getLogger(__name__)
 
+NOT_ON_DISK = ("model_not_downloaded", "model_incomplete")  # what a download can fix
+
 
 def _lora_argument(text: str):
     from engine.requests import LoraWeight
@@ -143,7 +145,7 @@ def run(args) -> int:
     settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
                               offline=args.offline or os.environ.get("HF_HUB_OFFLINE") == "1",
                               device=args.device, precision=args.precision,
-                              allow_lora_paths=True)
+                              allow_file_paths=True)
     try:
         engine = Engine(settings)
         request = _build_request(args, settings.limits)
@@ -176,7 +178,7 @@ def _generate_with_consent(engine, request, args, attempts: int = 3):
         try:
             return engine.generate(request)
         except EngineError as error:
-            if error.code != "model_not_downloaded" or not _agrees(args, error.params):
+            if error.code not in NOT_ON_DISK or not _agrees(args, error.params):
                 raise
             missing = error.params["name"]
         if download(args, model_id=missing) != 0:
@@ -185,9 +187,11 @@ def _generate_with_consent(engine, request, args, attempts: int = 3):
 
 
 def _agrees(args, params: dict) -> bool:
+    if args.offline or os.environ.get("HF_HUB_OFFLINE") == "1":
+        return False  # offline means no network, whatever else was asked
     if args.download:
         return True
-    if args.offline or not sys.stdin.isatty():
+    if not sys.stdin.isatty():
         return False
     question = translate(args.lang, "cli.download_question", name=params.get("name", "?"),
                          size=params.get("size", "?"))

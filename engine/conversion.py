@@ -2,10 +2,10 @@
 
 PAI ships fp32 ``.bin`` files only (a 3.4 GB UNet). The fp16 safetensors copy is half the size,
 loads faster and never runs a pickle again. It is written beside the cache, into a temporary
-folder first, and becomes visible (a ``.complete`` marker) only once whole. Then its files'
-hashes are recorded (so 校验 can check them) and the pickled originals are deleted from the
-cache: that is the disk space the conversion saves. A kill at any point leaves either the
-originals or a complete copy to load.
+folder first; its files' hashes are recorded (so 校验 can check them) before it is renamed into
+place (a ``.complete`` marker), and only then are the pickled originals deleted from the cache:
+that is the disk space the conversion saves. A kill at any point leaves either the originals or
+a complete, recorded copy to load.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ def _has_pickles(folder: Path) -> bool:
     return any(folder.rglob("*.bin"))
 
 
-def _record_converted(store: ModelStore, entry: ManifestEntry, folder: Path) -> None:
-    files = tuple(RemoteFile(p.relative_to(folder).as_posix(), p.stat().st_size,
+def _record_converted(store: ModelStore, entry: ManifestEntry, scratch: Path,
+                      commit: str) -> None:
+    """The copy's hashes, recorded before it becomes visible: a copy never loads unrecorded."""
+    files = tuple(RemoteFile(p.relative_to(scratch).as_posix(), p.stat().st_size,
                              sha256_of(p), None)
-                  for p in sorted(folder.rglob("*")) if p.is_file())
-    store.records.write("converted", DownloadPlan(entry.repo, folder.name, files, "fp16"))
+                  for p in sorted(scratch.rglob("*")) if p.is_file())
+    store.records.write("converted", DownloadPlan(entry.repo, commit, files, "fp16"))
 
 
 def _delete_originals(snapshot: Path) -> None:
@@ -64,26 +66,28 @@ def _save_controlnet(source: Path, target: Path) -> None:
 
 
 def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> int:
-    """Convert ``entry`` if it is a pickled base or ControlNet; returns the bytes saved."""
+    """Convert ``entry`` if it is a pickled base or ControlNet; returns the bytes saved.
+    The caller holds the repo's lock (``DownloadRecords.lock``)."""
     if entry.kind is ModelKind.LORA or not _has_pickles(snapshot):
         return 0
     destination = store.converted_root(entry) / snapshot.name
     destination.parent.mkdir(parents=True, exist_ok=True)
+    for stale in destination.parent.iterdir():  # older copies, scratch of a killed conversion
+        if stale != destination:
+            shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=destination.parent))
     try:
         (_save_base if entry.kind is ModelKind.BASE else _save_controlnet)(snapshot, scratch)
         (scratch / COMPLETE_MARKER).write_text("fp16 safetensors\n", encoding="utf-8")
+        _record_converted(store, entry, scratch, snapshot.name)
         shutil.rmtree(destination, ignore_errors=True)
         scratch.rename(destination)
     except (OSError, ValueError, RuntimeError) as error:
         shutil.rmtree(scratch, ignore_errors=True)
+        store.records.remove("converted", entry.repo)
         logger.warning("conversion of %s failed: %s", entry.id, type(error).__name__)
         raise ModelError("conversion_failed", name=entry.id) from None
-    for stale in destination.parent.iterdir():  # copies of older downloads
-        if stale != destination and not stale.name.startswith("."):
-            shutil.rmtree(stale, ignore_errors=True)
     before = folder_size(snapshot)
-    _record_converted(store, entry, destination)
     _delete_originals(snapshot)
     after = folder_size(snapshot) + folder_size(destination)
     logger.info("%s converted to fp16 safetensors: %d -> %d bytes", entry.id, before, after)

@@ -10,6 +10,7 @@ cut off or killed never loads as a complete model.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import shutil
@@ -30,6 +31,8 @@ from engine.model_store import ModelStore, files_for
 logger = logging.getLogger(__name__)
 
 DISK_MARGIN_BYTES = 200 * 1024 * 1024
+LOCK_POLL_S = 0.5  # how often a download waiting for another process checks for 取消
+DELETE_WAIT_S = 10
 
 
 class DownloadState(str, enum.Enum):
@@ -197,7 +200,8 @@ class Downloader:
 
     def _run(self, job: DownloadJob, work) -> None:
         try:
-            work(job)
+            with self._repo_lock(job):
+                work(job)
         except (DownloadCancelled, InterruptedError):
             logger.info("download of %s cancelled", job.entry.id)
             job.update(state=DownloadState.CANCELLED)
@@ -211,6 +215,24 @@ class Downloader:
                        error_params=wrapped.params)
         finally:
             job.finished.set()
+
+    @contextlib.contextmanager
+    def _repo_lock(self, job: DownloadJob):
+        """Wait (cancellably) while another thread or process works on this model."""
+        from filelock import Timeout
+
+        lock = self.records.lock(job.entry.repo, timeout=LOCK_POLL_S)
+        while True:
+            try:
+                lock.acquire()
+                break
+            except Timeout:
+                if job.cancel_requested.is_set():
+                    raise DownloadCancelled() from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _download(self, job: DownloadJob) -> None:
         entry = job.entry
@@ -280,7 +302,8 @@ class Downloader:
         self.records.remove("pending", plan.repo)
         if self.convert is not None:
             self._convert(job, plan)
-        job.update(state=DownloadState.DONE)
+        # Every byte is verified now (a resumed file that was already whole reports none).
+        job.update(state=DownloadState.DONE, done_bytes=plan.total_bytes)
         logger.info("%s downloaded and verified (%d bytes)", entry.id, plan.total_bytes)
 
     def _convert(self, job: DownloadJob, plan: DownloadPlan) -> None:
@@ -344,7 +367,19 @@ class Downloader:
     def verify(self, model_id: str) -> bool:
         """Check a downloaded model's files against the hashes recorded when it arrived (and,
         once converted, the fp16 copy's against those recorded when it was written)."""
+        from filelock import Timeout
+
         entry = self._entry(model_id)
+        running = self.status(entry.id)
+        try:
+            if running is not None and running.state not in FINISHED:
+                raise Timeout(entry.repo)
+            with self.records.lock(entry.repo, timeout=0):
+                return self._verify_recorded(entry)
+        except Timeout:  # files are still arriving or being converted: nothing to judge yet
+            raise ModelError("model_busy", name=entry.id) from None
+
+    def _verify_recorded(self, entry: ManifestEntry) -> bool:
         plan = self.records.read("verified", entry.repo)
         if plan is None:
             return False
@@ -373,11 +408,17 @@ class Downloader:
             job = self._jobs.get(entry.id)
         if job is not None:
             job.finished.wait(60)  # its thread must not write records after the removal
-        repo_dir = self.store.cache_root / ("models--" + entry.repo.replace("/", "--"))
-        shutil.rmtree(repo_dir, ignore_errors=True)
-        for kind in ("pending", "verified", "converted"):
-            self.records.remove(kind, entry.repo)
-        self.store.forget_converted(entry)
+        from filelock import Timeout
+
+        try:
+            with self.records.lock(entry.repo, timeout=DELETE_WAIT_S):
+                repo_dir = self.store.cache_root / ("models--" + entry.repo.replace("/", "--"))
+                shutil.rmtree(repo_dir, ignore_errors=True)
+                for kind in ("pending", "verified", "converted"):
+                    self.records.remove(kind, entry.repo)
+                self.store.forget_converted(entry)
+        except Timeout:  # another process is downloading it
+            raise ModelError("model_busy", name=entry.id) from None
 
 
 def token_for(source: DownloadSource, token: str | None) -> str | bool | None:

@@ -318,7 +318,7 @@ class Engine:
             folder = self.store.resolve(name, ModelKind.LORA)
             return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
                               manifest_base=entry.base)
-        if self.settings.allow_lora_paths and Path(name).expanduser().is_file():
+        if self.settings.allow_file_paths and Path(name).expanduser().is_file():
             return LoraSource(name, Path(name).expanduser(), allow_pickle=False)
         if Path(name).name != name or name in (".", ".."):
             return None  # a name, not a path: prompts must not reach files outside the folder

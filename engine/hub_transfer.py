@@ -40,6 +40,8 @@ def fetch_hub_file(repo: str, commit: str, remote: RemoteFile, target: Path, end
     headers["Accept-Encoding"] = "identity"  # byte ranges must count stored bytes
     # Two processes (the app and the CLI) must not append to one part file at once.
     with FileLock(str(part) + ".lock"):
+        if target.is_file() and target.stat().st_size == remote.size:
+            return  # another process finished it while this one waited for the lock
         with open(part, "ab") as handle:
             if handle.tell() > remote.size:  # not this file's beginning: start over
                 handle.truncate(0)

@@ -117,7 +117,9 @@ class ModelStore:
         return folder if (folder / COMPLETE_MARKER).is_file() else None
 
     def converted_root(self, entry: ManifestEntry) -> Path:
-        return self.settings.models_dir / CONVERTED_DIR / repo_folder_name(entry.repo)
+        """In the hub cache beside the records, not in a models folder: the originals it
+        replaces are deleted from the shared cache, so every models folder must see it."""
+        return self.records.root / CONVERTED_DIR / repo_folder_name(entry.repo)
 
     def forget_converted(self, entry: ManifestEntry) -> None:
         shutil.rmtree(self.converted_root(entry), ignore_errors=True)
@@ -139,7 +141,9 @@ class ModelStore:
         if not REPO_ID.match(repo):
             raise ModelError("unknown_model", name=reference)
         if self._pending_blocks(repo):
-            raise ModelError("model_incomplete", name=reference, repo=repo)
+            size = f"{entry.approx_size_gb:g}" if entry and entry.approx_size_gb else "?"
+            raise ModelError("model_incomplete", name=entry.id if entry else reference,
+                             repo=repo, size=size)
         if entry is not None and (converted := self.converted_folder(entry)) is not None:
             return converted
         snapshot = self.cached_snapshot(repo)
@@ -162,10 +166,10 @@ class ModelStore:
         for entry in self.manifest.models:
             for kind, folder in (("verified", self.cached_snapshot(entry.repo)),
                                  ("converted", self.converted_folder(entry))):
-                if folder is None or not path.is_relative_to(folder):
+                if folder is None or not path.resolve().is_relative_to(folder.resolve()):
                     continue
                 record = self.records.read(kind, entry.repo)
-                relative = path.relative_to(folder).as_posix()
+                relative = path.resolve().relative_to(folder.resolve()).as_posix()
                 for remote in (record.files if record else ()):
                     if remote.path == relative and remote.sha256:
                         return remote.sha256
@@ -198,7 +202,12 @@ class ModelStore:
     def base_location(self, reference: str) -> Path:
         """A base model's folder, or the single ``.safetensors`` file it is."""
         path = Path(reference).expanduser()
-        return path if is_single_file(path) else self.base_folder(reference)
+        if not is_single_file(path):
+            return self.base_folder(reference)
+        inside = path.resolve().is_relative_to(self.settings.checkpoint_dir.resolve())
+        if not (inside or self.settings.allow_file_paths):
+            raise ModelError("unknown_model", name=reference)
+        return path
 
     def single_file_config(self, path: Path) -> Path:
         """The local diffusers folder that gives a single-file checkpoint its configs."""

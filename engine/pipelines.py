@@ -131,9 +131,7 @@ class PipelineManager:
                   "feature_extractor": None, "requires_safety_checker": False}
         try:
             if folder.is_file():  # an A1111/Civitai single file: configs from a local base
-                pipe = StableDiffusionPipeline.from_single_file(
-                    str(folder), config=str(self.store.single_file_config(folder)),
-                    local_files_only=True, **common)
+                pipe = self._from_single_file(folder, common)
             else:
                 pipe = StableDiffusionPipeline.from_pretrained(
                     folder, use_safetensors=_prefer_safetensors(folder), **common)
@@ -150,6 +148,19 @@ class PipelineManager:
             scheduler_config=dict(pipe.scheduler.config),
             text_context=read_text_context(pipe.tokenizer, pipe.text_encoder),
             model_hash=self.store.model_hash(folder))
+
+    def _from_single_file(self, path: Path, common: dict):
+        from diffusers import AutoencoderKL, StableDiffusionPipeline
+
+        from engine.single_file import read_shape
+
+        config = self.store.single_file_config(path)
+        if not read_shape(path).has_vae:  # a file without a VAE uses its base's
+            common = {**common, "vae": AutoencoderKL.from_pretrained(
+                config / "vae", dtype=self.placement.dtype,
+                use_safetensors=_has_safetensors(config / "vae"))}
+        return StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config), local_files_only=True, **common)
 
     def _place(self, pipe) -> None:
         """On the device; in low-memory mode only the module at work is on the GPU."""

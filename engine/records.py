@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,8 +29,10 @@ class DownloadRecords:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"repo": plan.repo, "commit": plan.commit, "source": plan.source,
                 "files": [asdict(f) for f in plan.files]}
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        # A temporary name of its own: the app and the CLI may write the same record at once.
+        handle, temporary = tempfile.mkstemp(prefix=path.stem, suffix=".tmp", dir=path.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(json.dumps(data, indent=1))
         os.replace(temporary, path)
 
     def read(self, kind: str, repo: str) -> DownloadPlan | None:
@@ -45,4 +48,13 @@ class DownloadRecords:
 
     def pending(self, repo: str) -> bool:
         return self._path("pending", repo).is_file()
+
+    def lock(self, repo: str, timeout: float = -1):
+        """One download, verification or conversion of ``repo`` at a time, across threads and
+        processes (the app and the CLI share the cache). ``timeout=0``: fail if busy."""
+        from filelock import FileLock
+
+        path = self.root / "locks" / (repo.replace("/", "--") + ".lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(path), timeout=timeout, is_singleton=False)
 

@@ -29,9 +29,10 @@ class EngineSettings:
     max_loaded_models: int = 2
     memory_mode: str = "normal"  # "normal", or "low": offload idle modules and tile the VAE
     convert_downloads: bool = True  # pickled fp32 downloads get an fp16 safetensors copy
-    # LoRAs by file path (the command line). The UI and the API name LoRAs only by manifest id
-    # or by file name in ``lora_dir``, so a prompt cannot make the server read other files.
-    allow_lora_paths: bool = False
+    # LoRAs and single-file checkpoints by any file path (the command line). The UI and the API
+    # name LoRAs by manifest id or file name in ``lora_dir``, and single files only inside
+    # ``checkpoint_dir``, so a request cannot make the server read other files.
+    allow_file_paths: bool = False
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
 
     @property

@@ -43,6 +43,7 @@ class CheckpointShape:
     context_dim: int
     unet_channels: int
     in_channels: int
+    has_vae: bool = True  # some files leave the VAE out: the base's is used then
 
 
 def is_single_file(path: Path) -> bool:
@@ -72,7 +73,8 @@ def read_shape(path: Path) -> CheckpointShape:
     return CheckpointShape(
         vocab_size=shapes[_CLIP_TOKENS][0], text_width=shapes[_CLIP_TOKENS][1],
         context_dim=shapes[_CROSS_ATTENTION][1], unet_channels=shapes[_CONV_IN][0],
-        in_channels=shapes[_CONV_IN][1])
+        in_channels=shapes[_CONV_IN][1],
+        has_vae=any(key.startswith(("first_stage_model.", "vae.")) for key in shapes))
 
 
 def _config(folder: Path, part: str) -> dict:

@@ -83,8 +83,10 @@ def _vae_key(key: str, value: torch.Tensor, up_blocks: int) -> tuple[str, torch.
     return key, value
 
 
-def export_single_file(pipe, path: Path, dtype: torch.dtype = torch.float16) -> Path:
-    """``pipe``'s UNet, VAE and text encoder in one LDM-named safetensors file."""
+def export_single_file(pipe, path: Path, dtype: torch.dtype = torch.float16,
+                       include_vae: bool = True) -> Path:
+    """``pipe``'s UNet, VAE (unless left out, as some files do) and text encoder in one
+    LDM-named safetensors file."""
     unet_config = pipe.unet.config
     attention_up = {i for i, kind in enumerate(unet_config.up_block_types) if "CrossAttn" in kind}
     tensors = {}
@@ -92,7 +94,7 @@ def export_single_file(pipe, path: Path, dtype: torch.dtype = torch.float16) -> 
         name = _unet_key(key, unet_config.layers_per_block, attention_up)
         tensors["model.diffusion_model." + name] = value
     up_blocks = len(pipe.vae.config.up_block_types)
-    for key, value in pipe.vae.state_dict().items():
+    for key, value in (pipe.vae.state_dict() if include_vae else {}).items():
         name, value = _vae_key(key, value, up_blocks)
         tensors["first_stage_model." + name] = value
     for key, value in pipe.text_encoder.state_dict().items():

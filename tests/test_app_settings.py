@@ -24,6 +24,15 @@ def test_defaults():
     assert (settings.models_dir, settings.data_dir) == (Path("models"), Path("data"))
 
 
+def test_no_convert_reaches_the_engine_settings():
+    import app
+
+    assert parse_settings([], {}).convert_downloads
+    kept = parse_settings(["--no-convert"], {})
+    assert not app.engine_settings(kept, "normal").convert_downloads
+    assert app.engine_settings(parse_settings([], {}), "normal").convert_downloads
+
+
 def test_a_public_address_without_a_password_is_refused():
     with pytest.raises(SettingsError) as caught:
         parse_settings(["--host", "0.0.0.0"], {})

@@ -510,3 +510,50 @@ def test_a_disk_that_fills_up_mid_file_says_so_and_keeps_the_app_working(
     monkeypatch.setattr(file_download, "http_get", real_http_get)  # space freed
     status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
     assert status.state is DownloadState.DONE and service.verify("pai-artist-large")
+
+
+def test_verify_waits_for_its_turn_while_files_arrive_or_another_process_works(
+        server, tmp_path, tiny_repos):
+    server.faults = Faults(throttle_bytes_per_s=200_000)
+    service = make_service(tmp_path, tiny_repos)
+    job = service.download("pai-artist-large", source(server))
+    assert server.wait_for_bytes(f"{BASE_REPO}/text_encoder/pytorch_model.bin", 10_000,
+                                 timeout=JOB_WAIT_S)
+    with pytest.raises(EngineError) as caught:
+        service.verify("pai-artist-large")  # mid-download: nothing to judge yet
+    assert caught.value.code == "model_busy"
+    server.faults = Faults()
+    assert job.wait(JOB_WAIT_S).state is DownloadState.DONE
+    with service.store.records.lock(BASE_REPO):  # as the CLI would, in another process
+        with pytest.raises(EngineError) as caught:
+            service.verify("pai-artist-large")
+        assert caught.value.code == "model_busy"
+    assert service.verify("pai-artist-large")
+
+
+def test_two_processes_downloading_one_model_fetch_it_once(server, served_repos, tmp_path,
+                                                           tiny_repos):
+    server.faults = Faults(throttle_bytes_per_s=400_000)
+    app = make_service(tmp_path, tiny_repos)
+    cli = make_service(tmp_path, tiny_repos)  # its own Downloader, the same cache
+    first = app.download("pai-artist-large", source(server))
+    second = cli.download("pai-artist-large", source(server))
+    assert first is not second
+    assert first.wait(JOB_WAIT_S).state is DownloadState.DONE
+    assert second.wait(JOB_WAIT_S).state is DownloadState.DONE
+    server.wait_idle()
+    for name in ("unet/diffusion_pytorch_model.bin", "text_encoder/pytorch_model.bin"):
+        size = (served_repos[BASE_REPO] / name).stat().st_size
+        assert server.bytes_served[f"{BASE_REPO}/{name}"] == size
+    assert app.verify("pai-artist-large") and cli.verify("pai-artist-large")
+
+
+def test_a_converted_model_loads_from_any_models_folder(server, tmp_path, tiny_repos):
+    service = make_service(tmp_path, tiny_repos, convert_downloads=True)
+    assert service.download("pai-artist-large", source(server)).wait(
+        JOB_WAIT_S).state is DownloadState.DONE
+    # The originals left the shared cache, so the copy must not live in one models folder.
+    other = make_service(tmp_path, tiny_repos, models_dir=tmp_path / "elsewhere")
+    assert state_of(other, "pai-artist-large") is ModelState.READY
+    assert other.verify("pai-artist-large")
+    assert other.generate(txt2img()).images

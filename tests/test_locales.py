@@ -16,8 +16,9 @@ RAISED = re.compile(
 
 def codes_in_engine() -> set[str]:
     codes = {"cancelled", "manifest_invalid"}  # set inside JobCancelled and ManifestError
-    for path in (ROOT / "engine").glob("*.py"):
-        codes |= set(RAISED.findall(path.read_text(encoding="utf-8")))
+    for folder in ("engine", "api", "ui"):  # wherever an error code is raised
+        for path in (ROOT / folder).glob("*.py"):
+            codes |= set(RAISED.findall(path.read_text(encoding="utf-8")))
     return codes
 
 
@@ -30,7 +31,8 @@ def test_every_engine_code_has_a_text(language):
     known = messages(language)
     missing = [code for code in codes_in_engine()
                if f"errors.{code}" not in known and f"warnings.{code}" not in known]
-    assert codes_in_engine() >= {"invalid_size", "lora_incompatible", "unknown_sampler"}
+    assert codes_in_engine() >= {"invalid_size", "lora_incompatible", "unknown_sampler",
+                                 "job_timeout"}
     assert missing == []
 
 
@@ -57,7 +59,7 @@ NAMES = ["Stable Diffusion", "Schedule type", "CFG Scale", "ControlNet", "LoRA",
          "python -m engine download", "Hugging Face", "SHA-256", "http(s)", "HTTP", "GB",
          "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s",
          "pai-diffusion-artist-large-zh", "PAI-Diffusion", "SD", "models/checkpoints", ".ckpt",
-         ".pt", ".bin", "ModelScope", "modelscope.cn"]
+         ".pt", ".bin", "ModelScope", "modelscope.cn", "/sdapi/v2/jobs"]
 
 
 def test_chinese_texts_leave_only_names_in_english():

@@ -180,7 +180,7 @@ def test_prompts_cannot_reach_files_outside_the_lora_folder(engine, tiny_repos, 
 
 
 def test_file_paths_work_where_allowed(tiny_repos):
-    engine = Engine(make_settings(tiny_repos, allow_lora_paths=True))
+    engine = Engine(make_settings(tiny_repos, allow_file_paths=True))
     path = str(tiny_repos.diffusers_lora)
     plain = engine.generate(txt2img())
     assert difference(plain, engine.generate(txt2img(loras=(LoraWeight(path, 1.0),)))) > 0

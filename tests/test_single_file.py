@@ -20,16 +20,19 @@ from helpers import pixels, txt2img
 from ldm_checkpoint import export_single_file
 
 
+def _tiny_pai_pipe(tiny_repos):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(
+        tiny_repos.pai_base, safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False, use_safetensors=False)
+
+
 @pytest.fixture(scope="module")
 def pai_single_file(tiny_repos, tmp_path_factory):
     """The tiny PAI base written as one LDM-named fp32 file, as a Civitai download would be."""
-    from diffusers import StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline.from_pretrained(
-        tiny_repos.pai_base, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False, use_safetensors=False)
     path = tmp_path_factory.mktemp("single") / "水墨风格-v2.safetensors"
-    return export_single_file(pipe, path, dtype=torch.float32)
+    return export_single_file(_tiny_pai_pipe(tiny_repos), path, dtype=torch.float32)
 
 
 def _checkpoints(tmp_path):
@@ -115,10 +118,42 @@ def test_a_pai_file_without_a_downloaded_base_names_the_base_to_download(
     assert caught.value.code == "checkpoint_needs_pai_base"
 
 
-def test_a_broken_single_file_fails_cleanly_and_the_engine_goes_on(engine, tmp_path):
-    path = tmp_path / "cut-off.safetensors"
+def test_a_broken_single_file_fails_cleanly_and_the_engine_goes_on(engine, tiny_repos):
+    path = tiny_repos.models_dir / "checkpoints" / "cut-off.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
+    try:
+        with pytest.raises(EngineError) as caught:
+            engine.generate(txt2img(model=str(path)))
+        assert caught.value.code == "checkpoint_unreadable"
+        assert engine.generate(txt2img()).images
+    finally:
+        path.unlink()
+
+
+def test_the_weights_come_from_the_file_and_a_missing_vae_from_the_base(
+        tiny_repos, tmp_path):
+    pipe = _tiny_pai_pipe(tiny_repos)
+    with torch.no_grad():
+        for parameter in pipe.unet.parameters():
+            parameter.mul_(1.5)  # a fine-tune: same architecture, other weights
+    folder = _checkpoints(tmp_path)
+    export_single_file(pipe, folder / "tuned.safetensors", dtype=torch.float32)
+    export_single_file(_tiny_pai_pipe(tiny_repos), folder / "no-vae.safetensors",
+                       dtype=torch.float32, include_vae=False)
+    engine = Engine(make_settings(tiny_repos, models_dir=tmp_path / "models"))
+    base = pixels(engine.generate(txt2img(model="pai-artist-large", seed=3)))
+    tuned = pixels(engine.generate(txt2img(model=str(folder / "tuned.safetensors"), seed=3)))
+    no_vae = pixels(engine.generate(txt2img(model=str(folder / "no-vae.safetensors"), seed=3)))
+    assert (tuned != base).any()
+    assert (no_vae == base).all()
+
+
+def test_single_files_outside_the_checkpoints_folder_only_from_the_command_line(
+        tiny_repos, pai_single_file):
+    outside = str(pai_single_file)  # in a temporary folder, not models/checkpoints
     with pytest.raises(EngineError) as caught:
-        engine.generate(txt2img(model=str(path)))
-    assert caught.value.code == "checkpoint_unreadable"
-    assert engine.generate(txt2img()).images
+        Engine(make_settings(tiny_repos)).generate(txt2img(model=outside))
+    assert caught.value.code == "unknown_model"
+    command_line = Engine(make_settings(tiny_repos, allow_file_paths=True))
+    assert command_line.generate(txt2img(model=outside)).images

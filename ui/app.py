@@ -91,8 +91,12 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
             if error.code not in NOT_ON_DISK:
                 raise texts.engine_failure(error) from None
             # First use of a model not on disk: ask before downloading anything.
+            try:
+                source = current_source()
+            except EngineError as bad_source:  # e.g. an HF_ENDPOINT without http(s)://
+                raise texts.engine_failure(bad_source) from None
             keep = [gr.skip()] * len(size_sliders)
-            return keep + offer.shown_for(service, texts, model_id, current_source())
+            return keep + offer.shown_for(service, texts, model_id, source)
         width, height = service.default_size(model_id)
         return [width, height] * (len(size_sliders) // 2) + offer.hidden()
 

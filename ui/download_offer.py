@@ -86,9 +86,10 @@ def wire_download_offer(service: ImageServiceLike, texts: Texts, offer: Download
         width, height = service.default_size(model_id)
         yield [width, height] * (len(size_sliders) // 2) + [gr.Group(visible=False), ""]
 
+    # Waits on its download for minutes: one user's must not hold up another's.
     offer.accept.click(fetch_then_switch, inputs=offer.model,
                        outputs=[*size_sliders, offer.box, offer.status],
-                       api_name="accept_download")
+                       concurrency_limit=None, api_name="accept_download")
     # Declining puts the picker back on the model in use.
     offer.decline.click(lambda: [gr.Group(visible=False), service.active_model],
                         outputs=[offer.box, picker], queue=False, api_name="decline_download")

@@ -219,7 +219,11 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
         return rows(), download_text(service, texts, model_id), gr.Timer(active=busy)
 
     def check(model_id: str):
-        key = "models.verify_ok" if service.verify(model_id) else "models.verify_failed"
+        try:
+            verified = service.verify(model_id)
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
+        key = "models.verify_ok" if verified else "models.verify_failed"
         gr.Info(texts(key, name=model_id))
         return rows()
 
