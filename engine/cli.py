@@ -210,7 +210,7 @@ def _progress_line(language: str, status) -> str:
 def download(args, model_id: str | None = None) -> int:
     """Download with a progress line on the terminal; Ctrl-C cancels (a later run resumes)."""
     from engine.download_sources import DownloadSource
-    from engine.downloads import DownloadState
+    from engine.download_jobs import DownloadState
     from engine.errors import EngineError
     from engine.manifest import load_manifest
     from engine.service import ImageService

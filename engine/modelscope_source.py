@@ -102,7 +102,7 @@ def download_modelscope_file(plan: DownloadPlan, remote: RemoteFile, target: Pat
     The SDK writes into a hidden staging folder next to ``target`` (its ``.incomplete`` file
     there is what a later call resumes from); only a verified file is renamed onto ``target``.
     """
-    from engine.downloads import DownloadCancelled  # late: engine.downloads uses this module
+    from engine.download_jobs import DownloadCancelled
 
     if cancelled():
         raise DownloadCancelled()

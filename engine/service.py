@@ -20,7 +20,8 @@ from engine.catalog import (
     pickled_checkpoints, required_files_present, single_file_checkpoints,
 )
 from engine.download_sources import DownloadSource
-from engine.downloads import FINISHED, Downloader, DownloadJob, DownloadStatus
+from engine.download_jobs import FINISHED, DownloadJob, DownloadStatus
+from engine.downloads import Downloader
 from engine.errors import EngineError, ModelError, ResourceError
 from engine.jobs import Job, JobQueue
 from engine.limits import Limits

@@ -19,7 +19,7 @@ from PIL import Image
 
 from engine.jobs import Job, JobQueue
 from engine.download_sources import DownloadSource
-from engine.downloads import DownloadState, DownloadStatus
+from engine.download_jobs import DownloadState, DownloadStatus
 from engine.catalog import (
     LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, lora_choice_from_entry,
 )

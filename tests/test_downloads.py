@@ -19,7 +19,7 @@ from PIL import Image
 from conftest import make_settings
 from engine.catalog import ModelState
 from engine.download_sources import DownloadSource
-from engine.downloads import DownloadState
+from engine.download_jobs import DownloadState
 from engine.errors import EngineError
 from engine.manifest import load_manifest
 from engine.service import ImageService

@@ -16,7 +16,7 @@ import pytest
 from modelscope_hub import HubConfig, _download_control, _legacy_api, constants
 
 from engine.download_sources import MODELSCOPE_ENDPOINT, file_digest
-from engine.downloads import DownloadCancelled
+from engine.download_jobs import DownloadCancelled
 from engine.errors import ModelError
 from engine.modelscope_source import download_modelscope_file, fetch_modelscope_plan
 from modelscope_server import ACCELERATION_PROBE, ModelScopeServer
@@ -322,7 +322,7 @@ def _modelscope(server):
 
 def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos, tmp_path):
     from engine.catalog import ModelState
-    from engine.downloads import DownloadState
+    from engine.download_jobs import DownloadState
     from helpers import txt2img
 
     service = _service(tmp_path, tiny_repos)
@@ -339,7 +339,7 @@ def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos,
 
 
 def test_modelscope_refuses_what_it_does_not_host_or_cannot_load(tiny_repos, tmp_path):
-    from engine.downloads import DownloadState
+    from engine.download_jobs import DownloadState
 
     service = _service(tmp_path, tiny_repos)
     partial = tmp_path / "no-text-encoder"

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from engine.download_sources import DownloadSource
-from engine.downloads import FINISHED, DownloadState
+from engine.download_jobs import FINISHED, DownloadState
 from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.models_tab import download_text

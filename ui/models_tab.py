@@ -13,7 +13,7 @@ import gradio as gr
 
 from engine.catalog import LocalModelStatus, ModelState, ModelStatus
 from engine.download_sources import DownloadSource
-from engine.downloads import DownloadState
+from engine.download_jobs import DownloadState
 from engine.errors import EngineError
 from engine.manifest import ModelKind
 from ui.service import ImageServiceLike

@@ -12,7 +12,7 @@ from PIL import Image
 
 from engine.catalog import LocalModelStatus, LoraChoice, ModelStatus
 from engine.download_sources import DownloadSource
-from engine.downloads import DownloadStatus
+from engine.download_jobs import DownloadStatus
 from engine.jobs import Job
 from engine.limits import Limits
 from engine.manifest import ManifestEntry, ModelKind
