@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from engine.catalog import folder_size
-from engine.download_sources import DownloadPlan, RemoteFile
+from engine.download_sources import DownloadPlan, RemoteFile, sha256_of
 from engine.errors import ModelError
 from engine.manifest import ManifestEntry, ModelKind
-from engine.model_store import COMPLETE_MARKER, ModelStore, sha256_of
+from engine.model_store import COMPLETE_MARKER, ModelStore, delete_cached_file
 
 logger = logging.getLogger(__name__)
 
@@ -37,15 +37,6 @@ def _record_converted(store: ModelStore, entry: ManifestEntry, scratch: Path,
                              sha256_of(p), None)
                   for p in sorted(scratch.rglob("*")) if p.is_file())
     store.records.write("converted", DownloadPlan(entry.repo, commit, files, "fp16"))
-
-
-def _delete_originals(snapshot: Path) -> None:
-    """The pickled weights the copy replaces: the snapshot's links and the blobs behind them."""
-    for link in snapshot.rglob("*.bin"):
-        blob = link.resolve()
-        link.unlink(missing_ok=True)
-        if blob != link:
-            blob.unlink(missing_ok=True)
 
 
 def _save_base(source: Path, target: Path) -> None:
@@ -88,7 +79,8 @@ def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> 
         logger.warning("conversion of %s failed: %s", entry.id, type(error).__name__)
         raise ModelError("conversion_failed", name=entry.id) from None
     before = folder_size(snapshot)
-    _delete_originals(snapshot)
+    for original in snapshot.rglob("*.bin"):  # the pickled weights the copy replaces
+        delete_cached_file(original)
     after = folder_size(snapshot) + folder_size(destination)
     logger.info("%s converted to fp16 safetensors: %d -> %d bytes", entry.id, before, after)
     return max(0, before - after)

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from engine.errors import EngineError, InvalidRequest, ModelError
 
@@ -59,13 +59,10 @@ class DownloadSource:
             kind, custom_endpoint = CUSTOM, endpoint
         if kind not in SOURCE_KINDS:
             raise InvalidRequest("unknown_source", name=kind, known=", ".join(SOURCE_KINDS))
-        if kind == CUSTOM and not (custom_endpoint or "").startswith(("http://", "https://")):
+        uses_address = kind == CUSTOM or (kind == MODELSCOPE and bool(custom_endpoint))
+        if uses_address and not (custom_endpoint or "").startswith(("http://", "https://")):
             raise InvalidRequest("invalid_endpoint", value=str(custom_endpoint))
-        if kind == MODELSCOPE and custom_endpoint:
-            if not custom_endpoint.startswith(("http://", "https://")):
-                raise InvalidRequest("invalid_endpoint", value=str(custom_endpoint))
-            return cls(kind, custom_endpoint)
-        return cls(kind, custom_endpoint if kind == CUSTOM else None)
+        return cls(kind, custom_endpoint if uses_address else None)
 
 
 @dataclass(frozen=True)
@@ -86,6 +83,12 @@ class DownloadPlan:
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
+
+
+def content_commit(files: tuple[RemoteFile, ...]) -> str:
+    """A stable snapshot name for files that come without a commit id (a local folder, a
+    ModelScope listing): the same content always files into the same folder."""
+    return hashlib.sha1("".join(f"{f.path}:{f.sha256};" for f in files).encode()).hexdigest()
 
 
 def pinned(plan: DownloadPlan, known: Mapping[str, str]) -> DownloadPlan:
@@ -152,6 +155,20 @@ def download_error(error: BaseException, repo: str) -> EngineError:
     return ModelError("download_network_error", repo=repo)
 
 
+def _read_into(digest, path: Path, on_bytes: Callable[[int], None] | None = None):
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return digest
+
+
+def sha256_of(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
+    """The file's SHA-256; ``on_bytes`` hears of each chunk read (progress, or a cancel)."""
+    return _read_into(hashlib.sha256(), path, on_bytes).hexdigest()
+
+
 def file_digest(path: Path, expected: RemoteFile) -> bool:
     """Whether the file on disk is exactly the one the hub described."""
     if path.stat().st_size != expected.size:
@@ -162,7 +179,4 @@ def file_digest(path: Path, expected: RemoteFile) -> bool:
         digest = hashlib.sha1(b"blob %d\0" % expected.size)
     else:
         return True  # the hub gave no hash: the size is all there is to check
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest() == (expected.sha256 or expected.git_sha1)
+    return _read_into(digest, path).hexdigest() == (expected.sha256 or expected.git_sha1)

@@ -11,6 +11,7 @@ cut off or killed never loads as a complete model.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
 import threading
@@ -27,7 +28,7 @@ from engine.download_sources import (
 )
 from engine.errors import EngineError, ModelError, ResourceError
 from engine.manifest import Manifest, ManifestEntry
-from engine.model_store import ModelStore, files_for
+from engine.model_store import ModelStore, delete_cached_file, files_for, repo_folder_name
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,8 @@ class Downloader:
             # Never fetch gigabytes that could not load (a mirror with another layout).
             raise ModelError("download_layout_unexpected", repo=plan.repo,
                              source=job.source.endpoint)
-        if self._converted_commit(entry) == plan.commit and not self.store.is_pending(entry):
+        conversion = self._conversion(entry)
+        if conversion and conversion.commit == plan.commit and not self.store.is_pending(entry):
             # Its originals were replaced by the fp16 copy on purpose: nothing to fetch again.
             job.start_counting(plan.total_bytes, plan.total_bytes)
             job.update(state=DownloadState.DONE)
@@ -144,8 +146,11 @@ class Downloader:
         self._check_disk(sum(f.size for f in missing))
         self.records.write("pending", plan)
         job.start_counting(plan.total_bytes - sum(f.size for f in missing), plan.total_bytes)
+        snapshot = self.store.snapshot_path(plan.repo, plan.commit)
         for remote in missing:
-            fetch(job, plan, remote)
+            target = snapshot / remote.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fetch(job, plan, remote, target)
         self._finish(job, plan)
 
     def _plan(self, entry: ManifestEntry, source: DownloadSource):
@@ -158,9 +163,7 @@ class Downloader:
 
         remote = fetch_modelscope_plan(entry.modelscope_repo, patterns, source.endpoint, None)
 
-        def fetch(job: DownloadJob, plan: DownloadPlan, file: RemoteFile) -> None:
-            target = self.store.snapshot_path(plan.repo, plan.commit) / file.path
-            target.parent.mkdir(parents=True, exist_ok=True)
+        def fetch(job: DownloadJob, plan: DownloadPlan, file: RemoteFile, target: Path) -> None:
             download_modelscope_file(remote, file, target, source.endpoint, None, job.add_bytes,
                                      job.cancel_requested.is_set)
 
@@ -209,17 +212,17 @@ class Downloader:
             return
         job.update(saved_bytes=saved)
 
-    def _fetch_file(self, job: DownloadJob, plan: DownloadPlan, remote: RemoteFile) -> None:
+    def _fetch_file(self, job: DownloadJob, plan: DownloadPlan, remote: RemoteFile,
+                    target: Path) -> None:
         from engine.hub_transfer import fetch_hub_file
 
-        target = self.store.snapshot_path(plan.repo, plan.commit) / remote.path
         try:
             fetch_hub_file(plan.repo, plan.commit, remote, target, job.source.endpoint,
                            token_for(job.source, self.token), progress_class(job))
         except DownloadCancelled:
             raise
         except OSError as error:
-            if error.errno == 28:  # ENOSPC: the disk filled up after all
+            if error.errno == errno.ENOSPC:  # the disk filled up after all
                 raise ResourceError("disk_full", need=str(remote.size), free="0") from None
             raise download_error(error, plan.repo) from None
         except Exception as error:  # noqa: BLE001
@@ -248,14 +251,14 @@ class Downloader:
                 continue
             path = folder / remote.path
             if not path.is_file() or not file_digest(path.resolve(), remote):
-                _delete_cached_file(path)
+                delete_cached_file(path)
                 raise ModelError("checksum_mismatch", repo=plan.repo, file=remote.path)
 
-    def _converted_commit(self, entry: ManifestEntry) -> str | None:
-        converted = self.records.read("converted", entry.repo)
-        if converted is None or self.store.converted_folder(entry) is None:
+    def _conversion(self, entry: ManifestEntry) -> DownloadPlan | None:
+        """The record of the fp16 copy that loads now, if there is one."""
+        if self.store.converted_folder(entry) is None:
             return None
-        return converted.commit
+        return self.records.read("converted", entry.repo)
 
     def verify(self, model_id: str) -> bool:
         """Check a downloaded model's files against the hashes recorded when it arrived (and,
@@ -264,22 +267,24 @@ class Downloader:
 
         entry = self._entry(model_id)
         running = self.status(entry.id)
+        # While files arrive or are converted (here or in another process) there is nothing
+        # to judge yet.
+        if running is not None and running.state not in FINISHED:
+            raise ModelError("model_busy", name=entry.id)
         try:
-            if running is not None and running.state not in FINISHED:
-                raise Timeout(entry.repo)
             with self.records.lock(entry.repo, timeout=0):
                 return self._verify_recorded(entry)
-        except Timeout:  # files are still arriving or being converted: nothing to judge yet
+        except Timeout:
             raise ModelError("model_busy", name=entry.id) from None
 
     def _verify_recorded(self, entry: ManifestEntry) -> bool:
         plan = self.records.read("verified", entry.repo)
         if plan is None:
             return False
-        converted = self.records.read("converted", entry.repo)
+        conversion = self._conversion(entry)
         try:
-            if converted is not None and self._converted_commit(entry) == plan.commit:
-                self._verify(converted, self.store.converted_folder(entry))
+            if conversion is not None and conversion.commit == plan.commit:
+                self._verify(conversion, self.store.converted_folder(entry))
                 self._verify(plan, replaced=frozenset(
                     f.path for f in plan.files if f.path.endswith(".bin")))
             else:
@@ -305,8 +310,8 @@ class Downloader:
 
         try:
             with self.records.lock(entry.repo, timeout=DELETE_WAIT_S):
-                repo_dir = self.store.cache_root / ("models--" + entry.repo.replace("/", "--"))
-                shutil.rmtree(repo_dir, ignore_errors=True)
+                shutil.rmtree(self.store.cache_root / repo_folder_name(entry.repo),
+                              ignore_errors=True)
                 for kind in ("pending", "verified", "converted"):
                     self.records.remove(kind, entry.repo)
                 self.store.forget_converted(entry)
@@ -319,14 +324,6 @@ def token_for(source: DownloadSource, token: str | None) -> str | bool | None:
     from engine.download_sources import HUGGINGFACE
 
     return token if source.kind == HUGGINGFACE else False
-
-
-def _delete_cached_file(link: Path) -> None:
-    """The snapshot entry and the blob it points to."""
-    target = link.resolve() if link.exists() else None
-    link.unlink(missing_ok=True)
-    if target is not None and target != link:
-        target.unlink(missing_ok=True)
 
 
 def _gigabytes(count: int) -> str:

@@ -6,27 +6,19 @@ a download, so the model is loaded exactly as if it had come from the hub.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Callable
 
 from engine.catalog import required_files_present
-from engine.download_sources import HASH_CHUNK, DownloadPlan, RemoteFile, matches
+from engine.download_sources import (
+    DownloadPlan, RemoteFile, content_commit, matches, sha256_of,
+)
 from engine.errors import ModelError
 from engine.manifest import ManifestEntry
 from engine.model_store import files_for
 
 FOLDER_SOURCE_PREFIX = "folder:"
-
-
-def _sha256(path: Path, on_bytes: Callable[[int], None]) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-            on_bytes(len(chunk))
-    return digest.hexdigest()
 
 
 def plan_from_folder(entry: ManifestEntry, folder: Path,
@@ -39,10 +31,10 @@ def plan_from_folder(entry: ManifestEntry, folder: Path,
     paths = sorted(p for p in folder.rglob("*") if p.is_file()
                    and matches(p.relative_to(folder).as_posix(), patterns))
     files = tuple(RemoteFile(p.relative_to(folder).as_posix(), p.stat().st_size,
-                             _sha256(p, on_bytes), None) for p in paths)
-    # A stable commit id for this content, so importing the same folder twice changes nothing.
-    commit = hashlib.sha1("".join(f"{f.path}:{f.sha256};" for f in files).encode()).hexdigest()
-    return DownloadPlan(entry.repo, commit, files, FOLDER_SOURCE_PREFIX + str(folder))
+                             sha256_of(p, on_bytes), None) for p in paths)
+    # Importing the same folder twice changes nothing.
+    return DownloadPlan(entry.repo, content_commit(files), files,
+                        FOLDER_SOURCE_PREFIX + str(folder))
 
 
 def copy_into_snapshot(plan: DownloadPlan, folder: Path, snapshot: Path,

@@ -27,13 +27,12 @@ def part_path(target: Path) -> Path:
 
 def fetch_hub_file(repo: str, commit: str, remote: RemoteFile, target: Path, endpoint: str,
                    token: str | bool | None, tqdm_class) -> None:
-    """Download ``remote`` to ``target`` (renamed there only once whole)."""
+    """Download ``remote`` to ``target``, whose folder exists (renamed there only once whole)."""
     from filelock import FileLock
     from huggingface_hub import hf_hub_url
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(target)
     url = hf_hub_url(repo, remote.path, revision=commit, endpoint=endpoint)
     headers = build_hf_headers(token=token)

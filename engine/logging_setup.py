@@ -26,11 +26,14 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def _modelscope_handler(level: int) -> None:
     """The ModelScope SDK gives its logger an INFO handler of its own unless one is there
     already (checked when it first logs): this one, in our format and at our level, is."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.setLevel(level)
     sdk = logging.getLogger("modelscope_hub")
-    sdk.addHandler(handler)
+    handler = next((h for h in sdk.handlers if h.get_name() == "huajing"), None)
+    if handler is None:  # configured again (the CLI's main() in tests): one handler still
+        handler = logging.StreamHandler()
+        handler.set_name("huajing")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        sdk.addHandler(handler)
+    handler.setLevel(level)
     sdk.propagate = False
 
 

@@ -14,10 +14,11 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
+from engine.download_sources import sha256_of
 from engine.errors import ModelError
 from engine.manifest import Manifest, ManifestEntry, ModelKind
 from engine.records import DownloadRecords
-from engine.single_file import config_folder_for, is_single_file
+from engine.single_file import CheckpointShape, config_folder_for, is_single_file, read_shape
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,12 @@ def files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[
     return SINGLE_MODEL_FILES
 
 
-def sha256_of(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(4 * 1024 * 1024), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def delete_cached_file(link: Path) -> None:
+    """A snapshot entry and the blob it points to (a plain file is just removed)."""
+    target = link.resolve() if link.exists() else None
+    link.unlink(missing_ok=True)
+    if target is not None and target != link:
+        target.unlink(missing_ok=True)
 
 
 def repo_folder_name(repo: str) -> str:
@@ -209,8 +208,9 @@ class ModelStore:
             raise ModelError("unknown_model", name=reference)
         return path
 
-    def single_file_config(self, path: Path) -> Path:
-        """The local diffusers folder that gives a single-file checkpoint its configs."""
+    def single_file_config(self, path: Path, shape: CheckpointShape | None = None) -> Path:
+        """The local diffusers folder that gives a single-file checkpoint its configs
+        (``shape``: the file's header, when the caller has read it already)."""
         from engine.catalog import local_checkpoints
 
         downloaded = []
@@ -220,4 +220,5 @@ class ModelStore:
                     downloaded.append(self.base_folder(entry.id))
                 except ModelError:
                     continue  # not on disk (or incomplete): not a candidate
-        return config_folder_for(path, downloaded + local_checkpoints(self.settings.checkpoint_dir))
+        candidates = downloaded + local_checkpoints(self.settings.checkpoint_dir)
+        return config_folder_for(path, shape or read_shape(path), candidates)

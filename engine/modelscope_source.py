@@ -9,7 +9,6 @@ folder of ours rather than in the user's home.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import urlsplit
 
-from engine.download_sources import DownloadPlan, RemoteFile, matches
+from engine.download_sources import DownloadPlan, RemoteFile, content_commit, matches
 from engine.errors import EngineError, ModelError, ResourceError
 
 logger = logging.getLogger(__name__)
@@ -54,10 +53,9 @@ def fetch_modelscope_plan(repo: str, patterns: list[str], endpoint: str,
                    key=lambda f: PurePosixPath(f.path))
     if not files:
         raise ModelError("download_no_files", repo=repo)
-    # The SDK's listing carries no commit id, so the content names the snapshot folder: the
-    # same recipe as engine.folder_import, so equal files give the same folder either way.
-    commit = hashlib.sha1("".join(f"{f.path}:{f.sha256};" for f in files).encode()).hexdigest()
-    return DownloadPlan(repo, commit, tuple(files), endpoint)
+    # The SDK's listing carries no commit id: the content names the snapshot folder (as for a
+    # folder import, so equal files give the same folder either way).
+    return DownloadPlan(repo, content_commit(tuple(files)), tuple(files), endpoint)
 
 
 class _Progress:

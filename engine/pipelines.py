@@ -154,8 +154,9 @@ class PipelineManager:
 
         from engine.single_file import read_shape
 
-        config = self.store.single_file_config(path)
-        if not read_shape(path).has_vae:  # a file without a VAE uses its base's
+        shape = read_shape(path)
+        config = self.store.single_file_config(path, shape)
+        if not shape.has_vae:  # a file without a VAE uses its base's
             common = {**common, "vae": AutoencoderKL.from_pretrained(
                 config / "vae", dtype=self.placement.dtype,
                 use_safetensors=_has_safetensors(config / "vae"))}

@@ -97,9 +97,8 @@ def fits(shape: CheckpointShape, folder: Path) -> bool:
             and (folder / "tokenizer").is_dir())
 
 
-def config_folder_for(path: Path, candidates: Iterable[Path]) -> Path:
-    """The first local diffusers folder whose architecture matches the file at ``path``."""
-    shape = read_shape(path)
+def config_folder_for(path: Path, shape: CheckpointShape, candidates: Iterable[Path]) -> Path:
+    """The first local diffusers folder whose architecture matches ``shape`` (``path``'s)."""
     for folder in candidates:
         if fits(shape, folder):
             return folder
