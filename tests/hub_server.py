@@ -27,15 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Mapping, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from local_server import LocalServer, TrackedServer
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,6 @@ MIN_THROTTLE_CHUNK = 1024
 MAX_THROTTLE_CHUNK = 16 * 1024
 THROTTLE_CHUNKS_PER_S = 20  # small chunks so a throttled body can be cut anywhere
 FIXED_DATE = "2024-01-01T00:00:00.000Z"
-SHUTDOWN_POLL_S = 0.05  # serve_forever's default 0.5 s makes every stop() that slow
 REVISION_ROUTES = ("revision", "tree", "paths-info")
 
 
@@ -235,40 +235,9 @@ def corrupt(data: bytes) -> bytes:
     return bytes(b ^ 0xFF for b in data)
 
 
-class _Server(ThreadingHTTPServer):
-    """Keeps its open connections so ``stop`` can cut them (idle keep-alives, slow bodies)."""
-
-    daemon_threads = True
-
-    def __init__(self, address, handler, hub: HubServer) -> None:
-        self.hub = hub
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request, client_address) -> None:
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def cut_connections(self) -> None:
-        with self.connections_lock:
-            connections = list(self.connections)
-        for sock in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed by the client
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like the hub, so dropped connections matter
-    server: _Server
+    server: TrackedServer
 
     def do_HEAD(self) -> None:
         self._dispatch(send_body=False)
@@ -283,7 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
     def _dispatch(self, send_body: bool) -> None:
-        hub = self.server.hub
+        hub = self.server.owner
         url = urlsplit(self.path)
         path = unquote(url.path)
         hub._log(self.command, path, self.headers)
@@ -380,14 +349,14 @@ class _Handler(BaseHTTPRequestHandler):
         sent = 0
         with entry.local.open("rb") as source:
             source.seek(start)
-            while sent < min(length, limit) and not hub._stopping.is_set():
+            while sent < min(length, limit) and not hub.stopping.is_set():
                 data = source.read(min(chunk, length - sent, limit - sent))
                 self.wfile.write(corrupt(data) if faults.corrupt else data)
                 self.wfile.flush()
                 sent += len(data)
                 hub._count(key, len(data))
                 if faults.throttle_bytes_per_s:
-                    hub._stopping.wait(len(data) / faults.throttle_bytes_per_s)
+                    hub.stopping.wait(len(data) / faults.throttle_bytes_per_s)
         if sent < length:
             logger.info("cut %s after %d of %d body bytes", key, sent, length)
             self.close_connection = True
@@ -439,7 +408,7 @@ def _forced_error(status: int, key: str, is_file: bool) -> HubError:
     return HubError(status, None, f"{HTTPStatus(status).phrase} (forced for {key})")
 
 
-class HubServer:
+class HubServer(LocalServer):
     """Serves ``repos`` (repo id -> folder) on 127.0.0.1 like the Hugging Face Hub does.
 
     Every repo has one commit (a 40-hex id derived from its content, or ``commits[repo]``),
@@ -448,9 +417,13 @@ class HubServer:
     once, in the constructor.
     """
 
+    handler = _Handler
+    thread_name = "hub-server"
+
     def __init__(self, repos: Mapping[str, Path | str], *, host: str = "127.0.0.1",
                  port: int = 0, commits: Mapping[str, str] | None = None,
                  lfs_suffixes: frozenset[str] = DEFAULT_LFS_SUFFIXES) -> None:
+        super().__init__(host, port)
         commits = commits or {}
         self.repos = {repo: index_repo(repo, Path(folder), lfs_suffixes, commits.get(repo))
                       for repo, folder in repos.items()}
@@ -459,51 +432,9 @@ class HubServer:
         self.status_for: dict[str, StatusFault | int] = {}
         self.requests_log: list[LoggedRequest] = []
         self.bytes_served: Counter[str] = Counter()
-        self._address = (host, port)
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
         self._in_flight = 0
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- life cycle -------------------------------------------------------------------------
-
-    @property
-    def endpoint(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("HubServer is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> HubServer:
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        self._httpd = _Server(self._address, _Handler, self)
-        self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        args=(SHUTDOWN_POLL_S,), name="hub-server", daemon=True)
-        self._thread.start()
-        logger.info("hub server on %s for %s", self.endpoint, ", ".join(self.repos))
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._stopping.set()  # ends throttled bodies at their next chunk
-        self._httpd.shutdown()
-        self._httpd.cut_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> HubServer:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     # -- for tests --------------------------------------------------------------------------
 

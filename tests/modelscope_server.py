@@ -27,14 +27,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Mapping, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from local_server import LocalServer, TrackedServer
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ LFS_SUFFIXES = (".bin", ".safetensors", ".pt", ".pth", ".ckpt", ".onnx", ".msgpa
 BODY_CHUNK = 64 * 1024
 COMMITTED_AT = 1704067200  # 2024-01-01, fixed so listings are identical across runs
 HOLD_LIMIT_S = 30  # a held body waits for stop() at most this long
-SHUTDOWN_POLL_S = 0.05  # serve_forever's default 0.5 s makes every stop() that slow
 LOGGED_HEADERS = ("range", "authorization", "cookie", "user-agent")
 
 
@@ -120,40 +120,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-class _Server(ThreadingHTTPServer):
-    """Keeps its open connections so ``stop`` can cut idle keep-alives too."""
-
-    daemon_threads = True
-
-    def __init__(self, address, owner: ModelScopeServer) -> None:
-        self.owner = owner
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request, client_address) -> None:
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def cut_connections(self) -> None:
-        with self.connections_lock:
-            connections = list(self.connections)
-        for sock in connections:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # the client closed it already
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive like the real hub
-    server: _Server
+    server: TrackedServer
 
     def do_GET(self) -> None:
         self._dispatch(send_body=True)
@@ -221,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
             source.seek(start)
             while start + sent <= end and sent != drop:
                 if sent == hold:  # until stop(): the test cancels meanwhile, the client leaves
-                    owner._released.wait(HOLD_LIMIT_S)
+                    owner.stopping.wait(HOLD_LIMIT_S)
                 stops = [n - sent for n in (drop, hold) if n is not None and n > sent]
                 data = source.read(min([BODY_CHUNK, end + 1 - start - sent, *stops]))
                 self.wfile.write(bytes(b ^ 0xFF for b in data) if key in owner.corrupt else data)
@@ -241,62 +210,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
 
-class ModelScopeServer:
+class ModelScopeServer(LocalServer):
     """Serves ``repos`` (``"owner/name"`` -> folder) on 127.0.0.1 like the ModelScope hub.
 
     Every repo has one commit, derived from its content, reachable as ``master`` or by its id.
     """
 
+    handler = _Handler
+    thread_name = "modelscope-server"
+
     def __init__(self, repos: Mapping[str, Path | str], *, host: str = "127.0.0.1") -> None:
+        super().__init__(host)
         self.repos = {repo: index_repo(Path(folder)) for repo, folder in repos.items()}
         self.status_for: dict[str, int] = {}
         self.corrupt: set[str] = set()
         self.drop_after: dict[str, int] = {}
         self.hold_after: dict[str, int] = {}
-        self._released = threading.Event()
         self.requests_log: list[LoggedRequest] = []
-        self._address = (host, 0)
         self._lock = threading.Lock()
-        self._endpoint: str | None = None
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint(self) -> str:
-        """The server's address; after ``stop`` it stays what it was (connections refused)."""
-        if self._endpoint is None:
-            raise RuntimeError("ModelScopeServer was never started")
-        return self._endpoint
-
-    def start(self) -> ModelScopeServer:
-        if self._httpd is None:
-            self._released.clear()
-            self._httpd = _Server(self._address, self)
-            host, port = self._httpd.server_address[:2]
-            self._endpoint = f"http://{host}:{port}"
-            self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                            args=(SHUTDOWN_POLL_S,), daemon=True,
-                                            name="modelscope-server")
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop answering; afterwards connections to the port are refused."""
-        if self._httpd is None:
-            return
-        self._released.set()
-        self._httpd.shutdown()
-        self._httpd.cut_connections()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> ModelScopeServer:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
     def requests_to(self, path: str, method: str | None = None) -> list[LoggedRequest]:
         """Logged requests for exactly ``path`` (and of ``method``, if given)."""
