@@ -22,8 +22,6 @@ from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_
 
 logger = logging.getLogger(__name__)
 
-NOT_ON_DISK = ("model_not_downloaded", "model_incomplete")  # what a download can fix
-
 
 def _lora_argument(text: str):
     from engine.requests import LoraWeight
@@ -172,7 +170,7 @@ def run(args) -> int:
 def _generate_with_consent(engine, request, args, attempts: int = 3):
     """Generate; a model that is not downloaded yet is fetched first when the user agreed
     (``--download``, or "y" at the question on a terminal). None when a download failed."""
-    from engine.errors import EngineError
+    from engine.errors import NOT_ON_DISK, EngineError
 
     for _ in range(attempts):  # the base, then a ControlNet, may each be missing
         try:

@@ -9,6 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 
+# The codes a download fixes: the model is not on disk, or its download was cut off.
+NOT_ON_DISK = ("model_not_downloaded", "model_incomplete")
+
+
 class EngineError(Exception):
     """A failure the user can act on. ``code`` is stable; ``params`` fill the message."""
 

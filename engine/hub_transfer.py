@@ -18,13 +18,6 @@ from engine.download_sources import RemoteFile
 
 logger = logging.getLogger(__name__)
 
-PART_SUFFIX = ".part"
-
-
-def part_path(target: Path) -> Path:
-    return target.with_name(target.name + PART_SUFFIX)
-
-
 def fetch_hub_file(repo: str, commit: str, remote: RemoteFile, target: Path, endpoint: str,
                    token: str | bool | None, tqdm_class) -> None:
     """Download ``remote`` to ``target``, whose folder exists (renamed there only once whole)."""
@@ -33,7 +26,7 @@ def fetch_hub_file(repo: str, commit: str, remote: RemoteFile, target: Path, end
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
-    part = part_path(target)
+    part = target.with_name(target.name + ".part")
     url = hf_hub_url(repo, remote.path, revision=commit, endpoint=endpoint)
     headers = build_hf_headers(token=token)
     headers["Accept-Encoding"] = "identity"  # byte ranges must count stored bytes

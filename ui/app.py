@@ -12,13 +12,11 @@ import gradio as gr
 
 from app_settings import Preferences, PreferencesStore
 from engine.download_sources import CUSTOM, DownloadSource
-from engine.errors import EngineError
+from engine.errors import NOT_ON_DISK, EngineError
 from engine.manifest import ModelKind
 from ui.common import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab
-from ui.download_offer import (
-    NOT_ON_DISK, DownloadOffer, build_download_offer, wire_download_offer,
-)
+from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
 from ui.img2img_tab import build_img2img_tab
 from ui.lora_tab import build_lora_tab, wire_lora_apply
 from ui.models_tab import build_models_tab

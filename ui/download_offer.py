@@ -20,7 +20,6 @@ from ui.service import ImageServiceLike
 from ui.texts import Texts
 
 POLL_SECONDS = 1.0
-NOT_ON_DISK = ("model_not_downloaded", "model_incomplete")
 
 
 @dataclass(frozen=True)
