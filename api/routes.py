@@ -19,7 +19,7 @@ from api.schemas import (
     DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
     OptionsBody, PngInfoBody, Txt2ImgBody,
 )
-from engine.errors import EngineError, InvalidRequest, ResourceError
+from engine.errors import EngineError, ResourceError
 from engine.image_metadata import read_image_parameters
 from engine.jobs import Job, JobState
 from engine.manifest import ModelKind
@@ -37,13 +37,6 @@ class ApiOptions:
     auth: tuple[tuple[str, str], ...] = ()
     wait_timeout_s: float = 3600.0
     max_body_bytes: int = 80 * 1024 * 1024  # a few base64 images; Starlette reads it whole
-
-
-class ApiError(Exception):
-    """An EngineError on its way to a JSON answer (4xx, or 503 when busy)."""
-
-    def __init__(self, error: EngineError) -> None:
-        self.error = error
 
 
 def _language(request: Request) -> str:
@@ -78,8 +71,6 @@ class _ApiRoute(APIRoute):
         async def handler(request: Request):
             try:
                 return await original(request)
-            except ApiError as failure:
-                return error_response(request, failure.error)
             except EngineError as error:
                 return error_response(request, error)
             except RequestValidationError as error:
@@ -125,16 +116,13 @@ def build_router(service: Any, options: ApiOptions = ApiOptions()) -> APIRouter:
 
 
 def _run(service: Any, body: Txt2ImgBody, owner: str, timeout: float) -> GenerationResponse:
-    try:
-        request = to_request(body, service.active_model, service.limits)
-        job = service.submit(request, owner=owner)
-    except EngineError as error:
-        raise ApiError(error) from None
+    request = to_request(body, service.active_model, service.limits)
+    job = service.submit(request, owner=owner)
     if not job.wait(timeout):
         service.cancel(job)
-        raise ApiError(ResourceError("job_timeout"))
+        raise ResourceError("job_timeout")
     if job.error is not None:
-        raise ApiError(job.error)
+        raise job.error
     if body.save_images:
         service.save(job.result)
     return to_response(job.result, body)
@@ -170,11 +158,8 @@ def _job_routes(router: APIRouter, service: Any) -> None:
         token = secrets.token_urlsafe(16)
         dump = body.model_dump(exclude={"type"}, exclude_unset=True)
         typed = Img2ImgBody(**dump) if body.type == "img2img" else Txt2ImgBody(**dump)
-        try:
-            job = service.submit(to_request(typed, service.active_model, service.limits),
-                                 owner=token)
-        except EngineError as error:
-            raise ApiError(error) from None
+        job = service.submit(to_request(typed, service.active_model, service.limits),
+                             owner=token)
         job.context = typed
         return JobCreated(id=job.id, token=token)
 
@@ -182,7 +167,7 @@ def _job_routes(router: APIRouter, service: Any) -> None:
         """Only the client holding the job's token (``X-Job-Token``) may see or cancel it."""
         job = service.jobs.get(job_id)
         if job is None:
-            raise ApiError(EngineError("job_not_found", id=job_id))
+            raise EngineError("job_not_found", id=job_id)
         token = request.headers.get("x-job-token", "")
         if not secrets.compare_digest(token.encode(), job.owner.encode()):
             raise HTTPException(status_code=403, detail="not your job / 不是你的任务")
@@ -244,10 +229,7 @@ def _catalog_routes(router: APIRouter, service: Any) -> None:
     @router.post("/sdapi/v1/options")
     def set_options(body: OptionsBody) -> dict:
         if body.sd_model_checkpoint:
-            try:
-                service.activate(body.sd_model_checkpoint)
-            except EngineError as error:
-                raise ApiError(error) from None
+            service.activate(body.sd_model_checkpoint)
         return {"sd_model_checkpoint": service.active_model}
 
     @router.get("/controlnet/model_list")
@@ -295,10 +277,7 @@ def _utility_routes(router: APIRouter, service: Any) -> None:
 
     @router.post("/sdapi/v1/png-info")
     def png_info(body: PngInfoBody) -> dict:
-        try:
-            image = decode_image(body.image, "image", service.limits)
-        except InvalidRequest as error:
-            raise ApiError(error) from None
+        image = decode_image(body.image, "image", service.limits)
         found = read_image_parameters(image)
         return {"info": found.text if found else "",
                 "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
