@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Mapping
 
 from engine.download_sources import SOURCE_KINDS
-from engine.settings import MEMORY_MODES
+from engine.samplers import DEFAULT_SAMPLER, SAMPLERS
+from engine.settings import DEVICES, MEMORY_MODES, PRECISIONS
 from locales import DEFAULT_LANGUAGE, LANGUAGES
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Preferences:
     language: str = DEFAULT_LANGUAGE
     output_dir: str = "outputs"
     memory_mode: str = "normal"
-    default_sampler: str = "DPM++ 2M"
+    default_sampler: str = DEFAULT_SAMPLER
     download_source: str = ""  # "" means HF_ENDPOINT if set, else Hugging Face
     custom_endpoint: str = ""
 
@@ -103,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="download source (default: the one chosen in 设置)")
     parser.add_argument("--no-convert", action="store_true",
                         help="keep downloads as they came (no fp16 safetensors conversion)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp16", "bf16", "fp32"))
+    parser.add_argument("--device", default="auto", choices=DEVICES)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--demo", action="store_true",
                         help="tiny built-in random-weight models: no download, draws noise")
     parser.add_argument("--verbose", action="store_true")
@@ -181,6 +182,6 @@ def _sanitised(preferences: Preferences) -> Preferences:
         preferences = dataclasses.replace(preferences, download_source="")
     if not isinstance(preferences.custom_endpoint, str):
         preferences = dataclasses.replace(preferences, custom_endpoint="")
-    if not isinstance(preferences.default_sampler, str):
+    if preferences.default_sampler not in SAMPLERS:
         preferences = dataclasses.replace(preferences, default_sampler=defaults.default_sampler)
     return preferences

@@ -126,9 +126,6 @@ class AuxAnnotators:
         self._detectors: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def names(self) -> list[str]:
-        return list(AUX_ANNOTATORS)
-
     def run(self, name: str, image: Image.Image, resolution: int) -> Image.Image:
         """The control map of ``image``: RGB, the same size as ``image``."""
         annotator = get_annotator(name)

@@ -88,14 +88,19 @@ def required_paths_present(entry: ManifestEntry, paths: set[str]) -> bool:
     return "config.json" in paths and _has_weights(paths, "")
 
 
+def folder_files(folder: Path) -> dict[str, int]:
+    """Every file under ``folder`` (through the cache's links) with its size, in one walk."""
+    return {p.relative_to(folder).as_posix(): p.stat().st_size
+            for p in folder.rglob("*") if p.is_file()}
+
+
 def required_files_present(entry: ManifestEntry, folder: Path) -> bool:
     """Whether a snapshot holds what loading needs (not merely that its folder exists)."""
-    paths = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    return required_paths_present(entry, paths)
+    return required_paths_present(entry, set(folder_files(folder)))
 
 
 def folder_size(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    return sum(folder_files(folder).values())
 
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")

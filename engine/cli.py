@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from engine.download_sources import SOURCE_KINDS
+from engine.samplers import DEFAULT_SAMPLER
 from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_text
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=-1)
     parser.add_argument("--width", type=int)
     parser.add_argument("--height", type=int)
-    parser.add_argument("--sampler", default="DPM++ 2M")
+    parser.add_argument("--sampler", default=DEFAULT_SAMPLER)
     parser.add_argument("--schedule", default="automatic")
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--batch-size", type=int, default=1)
@@ -197,12 +198,7 @@ def _agrees(args, params: dict) -> bool:
 
 
 def _progress_line(language: str, status) -> str:
-    eta = status.eta_s
-    return translate(language, "cli.download_progress", percent=f"{status.fraction * 100:.1f}",
-                     done=f"{status.done_bytes / 1024**3:.2f}",
-                     total=f"{status.total_bytes / 1024**3:.2f}",
-                     speed=f"{status.speed_bps / 1024**2:.1f}",
-                     eta="?" if eta is None else f"{eta:.0f}")
+    return translate(language, "cli.download_progress", **status.text_params())
 
 
 def download(args, model_id: str | None = None) -> int:
@@ -245,8 +241,7 @@ def download(args, model_id: str | None = None) -> int:
         print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
         return 2
     key = "cli.download_done" if status.saved_bytes else "cli.download_verified"
-    print(translate(args.lang, key, name=model_id,
-                    saved=f"{status.saved_bytes / 1024**3:.2f}"))
+    print(translate(args.lang, key, name=model_id, **status.text_params()))
     return 0
 
 

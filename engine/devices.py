@@ -8,11 +8,10 @@ from dataclasses import dataclass
 import torch
 
 from engine.errors import InvalidRequest
+from engine.settings import DEVICES, PRECISIONS
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 

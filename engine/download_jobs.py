@@ -49,6 +49,16 @@ class DownloadStatus:
             return None
         return max(0.0, (self.total_bytes - self.done_bytes) / self.speed_bps)
 
+    def text_params(self) -> dict[str, str]:
+        """The numbers the progress texts show (GB, MB/s, seconds), formatted once for all."""
+        eta = self.eta_s
+        return {"percent": f"{self.fraction * 100:.1f}",
+                "done": f"{self.done_bytes / 1024**3:.2f}",
+                "total": f"{self.total_bytes / 1024**3:.2f}",
+                "speed": f"{self.speed_bps / 1024**2:.1f}",
+                "eta": "?" if eta is None else f"{eta:.0f}",
+                "saved": f"{self.saved_bytes / 1024**3:.2f}"}
+
 
 class DownloadCancelled(Exception):
     """Raised inside the transfer loop, which leaves the partial file for a later resume."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
-from engine.errors import EngineError, InvalidRequest, ModelError
+from engine.errors import EngineError, InvalidRequest, ModelError, ResourceError
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +167,12 @@ def _read_into(digest, path: Path, on_bytes: Callable[[int], None] | None = None
 def sha256_of(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     """The file's SHA-256; ``on_bytes`` hears of each chunk read (progress, or a cancel)."""
     return _read_into(hashlib.sha256(), path, on_bytes).hexdigest()
+
+
+def disk_full(needed_bytes: int, free_bytes: int = 0) -> ResourceError:
+    """The error for a full disk, in GB as its message says."""
+    return ResourceError("disk_full", need=f"{needed_bytes / 1024**3:.2f}",
+                         free=f"{free_bytes / 1024**3:.2f}")
 
 
 def file_digest(path: Path, expected: RemoteFile) -> bool:

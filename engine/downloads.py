@@ -24,9 +24,10 @@ from engine.download_jobs import (
     FINISHED, DownloadCancelled, DownloadJob, DownloadState, DownloadStatus, progress_class,
 )
 from engine.download_sources import (
-    DownloadPlan, DownloadSource, RemoteFile, download_error, fetch_plan, file_digest, pinned,
+    HUGGINGFACE, DownloadPlan, DownloadSource, RemoteFile, disk_full, download_error, fetch_plan, file_digest,
+    pinned,
 )
-from engine.errors import EngineError, ModelError, ResourceError
+from engine.errors import EngineError, ModelError
 from engine.manifest import Manifest, ManifestEntry
 from engine.model_store import ModelStore, delete_cached_file, files_for, repo_folder_name
 
@@ -155,7 +156,7 @@ class Downloader:
 
     def _plan(self, entry: ManifestEntry, source: DownloadSource):
         """What to fetch, and the function that fetches one file of it, for this source."""
-        patterns = files_for(entry, entry.kind)
+        patterns = files_for(entry)
         if not source.is_modelscope:
             return (fetch_plan(entry.repo, patterns, source, self.store.cache_root,
                                token_for(source, self.token)), self._fetch_file)
@@ -223,7 +224,7 @@ class Downloader:
             raise
         except OSError as error:
             if error.errno == errno.ENOSPC:  # the disk filled up after all
-                raise ResourceError("disk_full", need=str(remote.size), free="0") from None
+                raise disk_full(remote.size) from None
             raise download_error(error, plan.repo) from None
         except Exception as error:  # noqa: BLE001
             raise download_error(error, plan.repo) from None
@@ -239,7 +240,7 @@ class Downloader:
             probe = probe.parent
         free = shutil.disk_usage(probe).free
         if free < needed + DISK_MARGIN_BYTES:
-            raise ResourceError("disk_full", need=_gigabytes(needed), free=_gigabytes(free))
+            raise disk_full(needed, free)
 
     def _verify(self, plan: DownloadPlan, folder: Path | None = None,
                 replaced: frozenset[str] = frozenset()) -> None:
@@ -321,10 +322,4 @@ class Downloader:
 
 def token_for(source: DownloadSource, token: str | None) -> str | bool | None:
     """The user's hub token goes to the hub only, never to a mirror or a custom address."""
-    from engine.download_sources import HUGGINGFACE
-
     return token if source.kind == HUGGINGFACE else False
-
-
-def _gigabytes(count: int) -> str:
-    return f"{count / 1024**3:.2f}"

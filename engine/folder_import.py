@@ -27,7 +27,7 @@ def plan_from_folder(entry: ManifestEntry, folder: Path,
     folder = folder.expanduser()
     if not folder.is_dir() or not required_files_present(entry, folder):
         raise ModelError("import_folder_invalid", name=entry.id, folder=str(folder))
-    patterns = files_for(entry, entry.kind)
+    patterns = files_for(entry)
     paths = sorted(p for p in folder.rglob("*") if p.is_file()
                    and matches(p.relative_to(folder).as_posix(), patterns))
     files = tuple(RemoteFile(p.relative_to(folder).as_posix(), p.stat().st_size,

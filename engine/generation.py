@@ -315,7 +315,7 @@ class Engine:
     def _lora_source(self, name: str) -> LoraSource | None:
         entry = self.store.entry(name)
         if entry is not None and entry.kind is ModelKind.LORA:
-            folder = self.store.resolve(name, ModelKind.LORA)
+            folder = self.store.resolve(name)
             return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
                               manifest_base=entry.base)
         if self.settings.allow_file_paths and Path(name).expanduser().is_file():

@@ -29,6 +29,9 @@ class LocalizedText(_Strict):
     zh: str = Field(min_length=1)
     en: str = Field(min_length=1)
 
+    def text(self, language: str) -> str:
+        return self.zh if language == "zh-CN" else self.en
+
 
 class ImageSize(_Strict):
     width: int = Field(ge=64, le=2048, multiple_of=8)
@@ -74,6 +77,11 @@ class ManifestEntry(_Strict):
     # Known SHA-256 of files in the repo (path -> hex). Where given, they decide over what the
     # download source reports, so a mirror cannot swap a file and its advertised hash together.
     sha256: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def size_text(self) -> str:
+        """About how many GB, as the messages show it ("?" when the manifest does not say)."""
+        return f"{self.approx_size_gb:g}" if self.approx_size_gb else "?"
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> "ManifestEntry":

@@ -31,12 +31,11 @@ CONVERTED_DIR = "converted"
 COMPLETE_MARKER = ".complete"
 
 
-def files_for(entry: ManifestEntry | None, kind_hint: ModelKind | None) -> list[str]:
+def files_for(entry: ManifestEntry) -> list[str]:
     """The files the app uses: never the safety checker or the model card's example images."""
-    kind = entry.kind if entry else kind_hint
-    if kind is ModelKind.LORA and entry is not None:
+    if entry.kind is ModelKind.LORA:
         return [entry.weight_file] + ([entry.preview_image] if entry.preview_image else [])
-    if kind is ModelKind.BASE:
+    if entry.kind is ModelKind.BASE:
         return BASE_FILES
     return SINGLE_MODEL_FILES
 
@@ -127,10 +126,10 @@ class ModelStore:
         """The error that says what is missing, how big it is and how to get it."""
         if entry is None:
             return ModelError("model_not_downloaded", name=reference, repo=reference, size="?")
-        size = f"{entry.approx_size_gb:g}" if entry.approx_size_gb else "?"
-        return ModelError("model_not_downloaded", name=entry.id, repo=entry.repo, size=size)
+        return ModelError("model_not_downloaded", name=entry.id, repo=entry.repo,
+                          size=entry.size_text)
 
-    def resolve(self, reference: str, kind: ModelKind | None = None) -> Path:
+    def resolve(self, reference: str) -> Path:
         """A folder holding the model's files. Never downloads."""
         local = Path(reference).expanduser()
         if local.is_dir():
@@ -140,9 +139,8 @@ class ModelStore:
         if not REPO_ID.match(repo):
             raise ModelError("unknown_model", name=reference)
         if self._pending_blocks(repo):
-            size = f"{entry.approx_size_gb:g}" if entry and entry.approx_size_gb else "?"
             raise ModelError("model_incomplete", name=entry.id if entry else reference,
-                             repo=repo, size=size)
+                             repo=repo, size=entry.size_text if entry else "?")
         if entry is not None and (converted := self.converted_folder(entry)) is not None:
             return converted
         snapshot = self.cached_snapshot(repo)
@@ -193,7 +191,7 @@ class ModelStore:
         return self.file_hash(weights[0])[:10] if weights else None
 
     def base_folder(self, reference: str) -> Path:
-        folder = self.resolve(reference, ModelKind.BASE)
+        folder = self.resolve(reference)
         if not (folder / "model_index.json").is_file():
             raise ModelError("model_folder_invalid", name=reference)
         return folder

@@ -17,8 +17,10 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import urlsplit
 
-from engine.download_sources import DownloadPlan, RemoteFile, content_commit, matches
-from engine.errors import EngineError, ModelError, ResourceError
+from engine.download_sources import (
+    DownloadPlan, RemoteFile, content_commit, disk_full, matches,
+)
+from engine.errors import EngineError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +121,7 @@ def download_modelscope_file(plan: DownloadPlan, remote: RemoteFile, target: Pat
     except Exception as error:  # noqa: BLE001
         cause = _first_failure(error)
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
-            need = f"{remote.size / 1024**3:.2f}"
-            raise ResourceError("disk_full", need=need, free="0") from None
+            raise disk_full(remote.size) from None
         raise modelscope_error(cause, plan.repo, remote.path) from None
     progress.add(remote.size - progress.reported)  # a file the SDK found complete reports nothing
     (staging / remote.path).replace(target)

@@ -20,7 +20,7 @@ import torch
 from engine.devices import Placement
 from engine.errors import ModelError
 from engine.lora import LoraAdapters, weights_only_forced_off
-from engine.manifest import ManifestEntry, ModelKind
+from engine.manifest import ManifestEntry
 from engine.model_store import ModelStore
 from engine.requests import JobKind
 from engine.text_encoding import TextContext, read_text_context
@@ -174,7 +174,7 @@ class PipelineManager:
     def controlnet(self, reference: str):
         from diffusers import ControlNetModel
 
-        folder = self.store.resolve(reference, ModelKind.CONTROLNET).resolve()
+        folder = self.store.resolve(reference).resolve()
         with self.lock:
             if folder in self._controlnets:
                 self._controlnets.move_to_end(folder)

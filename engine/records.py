@@ -46,9 +46,6 @@ class DownloadRecords:
     def remove(self, kind: str, repo: str) -> None:
         self._path(kind, repo).unlink(missing_ok=True)
 
-    def pending(self, repo: str) -> bool:
-        return self._path("pending", repo).is_file()
-
     def lock(self, repo: str, timeout: float = -1):
         """One download, verification or conversion of ``repo`` at a time, across threads and
         processes (the app and the CLI share the cache). ``timeout=0``: fail if busy."""

@@ -15,9 +15,9 @@ from typing import Callable
 from PIL import Image
 
 from engine.catalog import (
-    LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, folder_size,
+    LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, folder_files, folder_size,
     local_checkpoints, lora_choice_from_entry, lora_choice_from_file, lora_files,
-    pickled_checkpoints, required_files_present, single_file_checkpoints,
+    pickled_checkpoints, required_paths_present, single_file_checkpoints,
 )
 from engine.download_sources import DownloadSource
 from engine.download_jobs import FINISHED, DownloadJob, DownloadStatus
@@ -120,9 +120,6 @@ class ImageService:
             except EngineError as error:
                 logger.warning("could not preload %s: %s", self._active, error.code)
 
-    def wait_until_ready(self, timeout: float | None = None) -> bool:
-        return self._engine_ready.wait(timeout)
-
     @property
     def active_model(self) -> str:
         return self._active
@@ -140,7 +137,11 @@ class ImageService:
         snapshot = self.store.local_snapshot(entry)
         converted = self.store.converted_folder(entry)  # its originals were deleted
         folder = converted or snapshot
-        size = sum(folder_size(f) for f in (snapshot, converted) if f is not None)
+        # One walk per folder gives both the size and what is there (this runs every second
+        # of a download, for every model).
+        files = {f: folder_files(f) for f in (snapshot, converted) if f is not None}
+        size = sum(sum(sizes.values()) for sizes in files.values())
+        complete = folder is not None and required_paths_present(entry, set(files[folder]))
         download = self.downloader.status(entry.id)
         downloading = download is not None and download.state not in FINISHED
         with self._state_lock:
@@ -152,7 +153,7 @@ class ImageService:
                 state = ModelState.LOADING
             elif folder is None:
                 state = ModelState.MISSING
-            elif entry.id in self._broken or not required_files_present(entry, folder):
+            elif entry.id in self._broken or not complete:
                 state = ModelState.BROKEN
             else:
                 state = ModelState.READY

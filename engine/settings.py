@@ -8,6 +8,8 @@ from pathlib import Path
 from engine.limits import DEFAULT_LIMITS, Limits
 
 MEMORY_MODES = ("normal", "low")
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models_manifest.yaml"
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import torch
 
+from engine.model_store import repo_folder_name
+from engine.single_file import PAI_VOCAB_SIZE
+
 logger = logging.getLogger(__name__)
 
 TINY_TEXT_WIDTH = 32
 BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # bert-base-chinese has 21128 entries; the text encoder's embedding table is that size.
-PAI_VOCAB_SIZE = 21128
 CJK_FIRST, CJK_LAST = 0x4E00, 0x9FA5
 CHINESE_PUNCTUATION = "，。！？、；：“”‘’（）《》【】…—"
 
@@ -224,7 +226,7 @@ def place_in_hub_cache(folder: Path, repo_id: str, cache_dir: Path,
     ``models--ORG--NAME/refs/main`` holds the commit hash and ``snapshots/<hash>/`` the files,
     so ``from_pretrained(repo_id)`` and ``snapshot_download(..., local_files_only=True)`` find it.
     """
-    repo_dir = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+    repo_dir = Path(cache_dir) / repo_folder_name(repo_id)
     snapshot = repo_dir / "snapshots" / commit
     if snapshot.exists():
         shutil.rmtree(snapshot)

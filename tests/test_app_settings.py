@@ -176,7 +176,7 @@ def test_unknown_keys_are_ignored(tmp_path):
     ("language", "fr"), ("language", ["en"]), ("language", None),
     ("memory_mode", "huge"), ("memory_mode", 3),
     ("output_dir", ""), ("output_dir", "   "), ("output_dir", 5),
-    ("default_sampler", 7), ("default_sampler", None),
+    ("default_sampler", 7), ("default_sampler", None), ("default_sampler", "No such sampler"),
 ])
 def test_a_bad_field_falls_back_alone(tmp_path, field, bad):
     good = Preferences(language="en", output_dir="/pictures", memory_mode="low",

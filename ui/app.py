@@ -57,7 +57,7 @@ def _model_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str,
     def choices(language: str) -> list[tuple[str, str]]:
         from locales import translate
 
-        manifest = [(e.name.zh if language == "zh-CN" else e.name.en, e.id)
+        manifest = [(e.name.text(language), e.id)
                     for e in service.entries(ModelKind.BASE)]
         own = [(translate(language, "app.local_model", name=folder.name), str(folder))
                for folder in service.local_models()]

@@ -108,8 +108,7 @@ def parameter_widgets(texts: Texts, limits: Limits, default_sampler: str,
                       size: tuple[int, int], elem_prefix: str) -> ParameterWidgets:
     with gr.Row():
         sampler = texts.make(gr.Dropdown, label="common.sampler", choices=list(SAMPLERS),
-                             value=default_sampler if default_sampler in SAMPLERS else
-                             "DPM++ 2M", elem_id=f"{elem_prefix}-sampler")
+                             value=default_sampler, elem_id=f"{elem_prefix}-sampler")
         schedule = texts.make(gr.Dropdown, label="common.schedule",
                               choices=_schedule_choices(texts.language), value="automatic")
         texts.bind(schedule, choices=_schedule_choices)

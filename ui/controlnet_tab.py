@@ -73,7 +73,7 @@ def controlnet_choices(service: ImageServiceLike, base: str,
 
     choices = []
     for entry in service.controlnets_for(base):
-        name = entry.name.zh if language == "zh-CN" else entry.name.en
+        name = entry.name.text(language)
         if entry.base != base:
             name = translate(language, "controlnet.other_base", name=name, base=entry.base)
         choices.append((name, entry.id))

@@ -36,8 +36,8 @@ class DownloadOffer:
         """Updates for [box, question, status, model] that ask about ``model_id``."""
         entry = next((e for kind in ModelKind for e in service.entries(kind) if e.id == model_id),
                       None)
-        name = (entry.name.zh if texts.language == "zh-CN" else entry.name.en) if entry else model_id
-        size = f"{entry.approx_size_gb:g}" if entry and entry.approx_size_gb else "?"
+        name = entry.name.text(texts.language) if entry else model_id
+        size = entry.size_text if entry else "?"
         question = texts("offer.question", name=name, size=size,
                          source=source.endpoint.split("://", 1)[-1])
         return [gr.Group(visible=True), question, "", model_id]

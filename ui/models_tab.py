@@ -59,7 +59,7 @@ def status_rows(statuses: list[ModelStatus], language: str) -> list[list[str]]:
         if status.converted:
             state += " · fp16"
         rows.append([
-            (entry.name.zh if language == "zh-CN" else entry.name.en),
+            entry.name.text(language),
             translate(language, f"models.kind_{entry.kind.value}"), state,
             _size_text(status.size_bytes), _source_text(status.source, language),
             "✔" if status.active else "", entry.id,
@@ -107,7 +107,7 @@ def _local_headers(language: str) -> list[str]:
 
 def _all_models(service: ImageServiceLike) -> Callable[[str], list[tuple[str, str]]]:
     def choices(language: str) -> list[tuple[str, str]]:
-        return [(e.name.zh if language == "zh-CN" else e.name.en, e.id)
+        return [(e.name.text(language), e.id)
                 for kind in ModelKind for e in service.entries(kind)]
 
     return choices
@@ -120,16 +120,9 @@ def download_text(service: ImageServiceLike, texts: Texts, model_id: str | None)
         return ""
     if status.error_code:
         return texts.error(status.error_code, status.error_params)
-    eta = status.eta_s
     converted = status.state is not DownloadState.DONE or status.saved_bytes > 0
     return texts(f"models.download_{status.state.value}" if converted
-                 else "models.download_verified",
-                 percent=f"{status.fraction * 100:.1f}",
-                 done=f"{status.done_bytes / 1024**3:.2f}",
-                 total=f"{status.total_bytes / 1024**3:.2f}",
-                 speed=f"{status.speed_bps / 1024**2:.1f}",
-                 eta="?" if eta is None else f"{eta:.0f}",
-                 saved=f"{status.saved_bytes / 1024**3:.2f}")
+                 else "models.download_verified", **status.text_params())
 
 
 def _widgets(service: ImageServiceLike, texts: Texts):
@@ -215,8 +208,10 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
         return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
 
     def poll(model_id: str):
-        busy = any(s.state is ModelState.DOWNLOADING for s in service.model_statuses())
-        return rows(), download_text(service, texts, model_id), gr.Timer(active=busy)
+        statuses = service.model_statuses()  # once per tick: it walks every model's folder
+        busy = any(s.state is ModelState.DOWNLOADING for s in statuses)
+        return (status_rows(statuses, texts.language), download_text(service, texts, model_id),
+                gr.Timer(active=busy))
 
     def check(model_id: str):
         try:
