@@ -139,6 +139,7 @@ def _output_paths(out: Path, count: int) -> list[Path]:
 def run(args) -> int:
     from engine.errors import EngineError
     from engine.generation import Engine
+    from engine.outputs import encode_png
     from engine.settings import EngineSettings
 
     settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
@@ -163,7 +164,7 @@ def run(args) -> int:
                     context_length=info.context_length))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for generated, path in zip(result.images, _output_paths(args.out, len(result.images))):
-        generated.image.save(path, format="PNG")
+        path.write_bytes(encode_png(generated))  # with its parameters, as the app saves them
         print(translate(args.lang, "cli.seed_used", path=path, seed=generated.seed))
     return 0
 

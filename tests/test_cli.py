@@ -30,6 +30,9 @@ def test_txt2img_writes_png_and_prints_seeds(tiny_repos, tmp_path, capsys):
     assert code == 0
     assert "随机数种子 42" in printed and "随机数种子 43" in printed
     assert Image.open(tmp_path / "out-2.png").size == (64, 64)
+    # Like the app's, the PNG says how it was made (A1111's infotext).
+    parameters = Image.open(tmp_path / "out-2.png").info["parameters"]
+    assert parameters.startswith("雾蒙蒙的日出在湖面上") and "Seed: 43" in parameters
 
 
 def test_same_seed_same_file(tiny_repos, tmp_path):
