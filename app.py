@@ -94,15 +94,52 @@ def main(argv: list[str] | None = None) -> int:
     Image.MAX_IMAGE_PIXELS = service.limits.max_input_pixels
     ui.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     service.start(preload=True)
-    logger.info("serving on %s:%d", settings.host, settings.port)
-    ui.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
-              auth=list(settings.auth) or None, show_error=False, inbrowser=False,
-              max_file_size=MAX_UPLOAD, footer_links=["api", "gradio"],
-              prevent_thread_lock=True)
-    from api.routes import ApiOptions, install
+    return serve(build_http_app(ui, service, settings), settings)
 
-    install(ui.app, service, ApiOptions(auth=settings.auth))  # same port, same auth, one queue
-    ui.block_thread()
+
+def build_http_app(ui, service, settings: AppSettings):
+    """One app on one port: the API's routes, then the WebUI, all behind the request guard
+    (host, origin, credentials and body size are checked before any route runs)."""
+    from fastapi import FastAPI
+
+    from api.guard import GuardPolicy, RequestGuard
+    from api.routes import ApiOptions, install
+    from api.server import allowed_hosts_for
+    from ui.hosting import login_cookie_user, mount_ui
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    single_user = not settings.auth and not settings.is_public and not settings.on_space
+    install(app, service, ApiOptions(auth=settings.auth, single_user=single_user))
+    gradio_app = mount_ui(app, ui, list(settings.auth) or None, MAX_UPLOAD, settings.host,
+                          settings.port)
+    hosts = allowed_hosts_for(settings.host, settings.allowed_hosts, dict(os.environ))
+    policy = GuardPolicy(allowed_hosts=hosts, users=dict(settings.auth),
+                         session_user=login_cookie_user(gradio_app))
+    return RequestGuard(app, policy)
+
+
+def serve(guarded_app, settings: AppSettings) -> int:
+    """Serve until Ctrl-C; with --share, also through a public link (its host is allowed)."""
+    from api.server import build_server, install_repeat_filter
+
+    install_repeat_filter()
+    server = build_server(guarded_app, settings.host, settings.port)
+    thread = server.start_in_thread()
+    logger.info("serving on http://%s:%d", settings.host, settings.port)
+    if settings.share:
+        from ui.hosting import open_share_link
+
+        try:
+            public = open_share_link(settings.host, settings.port)
+            guarded_app.policy.allowed_hosts.add(public.split("://", 1)[1])
+        except Exception as error:  # noqa: BLE001 - the local server goes on without it
+            logger.error("could not open a share link: %s", type(error).__name__)
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join(10)
     return 0
 
 

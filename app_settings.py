@@ -42,6 +42,9 @@ class AppSettings:
     source: str | None = None  # --source: wins over the saved 下载源
     hf_endpoint: str | None = None  # HF_ENDPOINT from the environment
     convert_downloads: bool = True  # --no-convert keeps downloads as they came
+    # Host names besides the bound address and localhost that requests may be addressed to.
+    allowed_hosts: tuple[str, ...] = ()
+    on_space: bool = False  # running as a Hugging Face Space (SPACE_ID is set)
 
     @property
     def is_public(self) -> bool:
@@ -94,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth-file", type=Path, help="file of USER:PASSWORD lines")
     parser.add_argument("--insecure-no-auth", action="store_true",
                         help="allow a public address or --share without a password")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="another host name this server may be reached by (repeatable); "
+                             "requests naming any other Host are refused")
     parser.add_argument("--lang", choices=LANGUAGES)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--cache-dir", type=Path, help="huggingface_hub cache (default HF_HOME)")
@@ -126,11 +132,12 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSet
         cache_dir=args.cache_dir, data_dir=args.data_dir,
         offline=args.offline or environ.get("HF_HUB_OFFLINE") == "1", device=args.device,
         precision=args.precision, demo=args.demo, verbose=args.verbose, source=args.source,
-        hf_endpoint=environ.get("HF_ENDPOINT"), convert_downloads=not args.no_convert)
+        hf_endpoint=environ.get("HF_ENDPOINT"), convert_downloads=not args.no_convert,
+        allowed_hosts=tuple(args.allowed_host), on_space=bool(environ.get("SPACE_ID")))
     # On a Hugging Face Space the platform serves the app and the Space's own visibility
     # setting decides who may open it.
-    on_space = bool(environ.get("SPACE_ID"))
-    if settings.is_public and not settings.auth and not settings.allow_insecure and not on_space:
+    if settings.is_public and not settings.auth and not settings.allow_insecure and \
+            not settings.on_space:
         raise SettingsError(
             "Refusing to serve on a public address or share link without a password: add "
             "--auth USER:PASSWORD (or --insecure-no-auth if you really mean it). / "

@@ -1,18 +1,26 @@
-"""The routes. Every generation goes through the service's one job queue, like the UI's."""
+"""The routes. Every generation and every model switch goes through the service's one job
+queue, like the UI's; a route waits for its job without holding a server thread, so waiting
+clients never starve the page, progress or listings.
+
+Who calls: ``api.guard.RequestGuard`` sits in front and leaves the signed-in user in the scope.
+Jobs belong to that user: interrupt, skip and progress act on the caller's own job. On a
+single-user install (loopback, no accounts) everyone is the same user, as in AUTOMATIC1111.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from api.convert import CONTROL_MODULES, decode_image, encode_png_image, to_request, to_response
 from api.schemas import (
@@ -21,7 +29,7 @@ from api.schemas import (
 )
 from engine.errors import EngineError, ResourceError
 from engine.image_metadata import read_image_parameters
-from engine.jobs import Job, JobState
+from engine.jobs import Job, JobState, ModelAction
 from engine.manifest import ModelKind
 from engine.requests import ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
@@ -29,14 +37,41 @@ from locales import error_text
 
 logger = logging.getLogger(__name__)
 
-BUSY_CODES = {"queue_full"}
+# HTTP status by error code; any other engine error is the client's to fix: 400.
+STATUS_BY_CODE = {"queue_full": 503, "queue_share_full": 429, "job_not_found": 404,
+                  "model_busy": 409, "job_timeout": 504}
+USER_KEY = "huajing.user"  # set by api.guard.RequestGuard
+LOCAL_USER = "local"
+POLL_S = 0.05
 
 
 @dataclass(frozen=True)
 class ApiOptions:
     auth: tuple[tuple[str, str], ...] = ()
+    # Loopback without accounts: every caller is the one local user (A1111's behaviour).
+    single_user: bool = True
     wait_timeout_s: float = 3600.0
-    max_body_bytes: int = 80 * 1024 * 1024  # a few base64 images; Starlette reads it whole
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str  # "user:NAME", "local", or "" for an anonymous caller, who owns no job
+    quota_key: str  # whose share of the queue a job counts against
+
+    def sees(self, job: Job, single_user: bool) -> bool:
+        return single_user or bool(self.user) and job.user == self.user
+
+
+def caller_of(request: Request, options: ApiOptions) -> Caller:
+    name = request.scope.get(USER_KEY)
+    if name:
+        user = f"user:{name}"
+    elif options.single_user and not options.auth:
+        user = LOCAL_USER
+    else:
+        user = ""
+    client = request.client.host if request.client else "unknown"
+    return Caller(user, user or f"addr:{client}")
 
 
 def _language(request: Request) -> str:
@@ -56,7 +91,7 @@ def invalid_body(request: Request, error: RequestValidationError) -> JSONRespons
 
 def error_response(request: Request, error: EngineError) -> JSONResponse:
     language = _language(request)
-    status = 503 if error.code in BUSY_CODES else 404 if error.code == "job_not_found" else 400
+    status = STATUS_BY_CODE.get(error.code, 400)
     return JSONResponse(status_code=status, content={
         "error": error.code, "detail": error_text(language, error.code, error.params),
         "params": {k: str(v) for k, v in error.params.items()}})
@@ -80,65 +115,60 @@ class _ApiRoute(APIRoute):
 
 
 def _auth_dependency(options: ApiOptions) -> Callable:
-    basic = HTTPBasic(auto_error=False)
-
-    def check(credentials: HTTPBasicCredentials | None = Depends(basic)) -> str:
-        if not options.auth:
-            return ""
-        for user, password in options.auth:
-            if credentials is not None and secrets.compare_digest(
-                    credentials.username.encode(), user.encode()) and secrets.compare_digest(
-                    credentials.password.encode(), password.encode()):
-                return user
-        raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Basic"},
-                            detail="authentication required / 需要登录")
-
-    return check
-
-
-def _size_limit(options: ApiOptions) -> Callable:
+    """Defence in depth behind the guard: with accounts, no route answers without a user (so
+    the API stays closed even where the guard was left out)."""
     def check(request: Request) -> None:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > options.max_body_bytes:
-            raise HTTPException(status_code=413, detail="request too large / 请求过大")
+        if options.auth and not request.scope.get(USER_KEY):
+            raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Basic"},
+                                detail="authentication required / 需要登录")
 
     return check
 
 
 def build_router(service: Any, options: ApiOptions = ApiOptions()) -> APIRouter:
-    router = APIRouter(route_class=_ApiRoute, dependencies=[
-        Depends(_auth_dependency(options)), Depends(_size_limit(options))])
+    router = APIRouter(route_class=_ApiRoute, dependencies=[Depends(_auth_dependency(options))])
     _generation_routes(router, service, options)
-    _job_routes(router, service)
-    _catalog_routes(router, service)
-    _utility_routes(router, service)
+    _job_routes(router, service, options)
+    _catalog_routes(router, service, options)
+    _utility_routes(router, service, options)
     return router
 
 
-def _run(service: Any, body: Txt2ImgBody, owner: str, timeout: float) -> GenerationResponse:
-    request = to_request(body, service.active_model, service.limits)
-    job = service.submit(request, owner=owner)
-    if not job.wait(timeout):
-        service.cancel(job)
-        raise ResourceError("job_timeout")
+async def wait_for(job: Job, timeout: float, service: Any) -> None:
+    """Wait for ``job`` on the event loop: no server thread is held while it waits in line."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not job.finished.is_set():
+        if loop.time() > deadline:
+            service.cancel(job)
+            raise ResourceError("job_timeout")
+        await asyncio.sleep(POLL_S)
     if job.error is not None:
         raise job.error
+
+
+async def _run(service: Any, body: Txt2ImgBody, caller: Caller,
+               timeout: float) -> GenerationResponse:
+    request = await run_in_threadpool(to_request, body, service.active_model, service.limits)
+    job = await run_in_threadpool(service.submit, request, secrets.token_urlsafe(16),
+                                  caller.user, caller.quota_key)
+    await wait_for(job, timeout, service)
     if body.save_images:
-        service.save(job.result)
-    return to_response(job.result, body)
+        await run_in_threadpool(service.save, job.result)
+    return await run_in_threadpool(to_response, job.result, body)
 
 
 def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
     @router.post("/sdapi/v1/txt2img", response_model=GenerationResponse)
-    def txt2img(body: Txt2ImgBody) -> GenerationResponse:
-        return _run(service, body, secrets.token_urlsafe(16), options.wait_timeout_s)
+    async def txt2img(body: Txt2ImgBody, request: Request) -> GenerationResponse:
+        return await _run(service, body, caller_of(request, options), options.wait_timeout_s)
 
     @router.post("/sdapi/v1/img2img", response_model=GenerationResponse)
-    def img2img(body: Img2ImgBody) -> GenerationResponse:
-        return _run(service, body, secrets.token_urlsafe(16), options.wait_timeout_s)
+    async def img2img(body: Img2ImgBody, request: Request) -> GenerationResponse:
+        return await _run(service, body, caller_of(request, options), options.wait_timeout_s)
 
 
-def _job_status(service: Any, job: Job) -> JobStatusResponse:
+def _job_status(service: Any, job: Job, language: str) -> JobStatusResponse:
     done = job.state is JobState.DONE and job.context is not None
     result = to_response(job.result, job.context) if done else None
     return JobStatusResponse(
@@ -148,44 +178,59 @@ def _job_status(service: Any, job: Job) -> JobStatusResponse:
         preview=encode_png_image(job.preview) if job.state is JobState.RUNNING and
         job.preview is not None else None,
         error=job.error.code if job.error else None,
-        detail=error_text("zh-CN", job.error.code, job.error.params) if job.error else None)
+        detail=error_text(language, job.error.code, job.error.params) if job.error else None)
 
 
-def _job_routes(router: APIRouter, service: Any) -> None:
+def _job_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
     @router.post("/sdapi/v2/jobs", response_model=JobCreated, status_code=202)
-    def create(body: JobBody) -> JobCreated:
+    def create(body: JobBody, request: Request) -> JobCreated:
         """Queue a job and answer at once with its id and the token that may cancel it."""
-        token = secrets.token_urlsafe(16)
+        token, caller = secrets.token_urlsafe(16), caller_of(request, options)
         dump = body.model_dump(exclude={"type"}, exclude_unset=True)
         typed = Img2ImgBody(**dump) if body.type == "img2img" else Txt2ImgBody(**dump)
         job = service.submit(to_request(typed, service.active_model, service.limits),
-                             owner=token)
-        job.context = typed
+                             owner=token, user=caller.user, quota_key=caller.quota_key,
+                             keep_result=True)
+        # What the result echoes; the input images (possibly megabytes) are not kept.
+        job.context = typed.model_copy(update={"init_images": [], "mask": None}) \
+            if isinstance(typed, Img2ImgBody) else typed
         return JobCreated(id=job.id, token=token)
 
     def find(job_id: str, request: Request) -> Job:
-        """Only the client holding the job's token (``X-Job-Token``) may see or cancel it."""
+        """The client holding the job's token (``X-Job-Token``) may see or cancel it, and so
+        may the signed-in user who submitted it."""
         job = service.jobs.get(job_id)
         if job is None:
             raise EngineError("job_not_found", id=job_id)
         token = request.headers.get("x-job-token", "")
-        if not secrets.compare_digest(token.encode(), job.owner.encode()):
+        caller = caller_of(request, options)
+        own_token = secrets.compare_digest(token.encode(), job.owner.encode())
+        if not own_token and not (caller.user.startswith("user:") and job.user == caller.user):
             raise HTTPException(status_code=403, detail="not your job / 不是你的任务")
         return job
 
     @router.get("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
     def status(job_id: str, request: Request) -> JobStatusResponse:
-        return _job_status(service, find(job_id, request))
+        return _job_status(service, find(job_id, request), _language(request))
 
     @router.delete("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
     def cancel(job_id: str, request: Request) -> JobStatusResponse:
         job = find(job_id, request)
         service.cancel(job)
         job.wait(30)
-        return _job_status(service, job)
+        return _job_status(service, job, _language(request))
 
 
-def _catalog_routes(router: APIRouter, service: Any) -> None:
+async def _queue_model_action(service: Any, action: ModelAction, request: Request,
+                               options: ApiOptions) -> None:
+    """Switch, reload or unload through the job queue and wait for it on the event loop."""
+    caller = caller_of(request, options)
+    job = service.submit_model_action(action, secrets.token_urlsafe(16), caller.user,
+                                      caller.quota_key)
+    await wait_for(job, options.wait_timeout_s, service)
+
+
+def _catalog_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
     @router.get("/sdapi/v1/sd-models")
     def sd_models() -> list[dict]:
         models = []
@@ -227,9 +272,10 @@ def _catalog_routes(router: APIRouter, service: Any) -> None:
         return {"sd_model_checkpoint": service.active_model}
 
     @router.post("/sdapi/v1/options")
-    def set_options(body: OptionsBody) -> dict:
-        if body.sd_model_checkpoint:
-            service.activate(body.sd_model_checkpoint)
+    async def set_options(body: OptionsBody, request: Request) -> dict:
+        wanted = body.sd_model_checkpoint
+        if wanted and wanted != service.active_model:
+            await _queue_model_action(service, ModelAction("load", wanted), request, options)
         return {"sd_model_checkpoint": service.active_model}
 
     @router.get("/controlnet/model_list")
@@ -241,14 +287,24 @@ def _catalog_routes(router: APIRouter, service: Any) -> None:
         return {"module_list": ["none", *service.control_types()]}
 
 
-def _progress(service: Any, skip_current_image: bool) -> dict:
+def _own_running_job(service: Any, caller: Caller, options: ApiOptions) -> Job | None:
     job = service.jobs.running
-    state = {"skipped": False, "interrupted": False, "job": "", "job_count": service.jobs.waiting,
+    return job if job is not None and caller.sees(job, options.single_user) else None
+
+
+def _progress(service: Any, caller: Caller, options: ApiOptions,
+              skip_current_image: bool) -> dict:
+    """A1111's progress, of the caller's own running job only (on a single-user install, of
+    whatever runs): another user's prompt, preview and progress are theirs."""
+    job = _own_running_job(service, caller, options)
+    waiting = service.jobs.waiting if options.single_user else \
+        service.jobs.waiting_for(caller.user)
+    state = {"skipped": False, "interrupted": False, "job": "", "job_count": waiting,
              "job_timestamp": "", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
     if job is None:
         return {"progress": 0.0, "eta_relative": 0.0, "state": state, "current_image": None,
                 "textinfo": None}
-    state.update(job=job.id, job_count=service.jobs.waiting + 1,
+    state.update(job=job.id, job_count=waiting + 1,
                  sampling_step=job.progress.step, sampling_steps=job.progress.total_steps,
                  interrupted=job.cancel_event.is_set())
     preview = None if skip_current_image or job.preview is None else \
@@ -257,21 +313,21 @@ def _progress(service: Any, skip_current_image: bool) -> dict:
             "state": state, "current_image": preview, "textinfo": None}
 
 
-def _utility_routes(router: APIRouter, service: Any) -> None:
+def _utility_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
     @router.get("/sdapi/v1/progress")
-    def progress(skip_current_image: bool = False) -> dict:
-        return _progress(service, skip_current_image)
+    def progress(request: Request, skip_current_image: bool = False) -> dict:
+        return _progress(service, caller_of(request, options), options, skip_current_image)
 
     @router.post("/sdapi/v1/interrupt")
-    def interrupt() -> None:
-        job = service.jobs.running
+    def interrupt(request: Request) -> None:
+        job = _own_running_job(service, caller_of(request, options), options)
         if job is not None:
             service.cancel(job)
 
     @router.post("/sdapi/v1/skip")
-    def skip() -> None:
-        """Drop the running job's current image (batch) and go on with the next one."""
-        job = service.jobs.running
+    def skip(request: Request) -> None:
+        """Drop the caller's running job's current image (batch) and go on with the next."""
+        job = _own_running_job(service, caller_of(request, options), options)
         if job is not None:
             job.skip_event.set()
 
@@ -285,12 +341,13 @@ def _utility_routes(router: APIRouter, service: Any) -> None:
                 "source": found.source if found else None}
 
     @router.post("/sdapi/v1/unload-checkpoint")
-    def unload_checkpoint() -> None:
-        service.unload_models()
+    async def unload_checkpoint(request: Request) -> None:
+        await _queue_model_action(service, ModelAction("unload"), request, options)
 
     @router.post("/sdapi/v1/reload-checkpoint")
-    def reload_checkpoint() -> None:
-        service.activate(service.active_model)
+    async def reload_checkpoint(request: Request) -> None:
+        await _queue_model_action(service, ModelAction("load", service.active_model), request,
+                                  options)
 
     @router.get("/sdapi/v1/memory")
     def memory() -> dict:

@@ -1,6 +1,12 @@
 """One FIFO queue of generation jobs for the UI and the HTTP API alike: one job on the device at
 a time, a bounded number waiting (beyond that a clear "busy"), each job with an id, its owner,
 its position, its progress, and a cancel that reaches it whether it waits or runs.
+
+Each job records who submitted it (``user``: a login, a browser session, or "" for an
+anonymous caller), so interrupt, skip and progress can act on the caller's own job only, and
+each submitter (``quota_key``: the user, else the client's address) may hold only a share of
+the waiting places. Model switches go through the same queue (``ModelAction``), so a request
+to switch never blocks a server thread on the lock a running job holds.
 """
 
 from __future__ import annotations
@@ -19,8 +25,22 @@ from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
 
 logger = logging.getLogger(__name__)
 
-Runner = Callable[[GenerationRequest, Callable[[ProgressUpdate], None], threading.Event],
-                  GenerationResult]
+
+
+@dataclass(frozen=True)
+class ModelAction:
+    """A queued change of the loaded model: "load" makes ``model`` active, "unload" frees the
+    device. Runs in turn with generation jobs, which hold the pipeline lock while they run."""
+
+    action: str  # "load" or "unload"
+    model: str = ""
+
+
+QueuedRequest = GenerationRequest | ModelAction
+Runner = Callable[[QueuedRequest, Callable[[ProgressUpdate], None], threading.Event],
+                  GenerationResult | None]
+KEEP_FINISHED_S = 3600.0  # finished jobs that keep their result (v2) stay readable this long
+MAX_KEPT_FINISHED = 256  # and at most this many of them, so memory stays bounded
 
 
 class JobState(str, enum.Enum):
@@ -45,11 +65,16 @@ class JobProgress:
 
 
 class Job:
-    def __init__(self, request: GenerationRequest, owner: str) -> None:
+    def __init__(self, request: QueuedRequest, owner: str, user: str = "",
+                 quota_key: str = "", keep_result: bool = False) -> None:
         self.id = uuid.uuid4().hex
-        self.owner = owner
+        self.owner = owner  # the secret that may read and cancel it (a token or a session)
+        self.user = user  # who submitted it; "" for an anonymous caller, who owns nothing
+        self.quota_key = quota_key or user or owner
+        self.keep_result = keep_result  # kept for later reads (v2 jobs); others go at once
         self.request = request
         self.created = time.time()
+        self.ended: float | None = None
         self.started: float | None = None
         self.state = JobState.QUEUED
         self.progress = JobProgress()
@@ -73,7 +98,7 @@ class Job:
         return elapsed / done * (1 - done)
 
 
-def _without_images(request: GenerationRequest) -> GenerationRequest:
+def _without_images(request: QueuedRequest) -> QueuedRequest:
     """The request as a record: its (possibly large) input images dropped."""
     import dataclasses
 
@@ -90,24 +115,34 @@ def _without_images(request: GenerationRequest) -> GenerationRequest:
 
 
 class JobQueue:
-    def __init__(self, run: Runner, max_waiting: int = 32, keep_finished: int = 32) -> None:
+    def __init__(self, run: Runner, max_waiting: int = 32, max_per_user: int | None = None,
+                 keep_finished_s: float = KEEP_FINISHED_S,
+                 max_kept: int = MAX_KEPT_FINISHED) -> None:
         self._run = run
         self.max_waiting = max_waiting
-        self._keep_finished = keep_finished
+        # One submitter may take a quarter of the places (at least 2): others still get in.
+        self.max_per_user = max_per_user or max(2, max_waiting // 4)
+        self._keep_finished_s = keep_finished_s
+        self._max_kept = max_kept
         self._waiting: deque[Job] = deque()
         self._jobs: dict[str, Job] = {}
-        self._finished_order: deque[str] = deque()
+        self._finished_order: deque[Job] = deque()
         self._running: Job | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._worker = threading.Thread(target=self._work, name="job-queue", daemon=True)
         self._worker.start()
 
-    def submit(self, request: GenerationRequest, owner: str) -> Job:
-        job = Job(request, owner)
+    def submit(self, request: QueuedRequest, owner: str, user: str = "", quota_key: str = "",
+               keep_result: bool = False) -> Job:
+        job = Job(request, owner, user, quota_key, keep_result)
         with self._lock:
             if len(self._waiting) >= self.max_waiting:
                 raise ResourceError("queue_full", size=self.max_waiting)
+            mine = sum(1 for queued in self._waiting if queued.quota_key == job.quota_key)
+            if mine >= self.max_per_user:
+                raise ResourceError("queue_share_full", size=self.max_per_user)
+            self._drop_expired()
             self._waiting.append(job)
             self._jobs[job.id] = job
             self._wake.notify()
@@ -133,6 +168,13 @@ class JobQueue:
         with self._lock:
             return len(self._waiting)
 
+    def waiting_for(self, user: str) -> int:
+        """How many of ``user``'s jobs wait; 0 for an anonymous caller, who owns none."""
+        if not user:
+            return 0
+        with self._lock:
+            return sum(1 for job in self._waiting if job.user == user)
+
     def cancel(self, job: Job) -> None:
         """Stops a running job within one step; removes a waiting one at once."""
         job.cancel_event.set()
@@ -142,13 +184,23 @@ class JobQueue:
                 self._finish(job, JobState.CANCELLED, error=JobCancelled())
 
     def _finish(self, job: Job, state: JobState, error: EngineError | None = None) -> None:
-        job.state, job.error = state, error
+        job.state, job.error, job.ended = state, error, time.time()
         job.preview = None  # the result is what is kept; input images are not needed now
         job.request = _without_images(job.request)
-        self._finished_order.append(job.id)
-        while len(self._finished_order) > self._keep_finished:
-            self._jobs.pop(self._finished_order.popleft(), None)
+        if job.keep_result:
+            self._finished_order.append(job)
+            self._drop_expired()
+        else:  # its submitter holds the job itself and reads the result from it
+            self._jobs.pop(job.id, None)
         job.finished.set()
+
+    def _drop_expired(self) -> None:
+        """Forget kept jobs older than the keep time, and the oldest beyond the cap."""
+        now = time.time()
+        order = self._finished_order
+        while order and (len(order) > self._max_kept or
+                         now - (order[0].ended or now) > self._keep_finished_s):
+            self._jobs.pop(order.popleft().id, None)
 
     def _work(self) -> None:
         while True:
@@ -172,7 +224,7 @@ class JobQueue:
 
         state, error = JobState.DONE, None
         try:
-            job.result = self._run(job.request, on_progress, job.cancel_event)
+            job.result = self._run(job.request, on_progress, job.cancel_event)  # type: ignore[assignment]
         except JobCancelled as cancelled:
             state, error = JobState.CANCELLED, cancelled
         except EngineError as failure:

@@ -23,7 +23,7 @@ from engine.download_sources import DownloadSource
 from engine.download_jobs import FINISHED, DownloadJob, DownloadStatus
 from engine.downloads import Downloader
 from engine.errors import EngineError, ModelError, ResourceError
-from engine.jobs import Job, JobQueue
+from engine.jobs import Job, JobQueue, ModelAction, QueuedRequest
 from engine.limits import Limits
 from engine.manifest import Manifest, ManifestEntry, ModelKind
 from engine.model_store import ModelStore
@@ -312,13 +312,28 @@ class ImageService:
     @cached_property
     def jobs(self) -> JobQueue:
         """The one queue the UI and the API share: FIFO, one job at a time, bounded."""
-        return JobQueue(lambda request, on_progress, cancel: self.generate(
-            request, on_progress=on_progress, cancel=cancel), max_waiting=self.max_waiting)
+        return JobQueue(self._run_queued, max_waiting=self.max_waiting)
 
-    def submit(self, request: GenerationRequest, owner: str) -> Job:
+    def _run_queued(self, request: QueuedRequest, on_progress: ProgressCallback,
+                    cancel: threading.Event) -> GenerationResult | None:
+        if isinstance(request, ModelAction):
+            if request.action == "unload":
+                self.unload_models()
+            else:
+                self.activate(request.model)
+            return None
+        return self.generate(request, on_progress=on_progress, cancel=cancel)
+
+    def submit(self, request: GenerationRequest, owner: str, user: str = "",
+               quota_key: str = "", keep_result: bool = False) -> Job:
         """Validate now (a bad request never waits in line), then queue."""
         self.engine.validate(request)
-        return self.jobs.submit(request, owner)
+        return self.jobs.submit(request, owner, user, quota_key, keep_result)
+
+    def submit_model_action(self, action: ModelAction, owner: str, user: str = "",
+                            quota_key: str = "") -> Job:
+        """Queue a model switch or unload: it waits its turn without holding a thread."""
+        return self.jobs.submit(action, owner, user, quota_key)
 
     def cancel(self, job: Job) -> None:
         self.jobs.cancel(job)

@@ -17,7 +17,7 @@ from typing import Callable
 
 from PIL import Image
 
-from engine.jobs import Job, JobQueue
+from engine.jobs import Job, JobQueue, ModelAction
 from engine.download_sources import DownloadSource
 from engine.download_jobs import DownloadState, DownloadStatus
 from engine.catalog import (
@@ -86,14 +86,27 @@ class FakeImageService:
     def jobs(self) -> JobQueue:
         with self._lock:
             if self._queue is None:
-                self._queue = JobQueue(lambda request, on_progress, cancel: self.generate(
-                    request, on_progress=on_progress, cancel=cancel))
+                self._queue = JobQueue(self._run_queued)
             return self._queue
 
-    def submit(self, request: GenerationRequest, owner: str) -> Job:
+    def _run_queued(self, request, on_progress, cancel):
+        if isinstance(request, ModelAction):
+            if request.action == "unload":
+                self.unload_models()
+            else:
+                self.activate(request.model)
+            return None
+        return self.generate(request, on_progress=on_progress, cancel=cancel)
+
+    def submit_model_action(self, action: ModelAction, owner: str, user: str = "",
+                            quota_key: str = "") -> Job:
+        return self.jobs.submit(action, owner, user, quota_key)
+
+    def submit(self, request: GenerationRequest, owner: str, user: str = "",
+               quota_key: str = "", keep_result: bool = False) -> Job:
         validate_request(self.prepare(request), self.limits,
                          control_types=FAKE_CONTROL_TYPES, lora_exists=self._lora_exists)
-        return self.jobs.submit(request, owner)
+        return self.jobs.submit(request, owner, user, quota_key, keep_result)
 
     def cancel(self, job: Job) -> None:
         self.jobs.cancel(job)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
+from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
 from api.routes import ApiOptions, install
 from engine.demo import build_demo, demo_manifest_yaml, demo_settings
 from engine.manifest import parse_manifest
@@ -35,10 +36,16 @@ def service(tmp_path_factory):
     return service
 
 
-def make_client(service, **options) -> TestClient:
+def make_client(service, guard: dict | None = None, **options) -> TestClient:
+    """The API as app.py serves it: behind the request guard (TestClient's host is
+    "testserver"); ``client.api`` is the FastAPI app inside."""
     app = FastAPI()
     install(app, service, ApiOptions(**options))
-    return TestClient(app)
+    policy = GuardPolicy(allowed_hosts=AllowedHosts(["testserver"]),
+                         users=dict(options.get("auth", ())), **(guard or {}))
+    client = TestClient(RequestGuard(app, policy))
+    client.api = app
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -230,8 +237,10 @@ def test_a_full_queue_answers_503_in_chinese(tmp_path_factory):
 
 
 def test_auth_guards_every_route(service):
-    guarded = make_client(service, auth=(("alice", "s3cret"),))
-    schema_paths = guarded.app.openapi()["paths"]
+    # Many free tries: this test is about every route, not the back-off (see test_guard.py).
+    guarded = make_client(service, guard={"throttle": LoginThrottle(free_tries=1000)},
+                          auth=(("alice", "s3cret"),))
+    schema_paths = guarded.api.openapi()["paths"]
     routes = [(method, path.replace("{job_id}", "x")) for path, methods in schema_paths.items()
               for method in methods] + [("get", "/docs"), ("get", "/openapi.json")]
     assert len(routes) > 20
@@ -246,18 +255,21 @@ def test_auth_guards_every_route(service):
 def test_same_port_as_the_ui_and_the_same_password(tmp_path):
     import httpx
 
-    from app_settings import Preferences, PreferencesStore
+    from app import build_http_app
+    from app_settings import AppSettings, Preferences, PreferencesStore
+    from api.server import build_server
     from fake_service import FakeImageService
     from ui.app import UiOptions, build_ui
     from ui_client import free_port
 
     fake = FakeImageService()
     ui = build_ui(fake, UiOptions(Preferences()), PreferencesStore(tmp_path / "settings.json"))
+    ui.queue()
     port = free_port()
-    ui.launch(server_port=port, prevent_thread_lock=True, quiet=True,
-              auth=[("alice", "s3cret")])
+    settings = AppSettings(port=port, auth=(("alice", "s3cret"),))
+    server = build_server(build_http_app(ui, fake, settings), "127.0.0.1", port)
+    thread = server.start_in_thread()
     try:
-        install(ui.app, fake, ApiOptions(auth=(("alice", "s3cret"),)))
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/sdapi/v1/sd-models").status_code == 401
         assert httpx.get(f"{base}/openapi.json").status_code == 401
@@ -268,7 +280,8 @@ def test_same_port_as_the_ui_and_the_same_password(tmp_path):
         assert answer.status_code == 200 and len(answer.json()["images"]) == 1
         assert "alice" not in httpx.get(f"{base}/config").text  # the UI's config needs login
     finally:
-        ui.close()
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_memory_unload_reload_and_detect(client, service):
@@ -409,7 +422,7 @@ def test_review_regressions(client):
 
 
 def test_oversized_bodies_are_refused(service):
-    small = make_client(service, max_body_bytes=1000)
+    small = make_client(service, guard={"max_large_body_bytes": 1000})
     answer = small.post("/sdapi/v1/txt2img", json={"prompt": "山" * 2000})
     assert answer.status_code == 413
 

@@ -79,7 +79,8 @@ def test_cancel_a_waiting_and_a_running_job(runner):
 def test_failures_stay_with_their_job(runner):
     queue = JobQueue(runner)
     runner.gate.set()
-    boom, bug, fine = (queue.submit(txt2img(prompt=p), owner="a") for p in ("boom", "bug", "ok"))
+    boom, bug, fine = (queue.submit(txt2img(prompt=p), owner="a", keep_result=True)
+                       for p in ("boom", "bug", "ok"))
     assert all(job.wait(10) for job in (boom, bug, fine))
     assert (boom.state, boom.error.code) == (JobState.FAILED, "out_of_memory")
     assert (bug.state, bug.error.code) == (JobState.FAILED, "job_failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -203,9 +204,12 @@ class JobRunner:
         self._jobs: dict[str, list[Any]] = {}  # a session may run jobs in several tabs
         self._lock = threading.Lock()
 
-    def run(self, request: GenerationRequest, session: str, progress: Any) -> GenerationResult:
+    def run(self, request: GenerationRequest, session: str, progress: Any,
+            user: str = "") -> GenerationResult:
+        """Queue ``request`` for ``session`` (中止 reaches it from there) on behalf of ``user``
+        (the login, else the session: the API's interrupt and progress act on it)."""
         try:
-            job = self.service.submit(request, owner=session)
+            job = self.service.submit(request, owner=session, user=user or f"session:{session}")
         except EngineError as error:
             raise self.texts.engine_failure(error) from None
         with self._lock:
@@ -295,4 +299,13 @@ def wire_interrupt(button: Any, runner: JobRunner) -> None:
 
 
 def session_of(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"
+    """The browser session. A REST caller without one gets an id of its own: callers without a
+    session never share one (and so never interrupt each other's jobs)."""
+    return getattr(request, "session_hash", None) or f"no-session-{secrets.token_hex(8)}"
+
+
+def user_of(request: gr.Request | None) -> str:
+    """Who submits: the Gradio login when there is one (the API's Basic user of the same
+    name), else the browser session."""
+    name = getattr(request, "username", None)
+    return f"user:{name}" if name else f"session:{session_of(request)}"

@@ -1,0 +1,367 @@
+"""The one gate in front of every route, the API's and Gradio's alike: a pure ASGI layer.
+
+It decides from the request line and headers alone, before any route (or FastAPI's body
+parsing) runs, so an anonymous or oversized body costs nothing:
+
+1. ``Host`` must name this server (the bound address, localhost, an ``--allowed-host``, the
+   share link or the Space): a page on another site that rebinds its DNS name to 127.0.0.1
+   reaches nothing.
+2. A state-changing request (any method but GET/HEAD/OPTIONS) or a websocket with a foreign
+   ``Origin`` is refused: a page on another site cannot drive this one through the browser.
+3. With accounts, a request that carries a body, and every API route, needs a user: HTTP Basic
+   or Gradio's login cookie. Only ``/login`` takes a (small) body anonymously. Wrong passwords
+   back off per user and per address.
+4. Body bytes are counted as they arrive; past the route's limit the request is answered 413
+   and the rest is never read.
+
+The user found is left in ``scope["huajing.user"]`` for the routes (jobs belong to their user).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+from locales import error_text
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+USER_KEY = "huajing.user"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+API_PREFIXES = ("/sdapi/", "/controlnet/", "/openapi.json", "/docs")
+LOGIN_PATHS = frozenset({"/login", "/login/"})
+MiB = 1024 * 1024
+
+
+def normalise_host(value: str) -> str:
+    """``Example.COM:7860`` -> ``example.com``; ``[::1]:80`` -> ``::1``; a trailing dot goes."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
+
+
+class AllowedHosts:
+    """The host names this server answers to; the share link's host is added once known."""
+
+    def __init__(self, hosts: Iterable[str]) -> None:
+        self._hosts = {normalise_host(host) for host in hosts if host}
+        self._lock = threading.Lock()
+
+    def add(self, host: str) -> None:
+        with self._lock:
+            self._hosts.add(normalise_host(host))
+
+    def __contains__(self, host: str) -> bool:
+        return normalise_host(host) in self._hosts
+
+    def __iter__(self):
+        return iter(sorted(self._hosts))
+
+
+class LoginThrottle:
+    """Back-off after wrong passwords, per user and per address: a few free tries, then each
+    further try waits twice as long as the last (capped), until a success or the window ends."""
+
+    def __init__(self, free_tries: int = 5, window_s: float = 900.0, max_wait_s: float = 300.0,
+                 max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.free_tries = free_tries
+        self.window_s = window_s
+        self.max_wait_s = max_wait_s
+        self.max_keys = max_keys  # bounded: a flood of made-up names cannot grow it forever
+        self._clock = clock
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def retry_after(self, keys: Iterable[str]) -> float:
+        """Seconds to wait before the next try is even checked; 0 when it may go ahead."""
+        now = self._clock()
+        with self._lock:
+            return max((self._wait(now, key) for key in keys), default=0.0)
+
+    def _wait(self, now: float, key: str) -> float:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count < self.free_tries or now - last > self.window_s:
+            return 0.0
+        delay = min(self.max_wait_s, 2.0 ** (count - self.free_tries))
+        return max(0.0, last + delay - now)
+
+    def failed(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        with self._lock:
+            for key in keys:
+                count, last = self._failures.pop(key, (0, 0.0))
+                count = 1 if now - last > self.window_s else count + 1
+                self._failures[key] = (count, now)
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    allowed_hosts: AllowedHosts
+    users: Mapping[str, str] = field(default_factory=dict)  # name -> password; {}: no accounts
+    # The user a Gradio login cookie belongs to (from the request's cookies), or None.
+    session_user: Callable[[Mapping[str, str]], str | None] = lambda cookies: None
+    max_body_bytes: int = 16 * MiB
+    large_body_prefixes: tuple[str, ...] = ("/sdapi/", "/controlnet/", "/gradio_api/upload")
+    max_large_body_bytes: int = 80 * MiB
+    max_login_body_bytes: int = 64 * 1024
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+
+    def body_limit(self, path: str) -> int:
+        if path in LOGIN_PATHS:
+            return self.max_login_body_bytes
+        if path.startswith(self.large_body_prefixes):
+            return self.max_large_body_bytes
+        return self.max_body_bytes
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        found[name] = f"{found[name]}; {value}" if name == "cookie" and name in found else value
+    return found
+
+
+def _cookies(header: str) -> dict[str, str]:
+    cookies = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            cookies[name] = value
+    return cookies
+
+
+def _client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def send_error(send: Send, status: int, code: str, headers: Mapping[str, str],
+                     extra_headers: Iterable[tuple[str, str]] = (), **params: Any) -> None:
+    """A short JSON refusal in the client's language; the connection closes after it."""
+    language = "en" if headers.get("accept-language", "").startswith("en") else "zh-CN"
+    body = json.dumps({"error": code, "detail": error_text(language, f"guard_{code}", params)},
+                      ensure_ascii=False).encode("utf-8")
+    raw_headers = [(b"content-type", b"application/json; charset=utf-8"),
+                   (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    raw_headers += [(name.encode("latin-1"), value.encode("latin-1"))
+                    for name, value in extra_headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyCounter:
+    """Wraps receive/send: counts body bytes, answers 413 once past ``limit`` and from then on
+    hands the app a disconnect and drops whatever it tries to send."""
+
+    def __init__(self, receive: Receive, send: Send, limit: int,
+                 headers: Mapping[str, str]) -> None:
+        self._receive, self._send, self._limit, self._headers = receive, send, limit, headers
+        self.received = 0
+        self.refused = False
+        self.started = False
+
+    async def receive(self) -> Message:
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self._limit:
+                self.refused = True
+                if not self.started:
+                    self.started = True
+                    await send_error(self._send, 413, "body_too_large", self._headers,
+                                     limit_mb=max(1, self._limit // MiB))
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.refused:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+class RequestGuard:
+    def __init__(self, app: AsgiApp, policy: GuardPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
+            return
+        headers = _headers(scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is not None:
+            await self._refuse(scope, send, headers, *refusal)
+            return
+        method = scope.get("method", "GET")
+        if method == "POST" and scope["path"] in LOGIN_PATHS and self.policy.users:
+            await self._login(scope, receive, send, headers)
+            return
+        user, failure = self._user(scope, headers)
+        if failure is not None:
+            await self._refuse(scope, send, headers, *failure)
+            return
+        scope[USER_KEY] = user
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        await self._with_body_limit(scope, receive, send, headers)
+
+    def _refusal(self, scope: Scope, headers: Mapping[str, str]) -> tuple | None:
+        host = headers.get("host", "")
+        if host not in self.policy.allowed_hosts:
+            logger.warning("refused a request for host %r from %s", host[:100],
+                           _client_address(scope))
+            return 403, "host_not_allowed", (), {"host": normalise_host(host)[:100]}
+        changes_state = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
+        origin = headers.get("origin")
+        if changes_state and origin is not None and not self._same_site(origin):
+            logger.warning("refused a %s from origin %r", scope.get("method", "websocket"),
+                           origin[:100])
+            return 403, "origin_not_allowed", (), {}
+        return None
+
+    def _same_site(self, origin: str) -> bool:
+        try:
+            host = urlsplit(origin).hostname
+        except ValueError:
+            return False
+        return bool(host) and host in self.policy.allowed_hosts
+
+    def _user(self, scope: Scope, headers: Mapping[str, str]) -> tuple[str | None, tuple | None]:
+        """(the user, None), or (None, a refusal) when a user is needed and not shown."""
+        if not self.policy.users:
+            return None, None
+        authorization = headers.get("authorization", "")
+        if authorization[:6].lower() == "basic ":
+            return self._basic_user(scope, authorization[6:])
+        user = self.policy.session_user(_cookies(headers.get("cookie", "")))
+        path, method = scope["path"], scope.get("method", "GET")
+        needs_user = (scope["type"] == "websocket" or method not in SAFE_METHODS
+                      or path.startswith(API_PREFIXES))
+        if user is None and needs_user:
+            return None, (401, "auth_required", (("www-authenticate", 'Basic realm="huajing"'),),
+                          {})
+        return user, None
+
+    def _basic_user(self, scope: Scope, encoded: str) -> tuple[str | None, tuple | None]:
+        try:
+            name, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            name, password = "", ""
+        keys = (f"user:{name}", f"addr:{_client_address(scope)}")
+        wait = self.policy.throttle.retry_after(keys)
+        if wait > 0:
+            return None, (429, "too_many_attempts", (("retry-after", str(int(wait) + 1)),),
+                          {"seconds": int(wait) + 1})
+        if self._password_matches(name, password):
+            self.policy.throttle.succeeded(keys[:1])
+            return name, None
+        self.policy.throttle.failed(keys)
+        logger.warning("wrong password for %r from %s", name[:64], keys[1][5:])
+        return None, (401, "auth_required", (("www-authenticate", 'Basic realm="huajing"'),), {})
+
+    def _password_matches(self, name: str, password: str) -> bool:
+        # Compare against every account, so the time taken does not say which names exist.
+        matched = False
+        for user, expected in self.policy.users.items():
+            same_user = secrets.compare_digest(name.encode(), user.encode())
+            same_password = secrets.compare_digest(password.encode(), expected.encode())
+            matched |= same_user and same_password
+        return matched
+
+    async def _refuse(self, scope: Scope, send: Send, headers: Mapping[str, str], status: int,
+                      code: str, extra_headers: Iterable[tuple[str, str]],
+                      params: Mapping[str, Any]) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send_error(send, status, code, headers, extra_headers, **params)
+
+    async def _with_body_limit(self, scope: Scope, receive: Receive, send: Send,
+                               headers: Mapping[str, str]) -> None:
+        limit = self.policy.body_limit(scope["path"])
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            await send_error(send, 413, "body_too_large", headers, limit_mb=max(1, limit // MiB))
+            return
+        counter = _BodyCounter(receive, send, limit, headers)
+        try:
+            await self.app(scope, counter.receive, counter.send)
+        except Exception:
+            if not counter.refused:
+                raise
+            # The app failed on the cut-off body; the client already has its 413.
+
+    async def _login(self, scope: Scope, receive: Receive, send: Send,
+                     headers: Mapping[str, str]) -> None:
+        """Gradio's login form: read it (small), back off repeated failures, pass it on."""
+        limit = self.policy.max_login_body_bytes
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await send_error(send, 413, "body_too_large", headers, limit_mb=1)
+                return
+            if not message.get("more_body"):
+                break
+        fields = parse_qs(body.decode("utf-8", "replace"))
+        name = (fields.get("username") or [""])[0].strip()
+        keys = (f"user:{name}", f"addr:{_client_address(scope)}")
+        wait = self.policy.throttle.retry_after(keys)
+        if wait > 0:
+            await send_error(send, 429, "too_many_attempts", headers,
+                             (("retry-after", str(int(wait) + 1)),), seconds=int(wait) + 1)
+            return
+        replayed, status = [False], [0]
+
+        async def replay() -> Message:
+            if replayed[0]:
+                return {"type": "http.disconnect"}
+            replayed[0] = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        await self.app(scope, replay, watch)
+        if 200 <= status[0] < 400:
+            self.policy.throttle.succeeded(keys[:1])
+        else:
+            self.policy.throttle.failed(keys)
+            logger.warning("failed login for %r from %s", name[:64], keys[1][5:])
