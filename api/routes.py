@@ -29,7 +29,7 @@ from api.schemas import (
 )
 from engine.errors import EngineError, ResourceError
 from engine.image_metadata import read_image_parameters
-from engine.jobs import Job, JobState, ModelAction
+from engine.jobs import NO_SHARE, Job, JobState, ModelAction
 from engine.manifest import ModelKind
 from engine.requests import ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
@@ -70,6 +70,8 @@ def caller_of(request: Request, options: ApiOptions) -> Caller:
         user = LOCAL_USER
     else:
         user = ""
+    if user == LOCAL_USER:
+        return Caller(user, NO_SHARE)
     client = request.client.host if request.client else "unknown"
     return Caller(user, user or f"addr:{client}")
 

@@ -39,6 +39,7 @@ class ModelAction:
 QueuedRequest = GenerationRequest | ModelAction
 Runner = Callable[[QueuedRequest, Callable[[ProgressUpdate], None], threading.Event],
                   GenerationResult | None]
+NO_SHARE = "*"  # quota key of the one user of a single-user install: the whole queue is theirs
 KEEP_FINISHED_S = 3600.0  # finished jobs that keep their result (v2) stay readable this long
 MAX_KEPT_FINISHED = 256  # and at most this many of them, so memory stays bounded
 
@@ -140,7 +141,7 @@ class JobQueue:
             if len(self._waiting) >= self.max_waiting:
                 raise ResourceError("queue_full", size=self.max_waiting)
             mine = sum(1 for queued in self._waiting if queued.quota_key == job.quota_key)
-            if mine >= self.max_per_user:
+            if job.quota_key != NO_SHARE and mine >= self.max_per_user:
                 raise ResourceError("queue_share_full", size=self.max_per_user)
             self._drop_expired()
             self._waiting.append(job)

@@ -56,6 +56,8 @@ class FakeImageService:
         # When set to an Event, a job waits on it after ``started`` and before its first step,
         # so a test can act while a job is surely running (no timing involved).
         self.gate: threading.Event | None = None
+        # Like the engine's pipeline lock: a job holds it while it runs, a model switch waits.
+        self.pipeline_lock = threading.RLock()
         self.requests: list[GenerationRequest] = []  # as received, before preparation
         self.progress: list[ProgressUpdate] = []
         self.cancelled: list[GenerationRequest] = []
@@ -185,6 +187,10 @@ class FakeImageService:
     # -- actions ----------------------------------------------------------------------------
 
     def activate(self, model: str) -> None:
+        with self.pipeline_lock:
+            self._activate(model)
+
+    def _activate(self, model: str) -> None:
         if model in {str(path) for path in self.local_models()}:
             self.activated.append(model)
             self._active = model
@@ -216,6 +222,12 @@ class FakeImageService:
     def generate(self, request: GenerationRequest,
                  on_progress: Callable[[ProgressUpdate], None] | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
+        with self.pipeline_lock:
+            return self._generate(request, on_progress, cancel)
+
+    def _generate(self, request: GenerationRequest,
+                  on_progress: Callable[[ProgressUpdate], None] | None,
+                  cancel: threading.Event | None) -> GenerationResult:
         with self._lock:
             self.requests.append(request)
         prepared = self.prepare(request)

@@ -439,3 +439,16 @@ def test_models_in_the_models_folder_are_listed_and_selectable(tmp_path):
     assert listed["水墨"]["title"] == str(own)
     switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": str(own)})
     assert switched.json() == {"sd_model_checkpoint": str(own)}
+
+
+def test_a_finished_v2_job_keeps_its_result_but_not_its_input_images(client, service):
+    init = b64_png(Image.new("RGB", (64, 64), "white"))
+    created = client.post("/sdapi/v2/jobs", json={
+        "type": "img2img", "prompt": "山", "init_images": [init], **SMALL}).json()
+    job = service.jobs.get(created["id"])
+    assert job.wait(120) and job.state.value == "done"
+    assert job.context.init_images == [] and init not in job.context.model_dump_json()
+    assert job.request.init_image is None
+    status = client.get(f"/sdapi/v2/jobs/{created['id']}",
+                        headers={"x-job-token": created["token"]}).json()
+    assert len(status["result"]["images"]) == 1

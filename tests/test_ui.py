@@ -853,3 +853,14 @@ def test_declining_the_download_offer_keeps_the_model_in_use(tmp_path):
         picker = ui.client.predict(api_name="/decline_download")
         assert picker == before
         assert not fake.download_calls and fake.active_model == before
+
+
+def test_rest_callers_without_a_session_never_share_one():
+    from types import SimpleNamespace
+
+    from ui.common import session_of, user_of
+
+    no_session = SimpleNamespace(session_hash=None, username=None)
+    assert session_of(no_session) != session_of(no_session)
+    assert user_of(SimpleNamespace(session_hash="abc", username=None)) == "session:abc"
+    assert user_of(SimpleNamespace(session_hash="abc", username="alice")) == "user:alice"
