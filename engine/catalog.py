@@ -79,6 +79,8 @@ def _has_weights(paths: set[str], part: str) -> bool:
 
 def required_paths_present(entry: ManifestEntry, paths: set[str]) -> bool:
     """Whether these relative paths (a folder's, or a download plan's) are what loading needs."""
+    if entry.files:
+        return set(entry.files) <= paths
     if entry.kind is ModelKind.BASE:
         parts = ("unet", "vae", "text_encoder")
         return "model_index.json" in paths and all(

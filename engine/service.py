@@ -157,7 +157,7 @@ class ImageService:
                 state = ModelState.BROKEN
             else:
                 state = ModelState.READY
-        record = self.store.records.read("verified", entry.repo)
+        record = self.store.records.read("verified", entry.cache_repo)
         return ModelStatus(entry, state, size, active=entry.id == self._active,
                            progress=download.fraction if downloading else None,
                            converted=converted is not None,
