@@ -36,6 +36,8 @@ class ModelStatus:
     progress: float | None = None  # 0..1 while downloading
     converted: bool = False  # loads from its fp16 safetensors copy
     source: str = ""  # where the verified download came from
+    # Its source gave no hash for some files: their sizes were checked, not their contents.
+    size_only: bool = False
 
 
 class LocalKind(str, enum.Enum):

@@ -161,7 +161,8 @@ class ImageService:
         return ModelStatus(entry, state, size, active=entry.id == self._active,
                            progress=download.fraction if downloading else None,
                            converted=converted is not None,
-                           source=record.source if record else "")
+                           source=record.source if record else "",
+                           size_only=bool(record and record.unhashed))
 
     # -- downloads --------------------------------------------------------------------------
 
