@@ -1,9 +1,12 @@
 """ControlNet preprocessors ("annotators") from controlnet-aux.
 
-Each detector is built by controlnet-aux's own ``XxxDetector.from_pretrained(ANNOTATORS_REPO,
-cache_dir=..., local_files_only=...)``, which fetches its weight files with
-``huggingface_hub.hf_hub_download``; so the weights live in (and are read from) an ordinary hub
-cache, and offline runs use whatever is there. Detectors are loaded on first use and kept.
+Each detector's weights are a manifest model of kind ``annotator`` (e.g. ``annotator-lineart``:
+``sk_model.pth`` and ``sk_model2.pth`` of ``lllyasviel/Annotators``), downloaded like any other
+model: only when the user agrees, from the chosen source, SHA-256 verified, never with the hub
+token sent to a mirror. Here a detector is built from that verified local folder only
+(``XxxDetector.from_pretrained(folder)``, controlnet-aux's local-folder branch), so it never
+reaches the network itself, whatever ``HF_HUB_OFFLINE`` says; weights that are not on disk are
+``model_not_downloaded`` naming the model to download. Detectors are loaded on first use and kept.
 
 ``controlnet_aux`` is imported inside functions only: importing it takes seconds (it pulls in
 timm, scikit-image and every detector), which the UI should not pay until a preprocessor runs.
@@ -17,7 +20,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image
@@ -26,7 +29,7 @@ from engine.errors import InvalidRequest, ModelError
 
 logger = logging.getLogger(__name__)
 
-ANNOTATORS_REPO = "lllyasviel/Annotators"
+ANNOTATORS_REPO = "lllyasviel/Annotators"  # where the manifest's annotator weights come from
 MIN_RESOLUTION = 64  # controlnet-aux rounds sizes to multiples of 64; below that they hit 0
 MAX_RESOLUTION = 2048
 
@@ -36,22 +39,22 @@ class AuxAnnotator:
     """How to build and call one controlnet-aux detector."""
 
     detector_class: str  # attribute of the ``controlnet_aux`` package
+    # The manifest id of its weights (built with from_pretrained(folder)); None: built plainly.
+    weights: str | None
     # Extra keyword arguments of the detector's __call__, as pairs so the spec stays hashable.
     call_kwargs: tuple[tuple[str, Any], ...] = ()
-    needs_weights: bool = True  # built with from_pretrained(ANNOTATORS_REPO) or plainly
     # The detector draws from numpy's global generator; run() seeds it from the input image.
     uses_numpy_random: bool = False
 
 
 AUX_ANNOTATORS: Mapping[str, AuxAnnotator] = MappingProxyType({
-    "lineart": AuxAnnotator("LineartDetector"),
-    "lineart_coarse": AuxAnnotator("LineartDetector", (("coarse", True),)),
-    "softedge_hed": AuxAnnotator("HEDdetector"),
-    "softedge_pidinet": AuxAnnotator("PidiNetDetector"),
-    "mlsd": AuxAnnotator("MLSDdetector"),
-    "depth_midas": AuxAnnotator("MidasDetector"),
-    "shuffle": AuxAnnotator("ContentShuffleDetector", needs_weights=False,
-                            uses_numpy_random=True),
+    "lineart": AuxAnnotator("LineartDetector", "annotator-lineart"),
+    "lineart_coarse": AuxAnnotator("LineartDetector", "annotator-lineart", (("coarse", True),)),
+    "softedge_hed": AuxAnnotator("HEDdetector", "annotator-hed"),
+    "softedge_pidinet": AuxAnnotator("PidiNetDetector", "annotator-pidinet"),
+    "mlsd": AuxAnnotator("MLSDdetector", "annotator-mlsd"),
+    "depth_midas": AuxAnnotator("MidasDetector", "annotator-midas"),
+    "shuffle": AuxAnnotator("ContentShuffleDetector", None, uses_numpy_random=True),
 })
 
 # numpy's global generator is process-wide: seeding and drawing must not interleave.
@@ -69,18 +72,6 @@ def _check_resolution(resolution: int) -> None:
     if not MIN_RESOLUTION <= int(resolution) <= MAX_RESOLUTION:
         raise InvalidRequest("invalid_resolution", value=resolution,
                              min=MIN_RESOLUTION, max=MAX_RESOLUTION)
-
-
-def _is_missing_weights(error: BaseException) -> bool:
-    """Whether ``error`` means "the weight file is not in the cache and cannot be fetched"."""
-    from huggingface_hub.errors import (
-        EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-        RepositoryNotFoundError)
-
-    # LocalEntryNotFoundError: offline or local_files_only, file not cached; the others come
-    # when the hub is reachable but the repo or file is not there.
-    return isinstance(error, (LocalEntryNotFoundError, OfflineModeIsEnabled, EntryNotFoundError,
-                              RepositoryNotFoundError))
 
 
 def _image_seed(image: Image.Image) -> int:
@@ -116,12 +107,14 @@ def _to_rgb_of_size(result: Any, size: tuple[int, int]) -> Image.Image:
 
 
 class AuxAnnotators:
-    """Runs controlnet-aux detectors by our stable names, loading each once (thread-safe)."""
+    """Runs controlnet-aux detectors by our stable names, loading each once (thread-safe).
 
-    def __init__(self, cache_dir: Path | None = None, local_files_only: bool = False,
-                 device: str = "cpu") -> None:
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self.local_files_only = local_files_only
+    ``weights_folder(model_id)`` gives the local folder holding every file of that manifest
+    model (``ModelStore.complete_folder``), or raises the error that says it is not downloaded.
+    """
+
+    def __init__(self, weights_folder: Callable[[str], Path], device: str = "cpu") -> None:
+        self._weights_folder = weights_folder
         self.device = device
         self._detectors: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -157,22 +150,19 @@ class AuxAnnotators:
         import controlnet_aux
 
         detector_class = getattr(controlnet_aux, annotator.detector_class)
-        if not annotator.needs_weights:
+        if annotator.weights is None:
             return detector_class()
         from engine.lora import weights_only_forced_off
 
         if weights_only_forced_off():
             # controlnet-aux calls torch.load without weights_only, so the override applies.
             raise ModelError("weights_only_disabled")
-        logger.info("loading annotator %s (%s) from %s", name, annotator.detector_class,
-                    self.cache_dir or "the default hub cache")
+        # Raises model_not_downloaded / model_incomplete before any detector code runs: given
+        # a repo id or a missing file, controlnet-aux would download it itself.
+        folder = self._weights_folder(annotator.weights)
+        logger.info("loading annotator %s (%s) from %s", name, annotator.detector_class, folder)
         try:
-            return detector_class.from_pretrained(
-                ANNOTATORS_REPO, cache_dir=self.cache_dir, local_files_only=self.local_files_only)
-        except Exception as error:
-            if _is_missing_weights(error):
-                logger.warning("annotator %s: weights not available: %s", name, error)
-                raise ModelError("annotator_not_downloaded", name=name,
-                                 repo=ANNOTATORS_REPO) from error
+            return detector_class.from_pretrained(str(folder))
+        except Exception as error:  # noqa: BLE001 - any failure of third-party loading code
             logger.warning("annotator %s failed to load: %s", name, type(error).__name__)
-            raise ModelError("model_load_failed", name=name) from error
+            raise ModelError("model_load_failed", name=annotator.weights) from error

@@ -36,6 +36,8 @@ class ModelStatus:
     progress: float | None = None  # 0..1 while downloading
     converted: bool = False  # loads from its fp16 safetensors copy
     source: str = ""  # where the verified download came from
+    # Its source gave no hash for some files: their sizes were checked, not their contents.
+    size_only: bool = False
 
 
 class LocalKind(str, enum.Enum):
@@ -79,6 +81,8 @@ def _has_weights(paths: set[str], part: str) -> bool:
 
 def required_paths_present(entry: ManifestEntry, paths: set[str]) -> bool:
     """Whether these relative paths (a folder's, or a download plan's) are what loading needs."""
+    if entry.files:
+        return set(entry.files) <= paths
     if entry.kind is ModelKind.BASE:
         parts = ("unet", "vae", "text_encoder")
         return "model_index.json" in paths and all(

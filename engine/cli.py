@@ -242,6 +242,8 @@ def download(args, model_id: str | None = None) -> int:
         print(translate(args.lang, "cli.error", message=message), file=sys.stderr)
         return 2
     key = "cli.download_done" if status.saved_bytes else "cli.download_verified"
+    if status.size_only:
+        key = "cli.download_size_only"
     print(translate(args.lang, key, name=model_id, **status.text_params()))
     return 0
 

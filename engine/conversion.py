@@ -36,7 +36,7 @@ def _record_converted(store: ModelStore, entry: ManifestEntry, scratch: Path,
     files = tuple(RemoteFile(p.relative_to(scratch).as_posix(), p.stat().st_size,
                              sha256_of(p), None)
                   for p in sorted(scratch.rglob("*")) if p.is_file())
-    store.records.write("converted", DownloadPlan(entry.repo, commit, files, "fp16"))
+    store.records.write("converted", DownloadPlan(entry.cache_repo, commit, files, "fp16"))
 
 
 def _save_base(source: Path, target: Path) -> None:
@@ -59,7 +59,7 @@ def _save_controlnet(source: Path, target: Path) -> None:
 def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> int:
     """Convert ``entry`` if it is a pickled base or ControlNet; returns the bytes saved.
     The caller holds the repo's lock (``DownloadRecords.lock``)."""
-    if entry.kind is ModelKind.LORA or not _has_pickles(snapshot):
+    if entry.kind in (ModelKind.LORA, ModelKind.ANNOTATOR) or not _has_pickles(snapshot):
         return 0
     destination = store.converted_root(entry) / snapshot.name
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -75,7 +75,7 @@ def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> 
         scratch.rename(destination)
     except (OSError, ValueError, RuntimeError) as error:
         shutil.rmtree(scratch, ignore_errors=True)
-        store.records.remove("converted", entry.repo)
+        store.records.remove("converted", entry.cache_repo)
         logger.warning("conversion of %s failed: %s", entry.id, type(error).__name__)
         raise ModelError("conversion_failed", name=entry.id) from None
     before = folder_size(snapshot)

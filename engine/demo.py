@@ -3,7 +3,8 @@
 ``build_demo(root)`` writes, with the engine's own tiny-model factory, a hub cache holding a
 tiny PAI-style base, a Canny and a depth ControlNet for it, three LoRA styles in PAI's legacy
 format, the tiny DPT depth model (as ``Intel/dpt-large``) and the tiny
-``lllyasviel/Annotators`` replica, plus a demo manifest listing them. Every tab then works with
+``lllyasviel/Annotators`` replica (filed as the main manifest's annotator weights), plus a demo
+manifest listing them. Every tab then works with
 no download. The weights are random: every image is noise.
 
 The set is built in a scratch folder and moved into place; a ``complete`` marker holding
@@ -28,7 +29,7 @@ from engine.settings import EngineSettings
 logger = logging.getLogger(__name__)
 
 DEMO_MANIFEST_NAME = "demo_manifest.yaml"
-DEMO_VERSION = 2
+DEMO_VERSION = 3  # 3: annotator weights filed per manifest entry
 MARKER_NAME = "complete"
 HUB_DIR_NAME = "hub"
 SCRATCH_PREFIX = ".building-"
@@ -152,6 +153,7 @@ def _build_into(scratch: Path) -> None:
         repos = _write_repos(made)
     for folder, repo in repos:
         _place(folder, repo, hub)
+    _place_annotators(made, hub)
     shutil.rmtree(made)
     (scratch / DEMO_MANIFEST_NAME).write_text(demo_manifest_yaml(), encoding="utf-8")
 
@@ -159,9 +161,7 @@ def _build_into(scratch: Path) -> None:
 def _write_repos(made: Path) -> list[tuple[Path, str]]:
     """(folder, repo id) for every repo of the set, written under ``made``."""
     from engine import tiny_models as tiny
-    from engine.aux_annotators import ANNOTATORS_REPO
     from engine.preprocessors import DEPTH_MODEL_REPO
-    from engine.tiny_annotators import write_tiny_annotators_repo
 
     base = tiny.write_base_model(made / "base", tiny.TinyBaseSpec(sample_size=BASE_SAMPLE_SIZE))
     repos = [(base, BASE_REPO)]
@@ -172,8 +172,22 @@ def _write_repos(made: Path) -> list[tuple[Path, str]]:
         _write_preview(made / spec.id / PREVIEW_FILE, spec.seed)
         repos.append((made / spec.id, spec.repo))
     repos.append((tiny.write_depth_model(made / "dpt"), DEPTH_MODEL_REPO))
-    repos.append((write_tiny_annotators_repo(made / "annotators"), ANNOTATORS_REPO))
     return repos
+
+
+def _place_annotators(made: Path, hub: Path) -> None:
+    from engine.tiny_annotators import place_annotators_in_hub_cache, write_tiny_annotators_repo
+
+    folder = write_tiny_annotators_repo(made / "annotators")
+    place_annotators_in_hub_cache(folder, _annotator_entries(), hub)
+
+
+def _annotator_entries():
+    """The main manifest's preprocessor weights: the same detectors, the same files."""
+    from engine.manifest import ModelKind, load_manifest
+    from engine.settings import DEFAULT_MANIFEST
+
+    return load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.ANNOTATOR)
 
 
 def _write_preview(path: Path, seed: int) -> None:
@@ -279,11 +293,24 @@ def _lora_entry(spec: _LoraSpec) -> dict:
     }
 
 
+def _annotator_entry(entry) -> dict:
+    """The main manifest's entry (the id the preprocessor asks for, its files), as a demo one."""
+    return {
+        "id": entry.id, "kind": "annotator", "repo": entry.repo, "files": list(entry.files),
+        "name": _text(f"演示：{entry.name.zh}", f"Demo: {entry.name.en}"),
+        "description": _noise_description(
+            "微型预处理器权重，画出的控制图是噪声。",
+            "tiny preprocessor weights that draw noise as the control map."),
+        "license": LICENSE,
+    }
+
+
 def demo_manifest() -> dict:
     """The demo manifest as plain data, in the schema of ``models_manifest.yaml``."""
     models = [_base_entry()]
     models += [_controlnet_entry(spec) for spec in CONTROLNETS]
     models += [_lora_entry(spec) for spec in LORAS]
+    models += [_annotator_entry(entry) for entry in _annotator_entries()]
     return {"version": 1, "models": models}
 
 

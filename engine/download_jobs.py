@@ -38,6 +38,7 @@ class DownloadStatus:
     error_code: str | None = None
     error_params: dict | None = None
     saved_bytes: int = 0  # by the fp16 safetensors conversion
+    size_only: bool = False  # done, but some files had no hash: only their sizes were checked
 
     @property
     def fraction(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
@@ -27,6 +28,7 @@ MODELSCOPE_ENDPOINT = "https://modelscope.cn"
 _ENDPOINTS = {HUGGINGFACE: "https://huggingface.co", HF_MIRROR: "https://hf-mirror.com",
               MODELSCOPE: MODELSCOPE_ENDPOINT}
 HASH_CHUNK = 4 * 1024 * 1024
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class DownloadPlan:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    @property
+    def unhashed(self) -> tuple[str, ...]:
+        """Files that came with no hash at all: only their size could be checked."""
+        return tuple(f.path for f in self.files if not (f.sha256 or f.git_sha1))
+
 
 def content_commit(files: tuple[RemoteFile, ...]) -> str:
     """A stable snapshot name for files that come without a commit id (a local folder, a
@@ -98,6 +105,12 @@ def pinned(plan: DownloadPlan, known: Mapping[str, str]) -> DownloadPlan:
     files = tuple(replace(f, sha256=known[f.path], git_sha1=None) if f.path in known else f
                   for f in plan.files)
     return replace(plan, files=files)
+
+
+def as_sha256(value: str | None) -> str | None:
+    """``value`` (e.g. an ETag) when it is a SHA-256 in hex, else None."""
+    value = (value or "").strip().lower()
+    return value if SHA256_HEX.fullmatch(value) else None
 
 
 def matches(path: str, patterns: list[str]) -> bool:

@@ -116,7 +116,7 @@ class Downloader:
         """Wait (cancellably) while another thread or process works on this model."""
         from filelock import Timeout
 
-        lock = self.records.lock(job.entry.repo, timeout=LOCK_POLL_S)
+        lock = self.records.lock(job.entry.cache_repo, timeout=LOCK_POLL_S)
         while True:
             try:
                 lock.acquire()
@@ -133,9 +133,11 @@ class Downloader:
         entry = job.entry
         plan, fetch = self._plan(entry, job.source)
         plan = pinned(plan, entry.sha256)
+        if not job.source.is_modelscope:
+            plan = self._hashes_from_etags(job, plan)
         if not required_paths_present(entry, {f.path for f in plan.files}):
             # Never fetch gigabytes that could not load (a mirror with another layout).
-            raise ModelError("download_layout_unexpected", repo=plan.repo,
+            raise ModelError("download_layout_unexpected", repo=entry.repo,
                              source=job.source.endpoint)
         conversion = self._conversion(entry)
         if conversion and conversion.commit == plan.commit and not self.store.is_pending(entry):
@@ -158,8 +160,10 @@ class Downloader:
         """What to fetch, and the function that fetches one file of it, for this source."""
         patterns = files_for(entry)
         if not source.is_modelscope:
-            return (fetch_plan(entry.repo, patterns, source, self.store.cache_root,
-                               token_for(source, self.token)), self._fetch_file)
+            plan = fetch_plan(entry.repo, patterns, source, self.store.cache_root,
+                              token_for(source, self.token))
+            # Fetched from ``repo``, filed under the entry's own cache folder.
+            return replace(plan, repo=entry.cache_repo), self._fetch_file
         from engine.modelscope_source import download_modelscope_file, fetch_modelscope_plan
 
         remote = fetch_modelscope_plan(entry.modelscope_repo, patterns, source.endpoint, None)
@@ -169,7 +173,21 @@ class Downloader:
                                      job.cancel_requested.is_set)
 
         # Filed in the cache under the hub id: loading never knows where the files came from.
-        return replace(remote, repo=entry.repo), fetch
+        return replace(remote, repo=entry.cache_repo), fetch
+
+    def _hashes_from_etags(self, job: DownloadJob, plan: DownloadPlan) -> DownloadPlan:
+        """A file the source listed with no hash gets the SHA-256 its resolve answer names
+        (the hub's ETag for LFS files), asked for before the first byte is written."""
+        from engine.hub_transfer import etag_sha256
+
+        files = []
+        for remote in plan.files:
+            if not (remote.sha256 or remote.git_sha1):
+                remote = replace(remote, sha256=etag_sha256(
+                    job.entry.repo, plan.commit, remote.path, job.source.endpoint,
+                    token_for(job.source, self.token)))
+            files.append(remote)
+        return replace(plan, files=tuple(files))
 
     def _import(self, job: DownloadJob) -> None:
         from engine.folder_import import copy_into_snapshot, plan_from_folder
@@ -199,8 +217,12 @@ class Downloader:
         self.records.remove("pending", plan.repo)
         if self.convert is not None:
             self._convert(job, plan)
+        if plan.unhashed:
+            logger.warning("%s: the source gave no hash for %s; only sizes were checked",
+                           entry.id, ", ".join(plan.unhashed))
         # Every byte is verified now (a resumed file that was already whole reports none).
-        job.update(state=DownloadState.DONE, done_bytes=plan.total_bytes)
+        job.update(state=DownloadState.DONE, done_bytes=plan.total_bytes,
+                   size_only=bool(plan.unhashed))
         logger.info("%s downloaded and verified (%d bytes)", entry.id, plan.total_bytes)
 
     def _convert(self, job: DownloadJob, plan: DownloadPlan) -> None:
@@ -218,16 +240,16 @@ class Downloader:
         from engine.hub_transfer import fetch_hub_file
 
         try:
-            fetch_hub_file(plan.repo, plan.commit, remote, target, job.source.endpoint,
+            fetch_hub_file(job.entry.repo, plan.commit, remote, target, job.source.endpoint,
                            token_for(job.source, self.token), progress_class(job))
         except DownloadCancelled:
             raise
         except OSError as error:
             if error.errno == errno.ENOSPC:  # the disk filled up after all
                 raise disk_full(remote.size) from None
-            raise download_error(error, plan.repo) from None
+            raise download_error(error, job.entry.repo) from None
         except Exception as error:  # noqa: BLE001
-            raise download_error(error, plan.repo) from None
+            raise download_error(error, job.entry.repo) from None
 
     def _cached_blob_ok(self, plan: DownloadPlan, remote: RemoteFile) -> bool:
         path = self.store.snapshot_path(plan.repo, plan.commit) / remote.path
@@ -259,7 +281,7 @@ class Downloader:
         """The record of the fp16 copy that loads now, if there is one."""
         if self.store.converted_folder(entry) is None:
             return None
-        return self.records.read("converted", entry.repo)
+        return self.records.read("converted", entry.cache_repo)
 
     def verify(self, model_id: str) -> bool:
         """Check a downloaded model's files against the hashes recorded when it arrived (and,
@@ -273,13 +295,13 @@ class Downloader:
         if running is not None and running.state not in FINISHED:
             raise ModelError("model_busy", name=entry.id)
         try:
-            with self.records.lock(entry.repo, timeout=0):
+            with self.records.lock(entry.cache_repo, timeout=0):
                 return self._verify_recorded(entry)
         except Timeout:
             raise ModelError("model_busy", name=entry.id) from None
 
     def _verify_recorded(self, entry: ManifestEntry) -> bool:
-        plan = self.records.read("verified", entry.repo)
+        plan = self.records.read("verified", entry.cache_repo)
         if plan is None:
             return False
         conversion = self._conversion(entry)
@@ -293,8 +315,8 @@ class Downloader:
         except ModelError:
             # Pending first: a kill between the two lines must never leave the model loadable.
             self.records.write("pending", plan)
-            self.records.remove("verified", entry.repo)
-            self.records.remove("converted", entry.repo)
+            self.records.remove("verified", entry.cache_repo)
+            self.records.remove("converted", entry.cache_repo)
             self.store.forget_converted(entry)
             return False
         return True
@@ -310,11 +332,11 @@ class Downloader:
         from filelock import Timeout
 
         try:
-            with self.records.lock(entry.repo, timeout=DELETE_WAIT_S):
-                shutil.rmtree(self.store.cache_root / repo_folder_name(entry.repo),
+            with self.records.lock(entry.cache_repo, timeout=DELETE_WAIT_S):
+                shutil.rmtree(self.store.cache_root / repo_folder_name(entry.cache_repo),
                               ignore_errors=True)
                 for kind in ("pending", "verified", "converted"):
-                    self.records.remove(kind, entry.repo)
+                    self.records.remove(kind, entry.cache_repo)
                 self.store.forget_converted(entry)
         except Timeout:  # another process is downloading it
             raise ModelError("model_busy", name=entry.id) from None

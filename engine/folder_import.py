@@ -33,7 +33,7 @@ def plan_from_folder(entry: ManifestEntry, folder: Path,
     files = tuple(RemoteFile(p.relative_to(folder).as_posix(), p.stat().st_size,
                              sha256_of(p, on_bytes), None) for p in paths)
     # Importing the same folder twice changes nothing.
-    return DownloadPlan(entry.repo, content_commit(files), files,
+    return DownloadPlan(entry.cache_repo, content_commit(files), files,
                         FOLDER_SOURCE_PREFIX + str(folder))
 
 

@@ -111,8 +111,7 @@ class Engine:
         self.store = ModelStore(settings, self.manifest)
         self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models,
                                          memory_mode=settings.memory_mode)
-        aux = AuxAnnotators(cache_dir=settings.hub_cache_dir, local_files_only=settings.offline,
-                            device=str(self.placement.device))
+        aux = AuxAnnotators(self.store.complete_folder, device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
         self._counters: dict[Path, _TokenCounter] = {}
         self._counters_lock = threading.Lock()

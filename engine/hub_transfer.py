@@ -14,9 +14,24 @@ import logging
 import os
 from pathlib import Path
 
-from engine.download_sources import RemoteFile
+from engine.download_sources import RemoteFile, as_sha256
 
 logger = logging.getLogger(__name__)
+
+
+def etag_sha256(repo: str, commit: str, path: str, endpoint: str,
+                token: str | bool | None) -> str | None:
+    """The SHA-256 that the resolve answer's ``X-Linked-Etag`` / ``ETag`` gives, if it is one.
+
+    The hub puts an LFS file's SHA-256 there; for a source whose listing has no hash for a
+    file it is the only hash there is. Anything else (a git blob id, a server's own tag) is no
+    SHA-256 and gives None.
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    url = hf_hub_url(repo, path, revision=commit, endpoint=endpoint)
+    metadata = get_hf_file_metadata(url, token=token, endpoint=endpoint, retry_on_errors=True)
+    return as_sha256(metadata.etag)
 
 def fetch_hub_file(repo: str, commit: str, remote: RemoteFile, target: Path, endpoint: str,
                    token: str | bool | None, tqdm_class) -> None:

@@ -19,6 +19,7 @@ class ModelKind(str, enum.Enum):
     BASE = "base"
     CONTROLNET = "controlnet"
     LORA = "lora"
+    ANNOTATOR = "annotator"  # a preprocessor's weights (controlnet-aux), not a diffusion model
 
 
 class _Strict(BaseModel):
@@ -74,6 +75,9 @@ class ManifestEntry(_Strict):
     # An example picture inside the repo (e.g. one of the model card's PNGs), for style cards.
     preview_image: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
     approx_size_gb: float | None = Field(default=None, gt=0)
+    # The only files of ``repo`` this entry takes (an annotator's weights from a repo that
+    # holds every detector's): a download fetches just these.
+    files: tuple[str, ...] = ()
     # Known SHA-256 of files in the repo (path -> hex). Where given, they decide over what the
     # download source reports, so a mirror cannot swap a file and its advertised hash together.
     sha256: dict[str, str] = Field(default_factory=dict)
@@ -83,18 +87,39 @@ class ManifestEntry(_Strict):
         """About how many GB, as the messages show it ("?" when the manifest does not say)."""
         return f"{self.approx_size_gb:g}" if self.approx_size_gb else "?"
 
+    @property
+    def cache_repo(self) -> str:
+        """Where its files live in the hub cache (and its download records). An entry that
+        takes a few files of a shared repo gets a folder of its own, so that each detector's
+        weights download, verify and delete without touching another's."""
+        return f"{self.repo}.{self.id}" if self.files else self.repo
+
     @model_validator(mode="after")
     def _fields_for_kind(self) -> "ManifestEntry":
+        if any(not re.fullmatch(r"[0-9a-f]{64}", value) for value in self.sha256.values()):
+            raise ValueError("sha256 values are 64 lowercase hex digits")
         if self.kind is ModelKind.BASE and self.default_size is None:
             raise ValueError("a base model needs default_size")
+        if self.kind is ModelKind.ANNOTATOR:
+            return self._annotator_fields()
+        if self.files:
+            raise ValueError("only an annotator lists files")
         if self.kind is not ModelKind.BASE and self.base is None:
             raise ValueError("a ControlNet or LoRA names the base it was trained for")
         if self.kind is ModelKind.CONTROLNET and not self.control_type:
             raise ValueError("a ControlNet needs control_type")
         if self.kind is ModelKind.LORA and not self.weight_file:
             raise ValueError("a LoRA needs weight_file")
-        if any(not re.fullmatch(r"[0-9a-f]{64}", value) for value in self.sha256.values()):
-            raise ValueError("sha256 values are 64 lowercase hex digits")
+        return self
+
+    def _annotator_fields(self) -> "ManifestEntry":
+        if not self.files:
+            raise ValueError("an annotator lists the files it needs")
+        # Plain names: a file lands in the snapshot folder under this name.
+        if any(not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name) for name in self.files):
+            raise ValueError("annotator files are plain file names")
+        if self.base is not None or self.control_type or self.weight_file:
+            raise ValueError("an annotator has no base, control_type or weight_file")
         return self
 
 

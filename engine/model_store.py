@@ -33,6 +33,8 @@ COMPLETE_MARKER = ".complete"
 
 def files_for(entry: ManifestEntry) -> list[str]:
     """The files the app uses: never the safety checker or the model card's example images."""
+    if entry.files:
+        return list(entry.files)
     if entry.kind is ModelKind.LORA:
         return [entry.weight_file] + ([entry.preview_image] if entry.preview_image else [])
     if entry.kind is ModelKind.BASE:
@@ -93,10 +95,10 @@ class ModelStore:
         temporary.replace(refs / "main")
 
     def local_snapshot(self, entry: ManifestEntry) -> Path | None:
-        return self.cached_snapshot(entry.repo)
+        return self.cached_snapshot(entry.cache_repo)
 
     def is_pending(self, entry: ManifestEntry) -> bool:
-        return self._pending_blocks(entry.repo)
+        return self._pending_blocks(entry.cache_repo)
 
     def _pending_blocks(self, repo: str) -> bool:
         """A pending record makes a model unloadable only when it is about the snapshot that
@@ -117,7 +119,7 @@ class ModelStore:
     def converted_root(self, entry: ManifestEntry) -> Path:
         """In the hub cache beside the records, not in a models folder: the originals it
         replaces are deleted from the shared cache, so every models folder must see it."""
-        return self.records.root / CONVERTED_DIR / repo_folder_name(entry.repo)
+        return self.records.root / CONVERTED_DIR / repo_folder_name(entry.cache_repo)
 
     def forget_converted(self, entry: ManifestEntry) -> None:
         shutil.rmtree(self.converted_root(entry), ignore_errors=True)
@@ -135,7 +137,7 @@ class ModelStore:
         if local.is_dir():
             return local
         entry = self.entry(reference)
-        repo = entry.repo if entry else reference
+        repo = entry.cache_repo if entry else reference
         if not REPO_ID.match(repo):
             raise ModelError("unknown_model", name=reference)
         if self._pending_blocks(repo):
@@ -147,6 +149,20 @@ class ModelStore:
         if snapshot is None:
             raise self.not_downloaded(entry, reference)
         return snapshot
+
+    def complete_folder(self, model_id: str) -> Path:
+        """A manifest model's folder in the cache, holding every file it needs: for loaders
+        that would fetch a missing file themselves (controlnet-aux does)."""
+        from engine.catalog import required_files_present
+
+        entry = self.entry(model_id)
+        if entry is None:
+            raise ModelError("unknown_model", name=model_id)
+        folder = self.resolve(entry.id)
+        if not required_files_present(entry, folder):
+            raise ModelError("model_incomplete", name=entry.id, repo=entry.repo,
+                             size=entry.size_text)
+        return folder
 
     def file_hash(self, path: Path) -> str:
         """SHA-256 of a weights file: from the download record when there is one, else
@@ -161,11 +177,11 @@ class ModelStore:
     def _recorded_hash(self, path: Path) -> str | None:
         """From the download's record, or the fp16 copy's (written as it was made)."""
         for entry in self.manifest.models:
-            for kind, folder in (("verified", self.cached_snapshot(entry.repo)),
+            for kind, folder in (("verified", self.cached_snapshot(entry.cache_repo)),
                                  ("converted", self.converted_folder(entry))):
                 if folder is None or not path.resolve().is_relative_to(folder.resolve()):
                     continue
-                record = self.records.read(kind, entry.repo)
+                record = self.records.read(kind, entry.cache_repo)
                 relative = path.resolve().relative_to(folder.resolve()).as_posix()
                 for remote in (record.files if record else ()):
                     if remote.path == relative and remote.sha256:
@@ -176,7 +192,7 @@ class ModelStore:
         """The UNet's SHA-256 as verified at download (or, once converted, as the fp16 copy
         was written: the weights that load), without reading any weights."""
         kind = "converted" if self.converted_folder(entry) is not None else "verified"
-        record = self.records.read(kind, entry.repo)
+        record = self.records.read(kind, entry.cache_repo)
         for remote in (record.files if record else ()):
             if remote.path.startswith("unet/diffusion_pytorch_model") and remote.sha256:
                 return remote.sha256

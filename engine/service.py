@@ -157,11 +157,12 @@ class ImageService:
                 state = ModelState.BROKEN
             else:
                 state = ModelState.READY
-        record = self.store.records.read("verified", entry.repo)
+        record = self.store.records.read("verified", entry.cache_repo)
         return ModelStatus(entry, state, size, active=entry.id == self._active,
                            progress=download.fraction if downloading else None,
                            converted=converted is not None,
-                           source=record.source if record else "")
+                           source=record.source if record else "",
+                           size_only=bool(record and record.unhashed))
 
     # -- downloads --------------------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 It holds the weight files controlnet-aux asks for, under the same names and in the same
 formats (a bare state dict, or PiDiNet's ``{"state_dict": ...}`` with ``module.`` prefixes),
 built from controlnet-aux's own network classes with random initial values. So the real
-``XxxDetector.from_pretrained("lllyasviel/Annotators", ...)`` code loads them, offline, and the
-detectors run; their maps are noise. Place the folder in a hub cache with
-``engine.tiny_models.place_in_hub_cache(folder, ANNOTATORS_REPO, cache_dir)``.
+``XxxDetector.from_pretrained(folder)`` code loads them, offline, and the detectors run; their
+maps are noise. ``place_annotators_in_hub_cache`` files each manifest annotator's share of the
+folder in a hub cache, where ``ModelStore`` looks for that model; a ``HubServer`` can also serve
+the folder as the repo itself, for download tests.
 
 The network shapes are fixed by controlnet-aux (there is no config to shrink them), so most
 files have their real size (about 75 MB in all). MiDaS DPT-Hybrid would be about 490 MB; its
@@ -16,10 +17,14 @@ which keeps the file at a few MB while ``torch.load`` + ``load_state_dict`` stay
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
+
+from engine.manifest import ManifestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -142,3 +147,16 @@ def write_tiny_annotators_repo(folder: Path, seed: int = 0) -> Path:
         _write_midas(folder, seed + 1)
     logger.info("wrote a tiny %s replica to %s", ANNOTATORS_REPO, folder)
     return folder
+
+
+def place_annotators_in_hub_cache(folder: Path, entries: Iterable[ManifestEntry],
+                                  cache_dir: Path) -> None:
+    """Each annotator entry's files of the replica ``folder``, as a download of that entry
+    would leave them in ``cache_dir`` (under its own cache folder, ``entry.cache_repo``)."""
+    from engine.tiny_models import place_in_hub_cache
+
+    for entry in entries:
+        with tempfile.TemporaryDirectory() as scratch:
+            for name in entry.files:
+                shutil.copyfile(Path(folder) / name, Path(scratch) / name)
+            place_in_hub_cache(Path(scratch), entry.cache_repo, cache_dir)

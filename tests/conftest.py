@@ -28,6 +28,7 @@ class TinyRepos:
     diffusers_lora: Path
     kohya_lora: Path
     foreign_lora: Path
+    annotators: Path  # the tiny lllyasviel/Annotators replica, every detector's files
 
     @property
     def lora_dir(self) -> Path:
@@ -36,8 +37,9 @@ class TinyRepos:
 
 def _build_tiny_repos(root: Path) -> TinyRepos:
     from engine import tiny_models as tiny
-    from engine.aux_annotators import ANNOTATORS_REPO
-    from engine.tiny_annotators import write_tiny_annotators_repo
+    from engine.manifest import ModelKind, load_manifest
+    from engine.settings import DEFAULT_MANIFEST
+    from engine.tiny_annotators import place_annotators_in_hub_cache, write_tiny_annotators_repo
 
     hub = root / "hub"
     made = root / "made"
@@ -62,9 +64,11 @@ def _build_tiny_repos(root: Path) -> TinyRepos:
         (dpt, "Intel/dpt-large"),
         (poem, "alibaba-pai/pai-diffusion-artist-large-zh-lora-poem"),
         (style, "alibaba-pai/pai-diffusion-artist-large-zh-lora-25d"),
-        (write_tiny_annotators_repo(made / "annotators"), ANNOTATORS_REPO),
     ]:
         tiny.place_in_hub_cache(folder, repo, hub)
+    annotators = write_tiny_annotators_repo(made / "annotators")
+    place_annotators_in_hub_cache(
+        annotators, load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.ANNOTATOR), hub)
     lora_dir = root / "models" / "lora"
     return TinyRepos(
         root=root, hub_cache=hub, models_dir=root / "models", pai_base=pai, taiyi_base=taiyi,
@@ -72,7 +76,8 @@ def _build_tiny_repos(root: Path) -> TinyRepos:
         diffusers_lora=tiny.write_diffusers_lora(lora_dir / "ink.safetensors", pai),
         kohya_lora=tiny.write_kohya_lora(lora_dir / "kohya-style.safetensors", pai),
         foreign_lora=tiny.write_kohya_lora(lora_dir / "sd2-style.safetensors", pai,
-                                           in_features_override=77))
+                                           in_features_override=77),
+        annotators=annotators)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,8 @@ Xet headers are never sent, so the client always falls back to plain HTTP downlo
 
 Faults for robustness tests are set per server (``server.faults``) or per file
 (``server.file_faults[key]``), plus forced statuses per repo or file (``server.status_for``).
+A source that gives fewer hashes: ``server.unlisted_hashes`` (files listed by ``model_info``
+with no blob id or LFS hash) and ``server.no_etag`` (files answered with no ETag headers).
 A file key is ``"{repo_id}/{path}"``; a repo key is the repo id.
 """
 
@@ -293,13 +295,13 @@ class _Handler(BaseHTTPRequestHandler):
         hub._check_status(self.command, repo_id, None)
         index = hub._repo(repo_id)
         if not route:
-            self._send_json(model_info_json(index, _flag(query, "blobs")), send_body)
+            self._send_json(hub._model_info(index, _flag(query, "blobs")), send_body)
             return
         if not rest:
             raise HubError(404, None, f"{route} needs a revision")
         hub._check_revision(index, unquote(rest[0]))
         if route == "revision":
-            self._send_json(model_info_json(index, _flag(query, "blobs")), send_body)
+            self._send_json(hub._model_info(index, _flag(query, "blobs")), send_body)
         elif route == "tree":
             folder = unquote("/".join(rest[1:]))
             self._send_json(list_tree(index, folder, _flag(query, "recursive")), send_body)
@@ -331,11 +333,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(end - start + 1))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", f'"{entry.etag}"')
         self.send_header("X-Repo-Commit", index.commit)
+        tagged = f"{index.repo_id}/{entry.path}" not in self.server.owner.no_etag
+        if tagged:
+            self.send_header("ETag", f'"{entry.etag}"')
         if entry.sha256 is not None:
             # What the hub puts on LFS answers; the client prefers these over ETag/Content-Length.
-            self.send_header("X-Linked-Etag", f'"{entry.sha256}"')
+            if tagged:
+                self.send_header("X-Linked-Etag", f'"{entry.sha256}"')
             self.send_header("X-Linked-Size", str(entry.size))
         if partial:
             self.send_header("Content-Range", f"bytes {start}-{end}/{entry.size}")
@@ -430,6 +435,8 @@ class HubServer(LocalServer):
         self.faults = Faults()
         self.file_faults: dict[str, Faults] = {}
         self.status_for: dict[str, StatusFault | int] = {}
+        self.unlisted_hashes: set[str] = set()
+        self.no_etag: set[str] = set()
         self.requests_log: list[LoggedRequest] = []
         self.bytes_served: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -464,6 +471,14 @@ class HubServer(LocalServer):
             return self._progress.wait_for(lambda: self._in_flight == 0, timeout)
 
     # -- used by the handler ----------------------------------------------------------------
+
+    def _model_info(self, index: RepoIndex, with_blobs: bool) -> dict:
+        info = model_info_json(index, with_blobs)
+        for sibling_info in info["siblings"]:
+            if f"{index.repo_id}/{sibling_info['rfilename']}" in self.unlisted_hashes:
+                sibling_info.pop("blobId", None)
+                sibling_info.pop("lfs", None)
+        return info
 
     def _log(self, method: str, path: str, headers) -> None:
         subset = {name: headers[name] for name in LOGGED_HEADERS if name in headers}

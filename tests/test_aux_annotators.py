@@ -1,8 +1,9 @@
 """The controlnet-aux preprocessors, loaded by controlnet-aux's own code, fully offline.
 
-A tiny random-weight replica of ``lllyasviel/Annotators`` is placed in a temporary hub cache;
-``from_pretrained`` finds it there with the hub switched off. The maps are noise, so the
-tests check shape, colour mode, dependence on the input and determinism, not content.
+A tiny random-weight replica of ``lllyasviel/Annotators`` is filed in a temporary hub cache as
+the manifest's annotator models; ``from_pretrained`` loads each from its folder there. The maps
+are noise, so the tests check shape, colour mode, dependence on the input and determinism, not
+content.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.aux_annotators import ANNOTATORS_REPO, AUX_ANNOTATORS, AuxAnnotators
+from conftest import make_settings
+from engine.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.errors import InvalidRequest, ModelError
+from engine.manifest import ModelKind, load_manifest
+from engine.model_store import ModelStore
+from engine.settings import DEFAULT_MANIFEST
 
 RESOLUTION = 128
 # Not a multiple of 64 and not square: detectors return another size, run() must undo that.
@@ -38,15 +43,20 @@ def offline(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
 
 
-@pytest.fixture(scope="module")
-def hub_cache(tiny_repos) -> Path:
-    return tiny_repos.hub_cache  # the session's replicas include lllyasviel/Annotators
+def store_at(tiny_repos, hub_cache: Path) -> ModelStore:
+    return ModelStore(make_settings(tiny_repos, hub_cache_dir=hub_cache),
+                      load_manifest(DEFAULT_MANIFEST))
 
 
 @pytest.fixture(scope="module")
-def annotators(hub_cache) -> AuxAnnotators:
+def store(tiny_repos) -> ModelStore:
+    return store_at(tiny_repos, tiny_repos.hub_cache)  # its replicas include the annotators
+
+
+@pytest.fixture(scope="module")
+def annotators(store) -> AuxAnnotators:
     # One instance for the module, so each detector is loaded once for all tests.
-    return AuxAnnotators(cache_dir=hub_cache)
+    return AuxAnnotators(store.complete_folder)
 
 
 def _noise_image(seed: int) -> Image.Image:
@@ -79,8 +89,8 @@ def test_map_is_rgb_input_sized_input_dependent_and_deterministic(annotators, na
     assert not np.array_equal(np.asarray(first), np.asarray(other))
 
 
-def test_detectors_are_loaded_once_even_from_threads(hub_cache, monkeypatch):
-    annotators = AuxAnnotators(cache_dir=hub_cache, local_files_only=True)
+def test_detectors_are_loaded_once_even_from_threads(store, monkeypatch):
+    annotators = AuxAnnotators(store.complete_folder)
     loads = []
     real_load = annotators._load
     monkeypatch.setattr(annotators, "_load", lambda *args: loads.append(args) or real_load(*args))
@@ -105,18 +115,44 @@ def test_resolution_out_of_range_is_an_invalid_request(annotators):
     assert caught.value.code == "invalid_resolution"
 
 
-@pytest.mark.parametrize("local_files_only", [False, True])
-def test_empty_cache_means_not_downloaded_quickly(tmp_path, local_files_only):
-    annotators = AuxAnnotators(cache_dir=tmp_path / "empty", local_files_only=local_files_only)
+def test_empty_cache_means_not_downloaded_naming_the_model_to_download(tiny_repos, tmp_path):
+    annotators = AuxAnnotators(store_at(tiny_repos, tmp_path / "empty").complete_folder)
     with pytest.raises(ModelError) as caught:
         annotators.run("softedge_hed", _noise_image(7), RESOLUTION)
-    assert caught.value.code == "annotator_not_downloaded"
-    assert caught.value.params == {"name": "softedge_hed", "repo": ANNOTATORS_REPO}
+    assert caught.value.code == "model_not_downloaded"
+    assert caught.value.params == {"name": "annotator-hed", "repo": "lllyasviel/Annotators",
+                                   "size": "0.03"}
 
 
-def test_shuffle_needs_no_weights(tmp_path):
-    result = AuxAnnotators(cache_dir=tmp_path / "empty").run("shuffle", _noise_image(8), 64)
-    assert result.size == IMAGE_SIZE
+def test_a_missing_weight_file_is_incomplete_and_never_fetched(tiny_repos, tmp_path):
+    """MiDaS downloads a missing file itself (from GitHub): it must never be asked to."""
+    from engine.tiny_annotators import place_annotators_in_hub_cache
+
+    store = store_at(tiny_repos, tmp_path / "cache")
+    entry = store.manifest.get("annotator-midas")
+    place_annotators_in_hub_cache(tiny_repos.annotators, [entry], store.cache_root)
+    (store.local_snapshot(entry) / entry.files[0]).unlink()
+    with pytest.raises(ModelError) as caught:
+        AuxAnnotators(store.complete_folder).run("depth_midas", _noise_image(7), RESOLUTION)
+    assert caught.value.code == "model_incomplete"
+    assert caught.value.params["name"] == "annotator-midas"
+
+
+def test_every_detector_has_its_files_in_the_manifest():
+    """The manifest lists exactly the files controlnet-aux 0.0.10's from_pretrained reads."""
+    from engine import tiny_annotators as tiny
+
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    expected = {"annotator-lineart": {tiny.LINEART_FILE, tiny.LINEART_COARSE_FILE},
+                "annotator-hed": {tiny.HED_FILE}, "annotator-pidinet": {tiny.PIDINET_FILE},
+                "annotator-mlsd": {tiny.MLSD_FILE}, "annotator-midas": {tiny.MIDAS_FILE}}
+    assert {e.id: set(e.files) for e in manifest.of_kind(ModelKind.ANNOTATOR)} == expected
+    assert {a.weights for a in AUX_ANNOTATORS.values()} == set(expected) | {None}
+
+
+def test_shuffle_needs_no_weights(tiny_repos, tmp_path):
+    annotators = AuxAnnotators(store_at(tiny_repos, tmp_path / "empty").complete_folder)
+    assert annotators.run("shuffle", _noise_image(8), 64).size == IMAGE_SIZE
 
 
 def test_shuffle_leaves_numpy_random_state_alone(annotators):
@@ -127,8 +163,8 @@ def test_shuffle_leaves_numpy_random_state_alone(annotators):
     assert np.random.random() == expected
 
 
-def test_weights_only_override_refuses_annotator_pickles(hub_cache, monkeypatch):
+def test_weights_only_override_refuses_annotator_pickles(store, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(ModelError) as caught:
-        AuxAnnotators(cache_dir=hub_cache).run("lineart", _noise_image(3), RESOLUTION)
+        AuxAnnotators(store.complete_folder).run("lineart", _noise_image(3), RESOLUTION)
     assert caught.value.code == "weights_only_disabled"

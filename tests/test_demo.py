@@ -13,7 +13,7 @@ from engine.demo import (
 )
 from engine.manifest import ModelKind, load_manifest
 from engine.requests import ControlNetRequest, ControlSpec, LoraWeight, Txt2ImgRequest
-from engine.settings import EngineSettings
+from engine.settings import DEFAULT_MANIFEST, EngineSettings
 from helpers import sample_image
 
 PROMPT = "雾蒙蒙的日出在湖面上"
@@ -47,10 +47,14 @@ def test_demo_manifest_validates_and_lists_the_set(demo):
     assert (base.default_size.width, base.default_size.height) == (DEMO_SIDE, DEMO_SIDE)
     assert sorted(c.control_type for c in controlnets) == ["canny", "depth"]
     assert len(loras) == 3 and len({lora.repo for lora in loras}) == 3
+    annotators = manifest.of_kind(ModelKind.ANNOTATOR)  # the ids the preprocessors ask for
+    assert {e.id for e in annotators} == {
+        e.id for e in load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.ANNOTATOR)}
     for entry in manifest.models:
-        assert entry.id.startswith("demo-") and entry.license == "apache-2.0"
+        assert entry.license == "apache-2.0"
         assert "噪声" in entry.description.zh and "noise" in entry.description.en
-        assert entry.examples
+        assert entry.kind is ModelKind.ANNOTATOR or (entry.id.startswith("demo-")
+                                                     and entry.examples)
 
 
 def test_demo_settings_point_at_the_set_offline(demo):
@@ -116,7 +120,7 @@ def test_a_set_without_its_marker_is_rebuilt(demo, tmp_path):
     assert is_complete(root) and rebuilt.root == root
     assert any(unet.glob("*.bin"))
     assert not list(root.glob(".building-*"))
-    assert len(load_manifest(rebuilt.manifest_path).models) == 6
+    assert len(load_manifest(rebuilt.manifest_path).models) == 6 + 5  # 5 annotators
 
 
 def test_lora_styles_have_preview_pictures(demo):

@@ -46,7 +46,34 @@ def test_default_sizes_follow_the_cards(manifest):
 def test_every_entry_has_both_languages_and_examples(manifest):
     for entry in manifest.models:
         assert entry.name.zh and entry.name.en and entry.description.zh and entry.license
-        assert entry.examples, entry.id
+        # Preprocessor weights make no pictures of their own: nothing to prompt.
+        assert entry.examples or entry.kind is ModelKind.ANNOTATOR, entry.id
+
+
+def test_annotators_take_a_few_files_into_a_cache_folder_of_their_own(manifest):
+    annotators = manifest.of_kind(ModelKind.ANNOTATOR)
+    assert annotators and all(e.repo == "lllyasviel/Annotators" and e.files for e in annotators)
+    folders = {e.cache_repo for e in annotators}
+    assert len(folders) == len(annotators) and "lllyasviel/Annotators" not in folders
+    assert all(e.cache_repo == e.repo for e in manifest.models if not e.files)
+
+
+@pytest.mark.parametrize("files, fragment", [
+    ([], "lists the files"), (["../evil.pth"], "plain file names"),
+    (["sub/sk_model.pth"], "plain file names"),
+])
+def test_bad_annotator_files_are_refused(files, fragment):
+    def change(entry, data):
+        annotator = next(e for e in data["models"] if e["kind"] == "annotator")
+        annotator["files"] = files
+
+    error = _error(_with_first_entry(change))
+    assert error.params["entry"].startswith("annotator-") and fragment in error.params["detail"]
+
+
+def test_only_annotators_list_files():
+    error = _error(_with_first_entry(lambda entry, _: entry.update(files=["a.bin"])))
+    assert "only an annotator" in error.params["detail"]
 
 
 def test_lookup_by_id_or_repo(manifest):
@@ -97,7 +124,8 @@ def test_bad_fields_name_the_entry(change, fragment):
 
 def test_references_and_duplicates():
     def bad_base(entry, data):
-        data["models"][-1]["base"] = "no-such-base"
+        next(e for e in data["models"] if e["id"] == "pai-artist-large-lora-25d")["base"] = (
+            "no-such-base")
 
     assert _error(_with_first_entry(bad_base)).params["entry"] == "pai-artist-large-lora-25d"
 

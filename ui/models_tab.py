@@ -54,7 +54,10 @@ def status_rows(statuses: list[ModelStatus], language: str) -> list[list[str]]:
     rows = []
     for status in statuses:
         entry = status.entry
-        state = translate(language, f"models.state_{status.state.value}",
+        state_key = status.state.value
+        if status.state is ModelState.READY and status.size_only:
+            state_key = "size_only"  # usable, but not "verified": no hash was there to check
+        state = translate(language, f"models.state_{state_key}",
                           percent=f"{(status.progress or 0) * 100:.0f}")
         if status.converted:
             state += " · fp16"
@@ -120,6 +123,8 @@ def download_text(service: ImageServiceLike, texts: Texts, model_id: str | None)
         return ""
     if status.error_code:
         return texts.error(status.error_code, status.error_params)
+    if status.state is DownloadState.DONE and status.size_only:
+        return texts("models.download_size_only", **status.text_params())
     converted = status.state is not DownloadState.DONE or status.saved_bytes > 0
     return texts(f"models.download_{status.state.value}" if converted
                  else "models.download_verified", **status.text_params())
@@ -219,6 +224,9 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
         except EngineError as error:
             raise texts.engine_failure(error) from None
         key = "models.verify_ok" if verified else "models.verify_failed"
+        statuses = service.model_statuses()
+        if verified and any(s.size_only for s in statuses if s.entry.id == model_id):
+            key = "models.verify_size_only"  # the sizes matched: nothing more could be checked
         gr.Info(texts(key, name=model_id))
         return rows()
 
