@@ -6,6 +6,7 @@ import base64
 import binascii
 import io
 import json
+from pathlib import PurePosixPath
 from typing import Any
 
 from PIL import Image
@@ -15,6 +16,7 @@ from engine.errors import InvalidRequest
 from engine.infotext import format_infotext
 from engine.limits import Limits
 from engine.outputs import encode_png
+from engine.settings import CHECKPOINTS_FOLDER
 from engine.requests import (
     ControlNetRequest, ControlSpec, GenerationRequest, GenerationResult, Img2ImgRequest,
     InpaintRequest, ResizeMode, Txt2ImgRequest,
@@ -144,6 +146,13 @@ def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
         "warnings": [warning.code for warning in result.warnings],
     }
     return json.dumps(info, ensure_ascii=False)
+
+
+def local_model_row(name: str) -> dict:
+    """A user's model in ``/sdapi/v1/sd-models``: its title is what options and
+    ``override_settings`` accept; no path on the server shows (A1111 gives the full path)."""
+    return {"title": name, "model_name": PurePosixPath(name).stem, "hash": None,
+            "sha256": None, "filename": f"{CHECKPOINTS_FOLDER}/{name}", "config": None}
 
 
 def encode_png_image(image: Image.Image) -> str:

@@ -14,7 +14,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from api.convert import CONTROL_MODULES, decode_image, encode_png_image, to_request, to_response
+from api.convert import (
+    CONTROL_MODULES, decode_image, encode_png_image, local_model_row, to_request, to_response,
+)
 from api.schemas import (
     DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
     OptionsBody, PngInfoBody, Txt2ImgBody,
@@ -194,10 +196,7 @@ def _catalog_routes(router: APIRouter, service: Any) -> None:
             models.append({"title": entry.id, "model_name": entry.id,
                            "hash": sha256[:10] if sha256 else None, "sha256": sha256,
                            "filename": entry.repo, "config": None})
-        for path in service.local_models():  # the title is what options/override accept
-            models.append({"title": str(path), "model_name": path.stem, "hash": None,
-                           "sha256": None, "filename": str(path), "config": None})
-        return models
+        return models + [local_model_row(name) for name in service.local_model_names()]
 
     @router.get("/sdapi/v1/samplers")
     def samplers() -> list[dict]:

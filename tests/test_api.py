@@ -423,6 +423,7 @@ def test_models_in_the_models_folder_are_listed_and_selectable(tmp_path):
     fake.local_statuses = [LocalModelStatus(own, LocalKind.SINGLE_FILE, 10)]
     client = make_client(fake)
     listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
-    assert listed["水墨"]["title"] == str(own)
-    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": str(own)})
-    assert switched.json() == {"sd_model_checkpoint": str(own)}
+    assert listed["水墨"]["title"] == "水墨.safetensors"  # no server path, as options take it
+    assert listed["水墨"]["filename"] == "checkpoints/水墨.safetensors"
+    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "水墨.safetensors"})
+    assert switched.json() == {"sd_model_checkpoint": "水墨.safetensors"}
