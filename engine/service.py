@@ -166,9 +166,20 @@ class ImageService:
     # -- downloads --------------------------------------------------------------------------
 
     def _convert(self, entry: ManifestEntry, snapshot: Path) -> int:
+        """Weights that do not load for conversion would not load for a job either: the
+        model shows as broken (until it loads after all), not ready."""
         from engine.conversion import convert_to_fp16  # torch: only once a download is done
 
-        return convert_to_fp16(self.store, entry, snapshot)
+        try:
+            saved = convert_to_fp16(self.store, entry, snapshot)
+        except ModelError as error:
+            if error.code == "model_load_failed":
+                with self._state_lock:
+                    self._broken.add(entry.id)
+            raise
+        with self._state_lock:
+            self._broken.discard(entry.id)
+        return saved
 
     @cached_property
     def downloader(self) -> Downloader:
