@@ -64,23 +64,20 @@ def _common(body: Txt2ImgBody, model: str) -> dict[str, Any]:
 
 
 def _control_unit(body: Txt2ImgBody, limits: Limits) -> ControlSpec | None:
-    units = (body.alwayson_scripts.get("controlnet") or {}).get("args") or []
-    unit = next((u for u in units if isinstance(u, dict) and u.get("enabled", True)), None)
+    script = body.alwayson_scripts.controlnet
+    unit = next((u for u in (script.args if script else ()) if u.enabled), None)
     if unit is None:
         return None
-    image = unit.get("image") or unit.get("input_image")
+    image = unit.image or unit.input_image
     if isinstance(image, dict):  # newer clients send {"image": b64, "mask": ...}
         image = image.get("image")
-    module = unit.get("module")
     return ControlSpec(
-        model=str(unit.get("model") or ""),
-        control_type=CONTROL_MODULES.get(module, str(module)),
+        model=unit.model or "", control_type=CONTROL_MODULES.get(unit.module, str(unit.module)),
         image=decode_image(image, "control_image", limits) if image else None,
-        weight=unit.get("weight", 1.0), start=unit.get("guidance_start", 0.0),
-        end=unit.get("guidance_end", 1.0),
-        low_threshold=_threshold(unit.get("threshold_a"), 100),
-        high_threshold=_threshold(unit.get("threshold_b"), 200),
-        preprocess=module not in NO_PREPROCESSOR)
+        weight=unit.weight, start=unit.guidance_start, end=unit.guidance_end,
+        low_threshold=_threshold(unit.threshold_a, 100),
+        high_threshold=_threshold(unit.threshold_b, 200),
+        preprocess=unit.module not in NO_PREPROCESSOR)
 
 
 def _threshold(value: Any, default: int) -> Any:
@@ -120,7 +117,8 @@ UNSUPPORTED = ("enable_hr", "restore_faces", "tiling", "subseed_strength", "styl
 def unsupported_fields(body: Txt2ImgBody) -> list[str]:
     names = [name for name in UNSUPPORTED if name in body.model_fields_set
              and getattr(body, name) not in (None, False, 0, [], "")]
-    if isinstance(body, Img2ImgBody) and body.alwayson_scripts.get("controlnet"):
+    script = body.alwayson_scripts.controlnet
+    if isinstance(body, Img2ImgBody) and script is not None and script.args:
         names.append("alwayson_scripts.controlnet")  # ControlNet runs with txt2img only
     return names
 
