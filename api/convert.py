@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 from pathlib import PurePosixPath
@@ -12,14 +13,14 @@ from typing import Any
 from PIL import Image
 
 from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, ResourceError
 from engine.infotext import format_infotext
 from engine.limits import Limits
 from engine.outputs import encode_png
 from engine.settings import CHECKPOINTS_FOLDER
 from engine.requests import (
-    ControlNetRequest, ControlSpec, GenerationRequest, GenerationResult, Img2ImgRequest,
-    InpaintRequest, ResizeMode, Txt2ImgRequest,
+    ControlNetRequest, ControlSpec, EngineWarning, GenerationRequest, GenerationResult,
+    Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
 )
 
 RESIZE_MODES = {0: ResizeMode.JUST_RESIZE, 1: ResizeMode.CROP_AND_RESIZE,
@@ -151,6 +152,17 @@ def local_model_row(name: str) -> dict:
     ``override_settings`` accept; no path on the server shows (A1111 gives the full path)."""
     return {"title": name, "model_name": PurePosixPath(name).stem, "hash": None,
             "sha256": None, "filename": f"{CHECKPOINTS_FOLDER}/{name}", "config": None}
+
+
+def saved_or_warned(service: Any, result: GenerationResult) -> GenerationResult:
+    """Save as the client asked; a full or read-only disk must not cost it the images it
+    waited for: they come back with ``save_failed`` among the ``info`` warnings (no path)."""
+    try:
+        service.save(result)
+    except ResourceError:  # logged where it happened
+        return dataclasses.replace(
+            result, warnings=result.warnings + (EngineWarning("save_failed"),))
+    return result
 
 
 def encode_png_image(image: Image.Image) -> str:

@@ -15,7 +15,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from api.convert import (
-    CONTROL_MODULES, decode_image, encode_png_image, local_model_row, to_request, to_response,
+    CONTROL_MODULES, decode_image, encode_png_image, local_model_row, saved_or_warned,
+    to_request, to_response,
 )
 from api.schemas import (
     DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
@@ -125,9 +126,8 @@ def _run(service: Any, body: Txt2ImgBody, owner: str, timeout: float) -> Generat
         raise ResourceError("job_timeout")
     if job.error is not None:
         raise job.error
-    if body.save_images:
-        service.save(job.result)
-    return to_response(job.result, body)
+    result = saved_or_warned(service, job.result) if body.save_images else job.result
+    return to_response(result, body)
 
 
 def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
