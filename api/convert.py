@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
+from pathlib import PurePosixPath
 from typing import Any
 
 from PIL import Image
 
 from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
-from engine.errors import InvalidRequest
+from engine.errors import InvalidRequest, ResourceError
 from engine.infotext import format_infotext
 from engine.limits import Limits
 from engine.outputs import encode_png
+from engine.settings import CHECKPOINTS_FOLDER
 from engine.requests import (
-    ControlNetRequest, ControlSpec, GenerationRequest, GenerationResult, Img2ImgRequest,
-    InpaintRequest, ResizeMode, Txt2ImgRequest,
+    ControlNetRequest, ControlSpec, EngineWarning, GenerationRequest, GenerationResult,
+    Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
 )
 
 RESIZE_MODES = {0: ResizeMode.JUST_RESIZE, 1: ResizeMode.CROP_AND_RESIZE,
@@ -62,23 +65,20 @@ def _common(body: Txt2ImgBody, model: str) -> dict[str, Any]:
 
 
 def _control_unit(body: Txt2ImgBody, limits: Limits) -> ControlSpec | None:
-    units = (body.alwayson_scripts.get("controlnet") or {}).get("args") or []
-    unit = next((u for u in units if isinstance(u, dict) and u.get("enabled", True)), None)
+    script = body.alwayson_scripts.controlnet
+    unit = next((u for u in (script.args if script else ()) if u.enabled), None)
     if unit is None:
         return None
-    image = unit.get("image") or unit.get("input_image")
+    image = unit.image or unit.input_image
     if isinstance(image, dict):  # newer clients send {"image": b64, "mask": ...}
         image = image.get("image")
-    module = unit.get("module")
     return ControlSpec(
-        model=str(unit.get("model") or ""),
-        control_type=CONTROL_MODULES.get(module, str(module)),
+        model=unit.model or "", control_type=CONTROL_MODULES.get(unit.module, str(unit.module)),
         image=decode_image(image, "control_image", limits) if image else None,
-        weight=unit.get("weight", 1.0), start=unit.get("guidance_start", 0.0),
-        end=unit.get("guidance_end", 1.0),
-        low_threshold=_threshold(unit.get("threshold_a"), 100),
-        high_threshold=_threshold(unit.get("threshold_b"), 200),
-        preprocess=module not in NO_PREPROCESSOR)
+        weight=unit.weight, start=unit.guidance_start, end=unit.guidance_end,
+        low_threshold=_threshold(unit.threshold_a, 100),
+        high_threshold=_threshold(unit.threshold_b, 200),
+        preprocess=unit.module not in NO_PREPROCESSOR)
 
 
 def _threshold(value: Any, default: int) -> Any:
@@ -118,7 +118,8 @@ UNSUPPORTED = ("enable_hr", "restore_faces", "tiling", "subseed_strength", "styl
 def unsupported_fields(body: Txt2ImgBody) -> list[str]:
     names = [name for name in UNSUPPORTED if name in body.model_fields_set
              and getattr(body, name) not in (None, False, 0, [], "")]
-    if isinstance(body, Img2ImgBody) and body.alwayson_scripts.get("controlnet"):
+    script = body.alwayson_scripts.controlnet
+    if isinstance(body, Img2ImgBody) and script is not None and script.args:
         names.append("alwayson_scripts.controlnet")  # ControlNet runs with txt2img only
     return names
 
@@ -144,6 +145,24 @@ def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
         "warnings": [warning.code for warning in result.warnings],
     }
     return json.dumps(info, ensure_ascii=False)
+
+
+def local_model_row(name: str) -> dict:
+    """A user's model in ``/sdapi/v1/sd-models``: its title is what options and
+    ``override_settings`` accept; no path on the server shows (A1111 gives the full path)."""
+    return {"title": name, "model_name": PurePosixPath(name).stem, "hash": None,
+            "sha256": None, "filename": f"{CHECKPOINTS_FOLDER}/{name}", "config": None}
+
+
+def saved_or_warned(service: Any, result: GenerationResult) -> GenerationResult:
+    """Save as the client asked; a full or read-only disk must not cost it the images it
+    waited for: they come back with ``save_failed`` among the ``info`` warnings (no path)."""
+    try:
+        service.save(result)
+    except ResourceError:  # logged where it happened
+        return dataclasses.replace(
+            result, warnings=result.warnings + (EngineWarning("save_failed"),))
+    return result
 
 
 def encode_png_image(image: Image.Image) -> str:

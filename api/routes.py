@@ -22,7 +22,10 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
-from api.convert import CONTROL_MODULES, decode_image, encode_png_image, to_request, to_response
+from api.convert import (
+    CONTROL_MODULES, decode_image, encode_png_image, local_model_row, saved_or_warned,
+    to_request, to_response,
+)
 from api.schemas import (
     DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
     OptionsBody, PngInfoBody, Txt2ImgBody,
@@ -147,17 +150,16 @@ async def wait_for(job: Job, timeout: float, service: Any) -> None:
         await asyncio.sleep(POLL_S)
     if job.error is not None:
         raise job.error
-
-
 async def _run(service: Any, body: Txt2ImgBody, caller: Caller,
                timeout: float) -> GenerationResponse:
     request = await run_in_threadpool(to_request, body, service.active_model, service.limits)
     job = await run_in_threadpool(service.submit, request, secrets.token_urlsafe(16),
                                   caller.user, caller.quota_key)
     await wait_for(job, timeout, service)
+    result = job.result
     if body.save_images:
-        await run_in_threadpool(service.save, job.result)
-    return await run_in_threadpool(to_response, job.result, body)
+        result = await run_in_threadpool(saved_or_warned, service, job.result)
+    return await run_in_threadpool(to_response, result, body)
 
 
 def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
@@ -241,10 +243,7 @@ def _catalog_routes(router: APIRouter, service: Any, options: ApiOptions) -> Non
             models.append({"title": entry.id, "model_name": entry.id,
                            "hash": sha256[:10] if sha256 else None, "sha256": sha256,
                            "filename": entry.repo, "config": None})
-        for path in service.local_models():  # the title is what options/override accept
-            models.append({"title": str(path), "model_name": path.stem, "hash": None,
-                           "sha256": None, "filename": str(path), "config": None})
-        return models
+        return models + [local_model_row(name) for name in service.local_model_names()]
 
     @router.get("/sdapi/v1/samplers")
     def samplers() -> list[dict]:

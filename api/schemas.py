@@ -16,6 +16,32 @@ class _Lenient(BaseModel):
         return sorted(self.model_extra or {})
 
 
+class ControlNetUnit(_Lenient):
+    """One unit of the ControlNet extension's ``args``, typed so that a wrong shape is a 422
+    naming the field (the extension's other fields are accepted and ignored)."""
+
+    enabled: bool = True
+    image: str | dict[str, Any] | None = None  # newer clients: {"image": b64, "mask": ...}
+    input_image: str | None = None
+    module: str | None = None
+    model: str | None = None
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    threshold_a: float | None = None
+    threshold_b: float | None = None
+
+
+class ControlNetScript(_Lenient):
+    args: list[ControlNetUnit] = Field(default_factory=list)
+
+
+class AlwaysOnScripts(_Lenient):
+    """Only ControlNet runs; other scripts are accepted and ignored, whatever their shape."""
+
+    controlnet: ControlNetScript | None = None
+
+
 class Txt2ImgBody(_Lenient):
     prompt: str = ""
     negative_prompt: str = ""
@@ -40,7 +66,7 @@ class Txt2ImgBody(_Lenient):
     enable_hr: bool = False
     send_images: bool = True
     save_images: bool = False
-    alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
+    alwayson_scripts: AlwaysOnScripts = Field(default_factory=AlwaysOnScripts)
 
 
 class Img2ImgBody(Txt2ImgBody):

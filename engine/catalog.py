@@ -110,16 +110,26 @@ def folder_size(folder: Path) -> int:
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 
 
+def stays_inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` (through every symlink) is under ``root``: a link in a models folder
+    must not make the server read files from anywhere else on disk."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
 def local_checkpoints(checkpoint_dir: Path) -> list[Path]:
     """Diffusers folders users put in ``checkpoint_dir``. Only safetensors ones: a pickle from
-    an unknown source can run code when loaded."""
+    an unknown source can run code when loaded. Nothing in them may link outside the folder."""
     if not checkpoint_dir.is_dir():
         return []
     found = []
     for folder in sorted(p for p in checkpoint_dir.iterdir() if p.is_dir()):
         if not (folder / "model_index.json").is_file():
             continue
-        if any(p.suffix in PICKLE_SUFFIXES for p in folder.rglob("*")):
+        files = list(folder.rglob("*")) if stays_inside(folder, checkpoint_dir) else None
+        if files is None or not all(stays_inside(p, checkpoint_dir) for p in files):
+            logger.warning("skipping %s: it links outside the checkpoints folder", folder.name)
+            continue
+        if any(p.suffix in PICKLE_SUFFIXES for p in files):
             logger.warning("skipping %s: user models must be safetensors", folder.name)
             continue
         found.append(folder)
@@ -133,11 +143,19 @@ def _inside_diffusers_folder(path: Path, root: Path) -> bool:
 
 def single_file_checkpoints(checkpoint_dir: Path) -> list[Path]:
     """A1111/Civitai-style ``.safetensors`` checkpoints anywhere under ``checkpoint_dir``
-    (sub-folders too, as A1111 scans them), except the weights inside diffusers folders."""
+    (sub-folders too, as A1111 scans them), except the weights inside diffusers folders and
+    links to files elsewhere."""
     if not checkpoint_dir.is_dir():
         return []
     return sorted(p for p in checkpoint_dir.rglob("*.safetensors")
-                  if p.is_file() and not _inside_diffusers_folder(p, checkpoint_dir))
+                  if p.is_file() and not _inside_diffusers_folder(p, checkpoint_dir)
+                  and stays_inside(p, checkpoint_dir))
+
+
+def user_model_name(path: Path, checkpoint_dir: Path) -> str:
+    """How the model picker and the API name a user's model: its path inside the
+    checkpoints folder (``my-style``, ``sd15/水墨.safetensors``), never a server path."""
+    return path.relative_to(checkpoint_dir).as_posix()
 
 
 def pickled_checkpoints(checkpoint_dir: Path) -> list[Path]:
@@ -150,9 +168,11 @@ def pickled_checkpoints(checkpoint_dir: Path) -> list[Path]:
 
 
 def lora_files(lora_dir: Path) -> list[Path]:
+    """LoRA files users dropped in ``lora_dir``; a link to a file elsewhere is not one."""
     if not lora_dir.is_dir():
         return []
-    return sorted(p for p in lora_dir.iterdir() if p.suffix in LORA_SUFFIXES and p.is_file())
+    return sorted(p for p in lora_dir.iterdir() if p.suffix in LORA_SUFFIXES and p.is_file()
+                  and stays_inside(p, lora_dir))
 
 
 def lora_choice_from_entry(entry: ManifestEntry) -> LoraChoice:

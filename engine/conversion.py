@@ -39,21 +39,29 @@ def _record_converted(store: ModelStore, entry: ManifestEntry, scratch: Path,
     store.records.write("converted", DownloadPlan(entry.cache_repo, commit, files, "fp16"))
 
 
-def _save_base(source: Path, target: Path) -> None:
+def _read_base(source: Path):
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(
+    return StableDiffusionPipeline.from_pretrained(
         source, dtype=torch.float16, safety_checker=None, feature_extractor=None,
         requires_safety_checker=False, use_safetensors=False)
-    pipe.save_pretrained(target, safe_serialization=True)
 
 
-def _save_controlnet(source: Path, target: Path) -> None:
+def _read_controlnet(source: Path):
     from diffusers import ControlNetModel
 
-    ControlNetModel.from_pretrained(source, dtype=torch.float16,
-                                    use_safetensors=False).save_pretrained(
-        target, safe_serialization=True)
+    return ControlNetModel.from_pretrained(source, dtype=torch.float16, use_safetensors=False)
+
+
+def _read_original(entry: ManifestEntry, snapshot: Path):
+    """The pickled model, in fp16. Weights that passed their hash check but do not load are
+    damaged at the source: the model is broken (not merely unconverted), and a damaged pickle
+    can fail in any way its parser can, so every failure here says so."""
+    try:
+        return (_read_base if entry.kind is ModelKind.BASE else _read_controlnet)(snapshot)
+    except Exception as error:  # noqa: BLE001 - see the docstring
+        logger.warning("%s does not load for conversion: %s", entry.id, type(error).__name__)
+        raise ModelError("model_load_failed", name=entry.id) from None
 
 
 def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> int:
@@ -66,9 +74,10 @@ def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> 
     for stale in destination.parent.iterdir():  # older copies, scratch of a killed conversion
         if stale != destination:
             shutil.rmtree(stale, ignore_errors=True)
+    model = _read_original(entry, snapshot)
     scratch = Path(tempfile.mkdtemp(prefix=".converting-", dir=destination.parent))
     try:
-        (_save_base if entry.kind is ModelKind.BASE else _save_controlnet)(snapshot, scratch)
+        model.save_pretrained(scratch, safe_serialization=True)
         (scratch / COMPLETE_MARKER).write_text("fp16 safetensors\n", encoding="utf-8")
         _record_converted(store, entry, scratch, snapshot.name)
         shutil.rmtree(destination, ignore_errors=True)
@@ -78,6 +87,7 @@ def convert_to_fp16(store: ModelStore, entry: ManifestEntry, snapshot: Path) -> 
         store.records.remove("converted", entry.cache_repo)
         logger.warning("conversion of %s failed: %s", entry.id, type(error).__name__)
         raise ModelError("conversion_failed", name=entry.id) from None
+    del model
     before = folder_size(snapshot)
     for original in snapshot.rglob("*.bin"):  # the pickled weights the copy replaces
         delete_cached_file(original)

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from engine import images as image_ops
 from engine.aux_annotators import AuxAnnotators
+from engine.catalog import stays_inside
 from engine.devices import Placement, pick_placement
 from engine.errors import EngineError, JobCancelled, ModelError, ResourceError, SkipImage
 from engine.lora import LoraSource
@@ -323,7 +324,7 @@ class Engine:
             return None  # a name, not a path: prompts must not reach files outside the folder
         folder = self.settings.lora_dir
         for candidate in (folder / name, folder / f"{name}.safetensors"):
-            if candidate.is_file() and candidate.resolve().is_relative_to(folder.resolve()):
+            if candidate.is_file() and stays_inside(candidate, folder):  # as lora_files lists
                 return LoraSource(name, candidate, allow_pickle=False)
         return None
 

@@ -14,6 +14,7 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
+from engine.catalog import local_checkpoints, single_file_checkpoints, user_model_name
 from engine.download_sources import sha256_of
 from engine.errors import ModelError
 from engine.manifest import Manifest, ManifestEntry, ModelKind
@@ -23,7 +24,8 @@ from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 
-REPO_ID = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+# The hub's rule: each part starts with a letter or digit, so ``..`` is never one.
+REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 BASE_FILES = ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "unet/*",
               "vae/*"]
 SINGLE_MODEL_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "*.bin"]
@@ -131,14 +133,34 @@ class ModelStore:
         return ModelError("model_not_downloaded", name=entry.id, repo=entry.repo,
                           size=entry.size_text)
 
+    def user_model(self, reference: str) -> Path | None:
+        """The user's own model ``reference`` names, or None.
+
+        From the UI and the API only what the checkpoints folder lists (by its name there, or
+        the path the listing gives), so a request can neither load files from elsewhere on disk
+        nor learn whether a path exists: anything else falls through to the same
+        ``unknown_model``. Only the command line (``allow_file_paths``) names any path.
+        """
+        if self.entry(reference) is not None:
+            return None  # a manifest id wins over a folder that happens to share its name
+        if self.settings.allow_file_paths:
+            path = Path(reference).expanduser()
+            if path.is_dir() or is_single_file(path):
+                return path
+        root = self.settings.checkpoint_dir
+        for path in local_checkpoints(root) + single_file_checkpoints(root):
+            if reference in (user_model_name(path, root), str(path)):
+                return path
+        return None
+
     def resolve(self, reference: str) -> Path:
         """A folder holding the model's files. Never downloads."""
-        local = Path(reference).expanduser()
-        if local.is_dir():
-            return local
+        own = self.user_model(reference)
+        if own is not None and own.is_dir():
+            return own
         entry = self.entry(reference)
         repo = entry.cache_repo if entry else reference
-        if not REPO_ID.match(repo):
+        if not REPO_ID.match(repo) or ".." in repo:
             raise ModelError("unknown_model", name=reference)
         if self._pending_blocks(repo):
             raise ModelError("model_incomplete", name=entry.id if entry else reference,
@@ -214,19 +236,14 @@ class ModelStore:
 
     def base_location(self, reference: str) -> Path:
         """A base model's folder, or the single ``.safetensors`` file it is."""
-        path = Path(reference).expanduser()
-        if not is_single_file(path):
-            return self.base_folder(reference)
-        inside = path.resolve().is_relative_to(self.settings.checkpoint_dir.resolve())
-        if not (inside or self.settings.allow_file_paths):
-            raise ModelError("unknown_model", name=reference)
-        return path
+        own = self.user_model(reference)
+        if own is not None and is_single_file(own):
+            return own
+        return self.base_folder(reference)
 
     def single_file_config(self, path: Path, shape: CheckpointShape | None = None) -> Path:
         """The local diffusers folder that gives a single-file checkpoint its configs
         (``shape``: the file's header, when the caller has read it already)."""
-        from engine.catalog import local_checkpoints
-
         downloaded = []
         for entry in self.manifest.models:
             if entry.kind is ModelKind.BASE:

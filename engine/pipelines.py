@@ -74,6 +74,14 @@ def _prefer_safetensors(folder: Path) -> bool | None:
     return found.pop() if len(found) == 1 else None
 
 
+def _load_failed(reference: str, error: Exception) -> ModelError:
+    """Damaged weights fail in any way a parser can (an unpickling error, EOF, a dict of the
+    wrong things, tensors left on "meta"): all of them are the file's fault, not a server
+    error, so each becomes ``model_load_failed`` and the engine goes on."""
+    logger.warning("loading %s failed: %s", reference, type(error).__name__)
+    return ModelError("model_load_failed", name=reference)
+
+
 def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -122,7 +130,6 @@ class PipelineManager:
 
     def _load_base(self, reference: str, folder: Path) -> LoadedBase:
         from diffusers import StableDiffusionPipeline
-        from diffusers.loaders.single_file_utils import SingleFileComponentError
 
         if weights_only_forced_off():
             raise ModelError("weights_only_disabled")
@@ -135,12 +142,11 @@ class PipelineManager:
             else:
                 pipe = StableDiffusionPipeline.from_pretrained(
                     folder, use_safetensors=_prefer_safetensors(folder), **common)
-        except torch.OutOfMemoryError:
-            raise  # not a broken model: the caller frees memory and says so
-        except (OSError, ValueError, RuntimeError, KeyError, SingleFileComponentError) as exc:
-            logger.warning("loading %s failed: %s", reference, type(exc).__name__)
-            raise ModelError("model_load_failed", name=reference) from None
-        self._place(pipe)
+            self._place(pipe)  # weights a file left out are still "meta": moving them fails
+        except (torch.OutOfMemoryError, ModelError):
+            raise  # not a broken model (the caller frees memory), or already explained
+        except Exception as exc:  # noqa: BLE001 - see _load_failed
+            raise _load_failed(reference, exc) from None
         pipe.set_progress_bar_config(disable=True)
         logger.info("loaded %s in %.2f s", reference, time.perf_counter() - started)
         return LoadedBase(
@@ -184,12 +190,11 @@ class PipelineManager:
             try:
                 model = ControlNetModel.from_pretrained(
                     folder, dtype=self.placement.dtype, use_safetensors=_has_safetensors(folder))
+                model.to(self.placement.device)
             except torch.OutOfMemoryError:
                 raise
-            except (OSError, ValueError, RuntimeError, KeyError) as exc:
-                logger.warning("loading ControlNet %s failed: %s", reference, type(exc).__name__)
-                raise ModelError("model_load_failed", name=reference) from None
-            model.to(self.placement.device)
+            except Exception as exc:  # noqa: BLE001 - see _load_failed
+                raise _load_failed(reference, exc) from None
             while len(self._controlnets) >= self.max_controlnets:
                 self._controlnets.popitem(last=False)
                 for base in self._bases.values():

@@ -17,7 +17,7 @@ from PIL import Image
 from engine.catalog import (
     LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, folder_files, folder_size,
     local_checkpoints, lora_choice_from_entry, lora_choice_from_file, lora_files,
-    pickled_checkpoints, required_paths_present, single_file_checkpoints,
+    pickled_checkpoints, required_paths_present, single_file_checkpoints, user_model_name,
 )
 from engine.download_sources import DownloadSource
 from engine.download_jobs import FINISHED, DownloadJob, DownloadStatus
@@ -167,9 +167,20 @@ class ImageService:
     # -- downloads --------------------------------------------------------------------------
 
     def _convert(self, entry: ManifestEntry, snapshot: Path) -> int:
+        """Weights that do not load for conversion would not load for a job either: the
+        model shows as broken (until it loads after all), not ready."""
         from engine.conversion import convert_to_fp16  # torch: only once a download is done
 
-        return convert_to_fp16(self.store, entry, snapshot)
+        try:
+            saved = convert_to_fp16(self.store, entry, snapshot)
+        except ModelError as error:
+            if error.code == "model_load_failed":
+                with self._state_lock:
+                    self._broken.add(entry.id)
+            raise
+        with self._state_lock:
+            self._broken.discard(entry.id)
+        return saved
 
     @cached_property
     def downloader(self) -> Downloader:
@@ -204,7 +215,10 @@ class ImageService:
         entry = self.manifest.get(model)
         if entry and entry.default_size:
             return entry.default_size.width, entry.default_size.height
-        path = Path(model)
+        try:
+            path = self.store.user_model(model) or self.store.resolve(model)
+        except ModelError:
+            return 512, 512  # the error shows when the model loads
         if is_single_file(path):
             try:
                 path = self.store.single_file_config(path)  # its architecture's native size
@@ -221,6 +235,12 @@ class ImageService:
         single-file checkpoints (an unusable one says why when picked)."""
         folder = self.settings.checkpoint_dir
         return local_checkpoints(folder) + single_file_checkpoints(folder)
+
+    def local_model_names(self) -> list[str]:
+        """``local_models`` as the API names them (inside the checkpoints folder), which is
+        what a model switch accepts; no server path."""
+        folder = self.settings.checkpoint_dir
+        return [user_model_name(p, folder) for p in self.local_models()]
 
     def local_model_statuses(self) -> list[LocalModelStatus]:
         """What the user placed in the models folder, each with the reason it cannot be used."""

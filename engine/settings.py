@@ -11,6 +11,7 @@ MEMORY_MODES = ("normal", "low")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 
+CHECKPOINTS_FOLDER = "checkpoints"  # in ``models_dir``: users' own base models
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models_manifest.yaml"
 
 
@@ -44,4 +45,4 @@ class EngineSettings:
     @property
     def checkpoint_dir(self) -> Path:
         """Users' own diffusers model folders (safetensors only)."""
-        return self.models_dir / "checkpoints"
+        return self.models_dir / CHECKPOINTS_FOLDER

@@ -133,6 +133,9 @@ class FakeImageService:
         return [status.path for status in self.local_statuses
                 if status.kind is not LocalKind.LORA and status.problem != "checkpoint_pickle"]
 
+    def local_model_names(self) -> list[str]:
+        return [path.name for path in self.local_models()]
+
     def local_model_statuses(self) -> list[LocalModelStatus]:
         return list(self.local_statuses)
 
@@ -191,7 +194,7 @@ class FakeImageService:
             self._activate(model)
 
     def _activate(self, model: str) -> None:
-        if model in {str(path) for path in self.local_models()}:
+        if model in {str(path) for path in self.local_models()} | set(self.local_model_names()):
             self.activated.append(model)
             self._active = model
             return

@@ -436,9 +436,35 @@ def test_models_in_the_models_folder_are_listed_and_selectable(tmp_path):
     fake.local_statuses = [LocalModelStatus(own, LocalKind.SINGLE_FILE, 10)]
     client = make_client(fake)
     listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
-    assert listed["水墨"]["title"] == str(own)
-    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": str(own)})
-    assert switched.json() == {"sd_model_checkpoint": str(own)}
+    assert listed["水墨"]["title"] == "水墨.safetensors"  # no server path, as options take it
+    assert listed["水墨"]["filename"] == "checkpoints/水墨.safetensors"
+    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "水墨.safetensors"})
+    assert switched.json() == {"sd_model_checkpoint": "水墨.safetensors"}
+
+
+@pytest.mark.parametrize("fault", ["unwritable", "disk_full"])
+def test_save_images_on_a_failing_disk_returns_the_images_with_a_warning(
+        tmp_path, monkeypatch, fault):
+    import errno
+
+    from engine import outputs
+    from fake_service import FakeImageService
+
+    output_dir = tmp_path / "outputs"
+    if fault == "unwritable":
+        output_dir.write_text("a file where the folder should be")
+    else:
+        def disk_full(handle, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(outputs, "_write_bytes", disk_full)
+    client = make_client(FakeImageService(output_dir=output_dir))
+    response = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "山", **SMALL, "batch_size": 2, "save_images": True})
+    assert response.status_code == 200
+    assert len(response.json()["images"]) == 2
+    assert json.loads(response.json()["info"])["warnings"] == ["save_failed"]
+    assert str(tmp_path) not in response.text  # the server's folder is not named
 
 
 def test_a_finished_v2_job_keeps_its_result_but_not_its_input_images(client, service):

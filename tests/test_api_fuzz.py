@@ -80,3 +80,34 @@ def test_no_route_answers_500(api, data):
     response = client.request(method.upper(), path, **kwargs)
     assert response.status_code < 500 or response.status_code == 503, (
         method, path, kwargs, response.text)
+
+
+MALFORMED_SCRIPTS = [
+    [], 5, "controlnet", {"controlnet": 5}, {"controlnet": "x"}, {"controlnet": []},
+    {"controlnet": {"args": "x"}}, {"controlnet": {"args": 5}}, {"controlnet": {"args": {}}},
+    {"controlnet": {"args": [5]}}, {"controlnet": {"args": ["x"]}}, {"controlnet": {"args": [[]]}},
+    {"controlnet": {"args": [{"weight": "abc"}]}}, {"controlnet": {"args": [{"module": ["x"]}]}},
+    {"controlnet": {"args": [{"module": {}}]}}, {"controlnet": {"args": [{"model": 5}]}},
+    {"controlnet": {"args": [{"image": 5}]}}, {"controlnet": {"args": [{"image": ["x"]}]}},
+    {"controlnet": {"args": [{"enabled": "maybe"}]}},
+    {"controlnet": {"args": [{"threshold_a": "low"}]}},
+    {"controlnet": {"args": [{"guidance_start": {}}]}},
+]
+
+
+@pytest.mark.parametrize("route", ["/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v2/jobs"])
+@pytest.mark.parametrize("scripts", MALFORMED_SCRIPTS)
+def test_malformed_alwayson_scripts_are_a_422_not_a_500(api, route, scripts):
+    client, _ = api
+    response = client.post(route, json={"prompt": "山", "steps": 2, "width": 64, "height": 64,
+                                        "alwayson_scripts": scripts})
+    assert response.status_code == 422, response.text
+    assert response.json()["error"] == "invalid_body"
+
+
+def test_other_scripts_of_any_shape_are_ignored(api):
+    client, _ = api
+    response = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "山", "steps": 2, "width": 64, "height": 64,
+        "alwayson_scripts": {"ADetailer": 5, "controlnet": {"args": []}}})
+    assert response.status_code == 200, response.text

@@ -293,6 +293,25 @@ def test_conversion_to_fp16_safetensors(server, tmp_path, tiny_repos, monkeypatc
     assert next(s for s in service.model_statuses() if s.entry.id == "pai-artist-large").converted
 
 
+@pytest.mark.parametrize("part", ["unet", "text_encoder"])
+def test_weights_that_do_not_load_for_conversion_mark_the_model_broken(
+        served_repos, tmp_path, tiny_repos, part):
+    """The hub's copy itself is damaged (its hashes match): the download is verified, but the
+    model must not look ready when its weights cannot load."""
+    damaged = tmp_path / "damaged"
+    shutil.copytree(served_repos[BASE_REPO], damaged)
+    next((damaged / part).glob("*.bin")).write_bytes(os.urandom(4096))
+    service = make_service(tmp_path, tiny_repos, convert_downloads=True)
+    with HubServer({BASE_REPO: damaged}) as hub:
+        status = service.download("pai-artist-large", source(hub)).wait(JOB_WAIT_S)
+    assert (status.state, status.error_code) == (DownloadState.DONE, "model_load_failed")
+    assert state_of(service, "pai-artist-large") is ModelState.BROKEN
+    assert not list((tmp_path / "cache").rglob(".converting-*"))  # no scratch left behind
+    with pytest.raises(EngineError) as caught:
+        service.activate("pai-artist-large")
+    assert caught.value.code == "model_load_failed"
+
+
 def test_a_damaged_fp16_copy_fails_verify_and_a_new_download_restores_the_model(
         server, tmp_path, tiny_repos):
     service = make_service(tmp_path, tiny_repos, convert_downloads=True)

@@ -44,11 +44,12 @@ def test_safety_checker_files_are_never_read(tiny_repos, tmp_path):
     folder = tmp_path / "pai"
     shutil.copytree(tiny_repos.pai_base, folder)
     (folder / "safety_checker" / "pytorch_model.bin").write_bytes(b"not a checkpoint")
-    engine = Engine(make_settings(tiny_repos))
+    engine = Engine(make_settings(tiny_repos, allow_file_paths=True))  # as the CLI's
     result = engine.generate(txt2img(model=str(folder)))
     assert result.images[0].image.size == (64, 64)
     shutil.rmtree(folder / "safety_checker")
-    assert Engine(make_settings(tiny_repos)).generate(txt2img(model=str(folder))).images
+    command_line = Engine(make_settings(tiny_repos, allow_file_paths=True))
+    assert command_line.generate(txt2img(model=str(folder))).images
 
 
 def test_txt2img_returns_seed_and_parameters(engine):
@@ -92,8 +93,10 @@ def test_xlarge_default_size_is_768(engine):
     assert result.images[0].image.size == (768, 768)
 
 
-def test_local_folder_default_size_comes_from_the_unet(engine, tiny_repos):
-    result = engine.generate(txt2img(model=str(tiny_repos.pai_base), width=None, height=None))
+def test_local_folder_default_size_comes_from_the_unet(tiny_repos):
+    command_line = Engine(make_settings(tiny_repos, allow_file_paths=True))
+    result = command_line.generate(txt2img(model=str(tiny_repos.pai_base), width=None,
+                                           height=None))
     assert result.images[0].image.size == (TINY_PAI_SIZE, TINY_PAI_SIZE)
 
 

@@ -30,17 +30,23 @@ def test_unknown_names_and_missing_downloads(engine, tmp_path):
     assert _code(engine, model="no such model") == "unknown_model"
     assert _code(engine, model="someone/not-cached") == "model_not_downloaded"
     assert _code(engine, model="pai-anime-large") == "model_not_downloaded"
-    assert _code(engine, model=str(tmp_path)) == "model_folder_invalid"
+    assert _code(engine, model=str(tmp_path)) == "unknown_model"  # not in models/checkpoints
     assert engine.generate(txt2img()).images  # still usable
 
 
-def test_truncated_weights_fail_cleanly(engine, tiny_repos, tmp_path):
+def test_folders_anywhere_only_from_the_command_line(tiny_repos, tmp_path):
+    command_line = Engine(make_settings(tiny_repos, allow_file_paths=True))
+    assert _code(command_line, model=str(tmp_path)) == "model_folder_invalid"
+
+
+def test_truncated_weights_fail_cleanly(tiny_repos, tmp_path):
+    command_line = Engine(make_settings(tiny_repos, allow_file_paths=True))
     folder = tmp_path / "broken"
     shutil.copytree(tiny_repos.pai_base, folder)
     weights = folder / "unet" / "diffusion_pytorch_model.bin"
     weights.write_bytes(weights.read_bytes()[:1000])
-    assert _code(engine, model=str(folder)) == "model_load_failed"
-    assert engine.generate(txt2img()).images
+    assert _code(command_line, model=str(folder)) == "model_load_failed"
+    assert command_line.generate(txt2img()).images
 
 
 def test_weights_only_override_refuses_to_load_pickled_models(tiny_repos, monkeypatch):
