@@ -180,6 +180,8 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         if not personal:
             chosen = dataclasses.replace(chosen, language=language, default_sampler=sampler)
         folder = checked(chosen) if server is not None else None
+        if folder is not None and not chosen.output_dir:  # empty means the base: say so
+            chosen = dataclasses.replace(chosen, output_dir=str(folder))
         if server is not None or not personal:
             store_and_apply(chosen, before, folder)
         # This page only, or the app's language for everyone (and its messages).
