@@ -12,7 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from app_settings import AppSettings, PreferencesStore, SettingsError, parse_settings
+from app_settings import (
+    AppSettings, PreferencesStore, SettingsError, output_folder, parse_settings,
+)
 
 logger = logging.getLogger("huajing")
 
@@ -78,15 +80,20 @@ def main(argv: list[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return 2
     configure_logging(settings.verbose)
-    preferences_store = PreferencesStore(settings.data_dir / "settings.json")
+    outputs_base = settings.outputs_base.resolve()  # fixed now, whatever the cwd becomes
+    preferences_store = PreferencesStore(settings.data_dir / "settings.json", outputs_base)
     preferences = preferences_store.load()
     if settings.language:
         preferences = dataclasses.replace(preferences, language=settings.language)
-    service = build_service(settings, preferences.memory_mode, Path(preferences.output_dir))
+    service = build_service(settings, preferences.memory_mode,
+                            output_folder(preferences.output_dir, outputs_base))
+    from ui.access import Access
     from ui.app import UiOptions, build_ui
 
     options = UiOptions(preferences, settings.demo, gpu_decorator(), source_flag=settings.source,
-                        hf_endpoint=settings.hf_endpoint)
+                        hf_endpoint=settings.hf_endpoint, access=Access.from_settings(settings),
+                        outputs_base=outputs_base,
+                        allow_private_endpoint=settings.allow_private_endpoint)
     ui = build_ui(service, options, preferences_store)
     # PIL refuses larger images before decoding them (decompression bombs).
     from PIL import Image

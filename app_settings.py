@@ -11,16 +11,20 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 from engine.download_sources import SOURCE_KINDS
+from engine.errors import InvalidRequest
 from engine.samplers import DEFAULT_SAMPLER, SAMPLERS
 from engine.settings import DEVICES, MEMORY_MODES, PRECISIONS
 from locales import DEFAULT_LANGUAGE, LANGUAGES
 
 logger = logging.getLogger(__name__)
+
+ADMIN_MARK = "admin"  # the third field of an --auth-file line: user:password:admin
+ADMIN_PASSWORD_VARIABLE = "HUAJING_ADMIN_PASSWORD"  # a Space secret
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,11 @@ class AppSettings:
     convert_downloads: bool = True  # --no-convert keeps downloads as they came
     # Host names besides the bound address and localhost that requests may be addressed to.
     allowed_hosts: tuple[str, ...] = ()
-    on_space: bool = False  # running as a Hugging Face Space (SPACE_ID is set)
+    admins: tuple[str, ...] = ()  # accounts that may change what the server does
+    outputs_base: Path = Path("outputs")  # the output folder stays inside this one
+    allow_private_endpoint: bool = False  # custom sources on this machine or the LAN
+    on_space: bool = False  # a Hugging Face Space: public, no accounts
+    admin_password: str | None = field(default=None, repr=False)  # unlocks admin per session
 
     @property
     def is_public(self) -> bool:
@@ -80,12 +88,34 @@ def _read_auth(pair: str) -> tuple[str, str]:
     return user, password
 
 
-def _auth_from_file(path: Path) -> list[tuple[str, str]]:
+def _auth_from_file(path: Path) -> list[tuple[str, str, bool]]:
+    """(user, password, is admin) per line. A password may hold colons, so only a last
+    field of exactly ``admin`` marks an admin."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise SettingsError(f"cannot read --auth-file: {error.strerror}") from None
-    return [_read_auth(line) for line in lines if line.strip() and not line.startswith("#")]
+    accounts = []
+    for line in lines:
+        if not line.strip() or line.startswith("#"):
+            continue
+        rest, sep, mark = line.strip().rpartition(":")
+        admin = bool(sep) and mark == ADMIN_MARK and ":" in rest
+        user, password = _read_auth(rest if admin else line)
+        accounts.append((user, password, admin))
+    return accounts
+
+
+def _admins(args: argparse.Namespace, accounts: list[tuple[str, str, bool]]) -> tuple[str, ...]:
+    """Marked in the file, named by --admin, or the one --auth user when there is no file."""
+    users = [user for user, _, _ in accounts]
+    unknown = [name for name in args.admin if name not in users]
+    if unknown:
+        raise SettingsError(f"--admin names no account: {', '.join(unknown)}")
+    admins = [user for user, _, admin in accounts if admin] + list(args.admin)
+    if args.auth is not None and not args.auth_file:
+        admins.append(users[0])
+    return tuple(dict.fromkeys(admins))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="default 7860, or $PORT on hosted platforms")
     parser.add_argument("--share", action="store_true", help="public Gradio link (needs auth)")
     parser.add_argument("--auth", help="USER:PASSWORD")
-    parser.add_argument("--auth-file", type=Path, help="file of USER:PASSWORD lines")
+    parser.add_argument("--auth-file", type=Path,
+                        help="file of USER:PASSWORD lines; USER:PASSWORD:admin marks an admin")
+    parser.add_argument("--admin", action="append", default=[], metavar="USER",
+                        help="this account may change server settings and models (repeatable)")
     parser.add_argument("--insecure-no-auth", action="store_true",
                         help="allow a public address or --share without a password")
     parser.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
@@ -105,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=Path, help="huggingface_hub cache (default HF_HOME)")
     parser.add_argument("--data-dir", type=Path, default=Path("data"),
                         help="saved settings and the demo models")
+    parser.add_argument("--outputs-base", type=Path, default=Path("outputs"),
+                        help="the output folder chosen in 设置 must stay inside this folder")
+    parser.add_argument("--allow-private-endpoint", action="store_true",
+                        help="allow a custom download source on this machine or a private "
+                             "network")
     parser.add_argument("--offline", action="store_true")
     parser.add_argument("--source", choices=SOURCE_KINDS,
                         help="download source (default: the one chosen in 设置)")
@@ -120,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSettings:
     args = build_parser().parse_args(argv)
-    auth = [_read_auth(args.auth)] if args.auth is not None else []
+    accounts = [(*_read_auth(args.auth), False)] if args.auth is not None else []
     if args.auth_file:
-        auth += _auth_from_file(args.auth_file)
+        accounts += _auth_from_file(args.auth_file)
+    auth = [(user, password) for user, password, _ in accounts]
     # Hosted platforms (Hugging Face Spaces) say where to listen through the environment.
     port = args.port or int(environ.get("PORT") or environ.get("GRADIO_SERVER_PORT") or 7860)
     host = environ.get("GRADIO_SERVER_NAME", args.host) if args.host == "127.0.0.1" else args.host
@@ -133,7 +172,11 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSet
         offline=args.offline or environ.get("HF_HUB_OFFLINE") == "1", device=args.device,
         precision=args.precision, demo=args.demo, verbose=args.verbose, source=args.source,
         hf_endpoint=environ.get("HF_ENDPOINT"), convert_downloads=not args.no_convert,
-        allowed_hosts=tuple(args.allowed_host), on_space=bool(environ.get("SPACE_ID")))
+        allowed_hosts=tuple(args.allowed_host),
+        admins=_admins(args, accounts), outputs_base=args.outputs_base,
+        allow_private_endpoint=args.allow_private_endpoint,
+        on_space=bool(environ.get("SPACE_ID")),
+        admin_password=environ.get(ADMIN_PASSWORD_VARIABLE) or None)
     # On a Hugging Face Space the platform serves the app and the Space's own visibility
     # setting decides who may open it.
     if settings.is_public and not settings.auth and not settings.allow_insecure and \
@@ -145,23 +188,56 @@ def parse_settings(argv: list[str] | None, environ: Mapping[str, str]) -> AppSet
     return settings
 
 
-class PreferencesStore:
-    """Preferences in ``path``; a missing or damaged file gives the defaults, never a crash."""
+def output_folder(value: str, base: Path) -> Path:
+    """The folder ``value`` names, resolved, if it lies inside ``base``: a relative name is
+    taken from the working directory, as the engine takes it; empty means ``base`` itself.
+    Refused: ``~``, an absolute path or ``..`` leading out, a symbolic link pointing out."""
+    text = (value or "").strip() if isinstance(value, str) else None
+    root = base.resolve()
+    refused = InvalidRequest("output_dir_outside_base", base=str(root))
+    if text is None or text.startswith("~") or "\0" in text:
+        raise refused
+    if not text:
+        return root
+    try:
+        folder = (Path.cwd() / text).resolve()  # follows links, so one leading out is seen
+    except (OSError, RuntimeError, ValueError):
+        raise refused from None
+    if folder != root and root not in folder.parents:
+        raise refused
+    return folder
 
-    def __init__(self, path: Path) -> None:
+
+class PreferencesStore:
+    """Preferences in ``path``; a missing or damaged file gives the defaults, never a crash.
+    With ``outputs_base``, an output folder outside it (a tampered file) loads as the base."""
+
+    def __init__(self, path: Path, outputs_base: Path | None = None) -> None:
         self.path = path
+        self.outputs_base = outputs_base
 
     def load(self) -> Preferences:
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
             known = {f.name for f in dataclasses.fields(Preferences)}
-            loaded = Preferences(**{k: v for k, v in raw.items() if k in known})
+            loaded = _sanitised(Preferences(**{k: v for k, v in raw.items() if k in known}))
         except FileNotFoundError:
-            return Preferences()
+            loaded = Preferences()
         except (OSError, ValueError, TypeError, AttributeError):
             logger.warning("settings file %s is damaged; using defaults", self.path)
-            return Preferences()
-        return _sanitised(loaded)
+            loaded = Preferences()
+        return self._confined(loaded)
+
+    def _confined(self, preferences: Preferences) -> Preferences:
+        if self.outputs_base is None:
+            return preferences
+        try:
+            output_folder(preferences.output_dir, self.outputs_base)
+        except InvalidRequest:
+            logger.warning("the saved output folder is outside %s; using it instead",
+                           self.outputs_base)
+            return dataclasses.replace(preferences, output_dir=str(self.outputs_base.resolve()))
+        return preferences
 
     def save(self, preferences: Preferences) -> None:
         """Write to a temporary file and rename, so a crash never leaves half a file."""

@@ -68,6 +68,8 @@ def _source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", choices=SOURCE_KINDS,
                         help="default: HF_ENDPOINT if set, else huggingface")
     parser.add_argument("--endpoint", help="the address of a custom hub-compatible source")
+    parser.add_argument("--allow-private-endpoint", action="store_true",
+                        help="allow an --endpoint on this machine or a private network")
     parser.add_argument("--no-convert", action="store_true",
                         help="keep only the original files (no fp16 safetensors copy)")
 
@@ -215,7 +217,8 @@ def download(args, model_id: str | None = None) -> int:
                               offline=os.environ.get("HF_HUB_OFFLINE") == "1",
                               convert_downloads=not args.no_convert)
     try:
-        source = DownloadSource.from_choice(args.source, args.endpoint, os.environ)
+        source = DownloadSource.from_choice(args.source, args.endpoint, os.environ,
+                                            allow_private=args.allow_private_endpoint)
         service = ImageService(settings, load_manifest(settings.manifest_path))
         model_id = model_id or args.model
         if getattr(args, "from_folder", None):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import ipaddress
 import logging
 import re
+import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Mapping
+from urllib.parse import urlsplit
 
 from engine.errors import EngineError, InvalidRequest, ModelError, ResourceError
 
@@ -48,23 +51,59 @@ class DownloadSource:
 
     @classmethod
     def from_choice(cls, kind: str | None, custom_endpoint: str | None = None,
-                    environ: Mapping[str, str] | None = None) -> "DownloadSource":
+                    environ: Mapping[str, str] | None = None,
+                    allow_private: bool = False) -> "DownloadSource":
         """A flag or setting wins; else HF_ENDPOINT from the environment; else the hub.
-        ``custom_endpoint`` is the custom source's address, or another ModelScope address."""
+        ``custom_endpoint`` is the custom source's address, or another ModelScope address;
+        one on a loopback, link-local or private network is refused unless ``allow_private``
+        (HF_ENDPOINT is the operator's own setting and is taken as it is)."""
         environ = environ or {}
+        trusted = allow_private
         if not kind:
             endpoint = (environ.get("HF_ENDPOINT") or "").rstrip("/")
             if not endpoint or endpoint == _ENDPOINTS[HUGGINGFACE]:
                 return cls(HUGGINGFACE)
             if endpoint == _ENDPOINTS[HF_MIRROR]:
                 return cls(HF_MIRROR)
-            kind, custom_endpoint = CUSTOM, endpoint
+            kind, custom_endpoint, trusted = CUSTOM, endpoint, True
         if kind not in SOURCE_KINDS:
             raise InvalidRequest("unknown_source", name=kind, known=", ".join(SOURCE_KINDS))
         uses_address = kind == CUSTOM or (kind == MODELSCOPE and bool(custom_endpoint))
         if uses_address and not (custom_endpoint or "").startswith(("http://", "https://")):
             raise InvalidRequest("invalid_endpoint", value=str(custom_endpoint))
+        if uses_address and not trusted:
+            check_public_endpoint(str(custom_endpoint))
         return cls(kind, custom_endpoint if uses_address else None)
+
+
+def check_public_endpoint(endpoint: str) -> None:
+    """Refuse an address that reaches this machine or its networks (SSRF: a user's custom
+    source must not make the server fetch from 127.0.0.1, the cloud metadata service or the
+    LAN). Every address the host name resolves to is checked, IPv6 included; spellings such
+    as ``127.1`` or ``0x7f000001`` resolve to what they mean. The check is at choice time and
+    again whenever the choice is used for a download."""
+    try:
+        host = urlsplit(endpoint).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise InvalidRequest("invalid_endpoint", value=endpoint)
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise InvalidRequest("endpoint_unresolved", host=host) from None
+    if not found or not all(_is_public(info[4][0]) for info in found):
+        raise InvalidRequest("private_endpoint", host=host)
+
+
+def _is_public(address_text: str) -> bool:
+    try:
+        address = ipaddress.ip_address(address_text.split("%", 1)[0])  # drop an IPv6 zone
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
 
 
 @dataclass(frozen=True)

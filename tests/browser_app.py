@@ -76,7 +76,7 @@ def start_app(data_dir: Path) -> RunningApp:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "app.py", "--demo", "--data-dir", str(data_dir),
-             "--host", "127.0.0.1", "--port", str(port)],
+             "--outputs-base", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
             cwd=REPO_ROOT, env=app_environment(data_dir), stdout=log,
             stderr=subprocess.STDOUT)
     app = RunningApp(process, f"http://127.0.0.1:{port}/", data_dir, output_dir, log_path)

@@ -239,3 +239,108 @@ def test_main_refuses_a_bad_auth_pair(monkeypatch, capsys):
     monkeypatch.setattr(app, "build_service", lambda *args, **kwargs: pytest.fail("started"))
     assert app.main(["--auth", "nocolon"]) == 2
     assert "USER:PASSWORD" in capsys.readouterr().err
+
+
+# -- admins (issue 9: settings that change the server are for admins) ----------------------
+
+def test_the_auth_file_marks_admins_with_a_third_field(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("alice:secret:admin\nbob:pass:with:colons\ncarol:admin\n",
+                     encoding="utf-8")
+    settings = parse_settings(["--auth-file", str(users)], {})
+    assert settings.auth == (("alice", "secret"), ("bob", "pass:with:colons"),
+                             ("carol", "admin"))  # a password of "admin" marks nobody
+    assert settings.admins == ("alice",)
+
+
+def test_admin_flags_name_accounts(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("alice:secret\nbob:pw\n", encoding="utf-8")
+    assert parse_settings(["--auth-file", str(users), "--admin", "bob"], {}).admins == ("bob",)
+    assert parse_settings(["--auth-file", str(users)], {}).admins == ()
+    with pytest.raises(SettingsError):
+        parse_settings(["--auth-file", str(users), "--admin", "mallory"], {})
+    with pytest.raises(SettingsError):
+        parse_settings(["--admin", "alice"], {})  # no accounts at all
+
+
+def test_the_one_auth_user_is_the_admin_unless_a_file_lists_accounts(tmp_path):
+    assert parse_settings(["--auth", "u:p"], {}).admins == ("u",)
+    users = tmp_path / "users.txt"
+    users.write_text("alice:secret:admin\n", encoding="utf-8")
+    assert parse_settings(["--auth", "u:p", "--auth-file", str(users)], {}).admins == ("alice",)
+
+
+def test_space_and_admin_password_from_the_environment():
+    settings = parse_settings([], {"SPACE_ID": "me/huajing",
+                                   "HUAJING_ADMIN_PASSWORD": "hunter2-long"})
+    assert settings.on_space and settings.admin_password == "hunter2-long"
+    assert "hunter2-long" not in repr(settings)
+    assert parse_settings([], {}).admin_password is None
+
+
+def test_who_is_admin_from_the_settings():
+    from ui.access import Access
+
+    class Visitor:
+        def __init__(self, username=None, session_hash="s1"):
+            self.username, self.session_hash = username, session_hash
+
+    local = Access.from_settings(parse_settings([], {}))
+    assert local.is_admin(Visitor()) and not local.personal(Visitor())
+    lan = Access.from_settings(parse_settings(["--host", "0.0.0.0", "--auth", "u:p"], {}))
+    assert lan.is_admin(Visitor("u")) and not lan.is_admin(Visitor("v"))
+    loopback_accounts = Access.from_settings(parse_settings(["--auth", "u:p"], {}))
+    assert not loopback_accounts.is_admin(Visitor("v"))
+    space = Access.from_settings(parse_settings([], {"SPACE_ID": "me/huajing"}))
+    assert not space.is_admin(Visitor()) and space.personal(Visitor())
+    assert not space.unlock(Visitor(), "")  # no password set: nothing unlocks
+    insecure = Access.from_settings(parse_settings(["--host", "0.0.0.0",
+                                                    "--insecure-no-auth"], {}))
+    assert not insecure.is_admin(Visitor())
+
+
+def test_new_flags():
+    settings = parse_settings(["--outputs-base", "/srv/pictures", "--allow-private-endpoint"],
+                              {})
+    assert settings.outputs_base == Path("/srv/pictures") and settings.allow_private_endpoint
+    assert not parse_settings([], {}).allow_private_endpoint
+
+
+# -- the output folder stays under its base -------------------------------------------------
+
+@pytest.mark.parametrize("folder", ["~", "~/pictures", "~root", "/etc", "../..", "..",
+                                    "{base}/../x", "{base}/link/inside", "{base}/\0"])
+def test_output_folders_outside_the_base_are_refused(tmp_path, folder):
+    from engine.errors import InvalidRequest
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "link").symlink_to(tmp_path)
+    with pytest.raises(InvalidRequest) as caught:
+        app_settings.output_folder(folder.format(base=base), base)
+    assert caught.value.code == "output_dir_outside_base"
+
+
+def test_output_folders_inside_the_base(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    base = tmp_path / "outputs"
+    assert app_settings.output_folder("outputs", base) == base
+    assert app_settings.output_folder("outputs/风景", base) == base / "风景"
+    assert app_settings.output_folder(str(base / "a" / ".." / "b"), base) == base / "b"
+    assert app_settings.output_folder("  ", base) == base
+
+
+@pytest.mark.parametrize("tampered", ["/etc", "../../x", "~/.ssh", "{base}/link"])
+def test_a_tampered_settings_file_cannot_move_outputs_out_of_the_base(tmp_path, tampered):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "link").symlink_to("/")
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"output_dir": tampered.format(base=base), "language": "en"}),
+                    encoding="utf-8")
+    loaded = PreferencesStore(path, base).load()
+    assert loaded.output_dir == str(base.resolve()) and loaded.language == "en"
+    inside = str(base / "pictures")
+    path.write_text(json.dumps({"output_dir": inside}), encoding="utf-8")
+    assert PreferencesStore(path, base).load().output_dir == inside

@@ -79,7 +79,7 @@ def make_service(tmp_path: Path, tiny_repos, **overrides) -> ImageService:
 
 
 def source(server: HubServer) -> DownloadSource:
-    return DownloadSource.from_choice("custom", server.endpoint)
+    return DownloadSource.from_choice("custom", server.endpoint, allow_private=True)
 
 
 def state_of(service: ImageService, model_id: str) -> ModelState:
@@ -350,7 +350,8 @@ def test_a_killed_download_process_restarts_cleanly(server, tmp_path, tiny_repos
     """``python -m engine download`` killed mid-file; the next run finishes and verifies."""
     server.faults = Faults(throttle_bytes_per_s=100_000)
     command = [sys.executable, "-m", "engine", "download", "pai-artist-large", "--source",
-               "custom", "--endpoint", server.endpoint, "--cache-dir", str(tmp_path / "cache"),
+               "custom", "--endpoint", server.endpoint, "--allow-private-endpoint",
+               "--cache-dir", str(tmp_path / "cache"),
                "--models-dir", str(tmp_path / "models"), "--no-convert"]
     env = {**os.environ, "HF_HUB_OFFLINE": "0"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -449,7 +450,7 @@ def test_a_failed_newer_download_leaves_the_older_model_working(server, tmp_path
 def _txt2img_command(server, tmp_path, *extra):
     return ["txt2img", "--model", "pai-artist-large", "--prompt", "山", "--steps", "2",
             "--width", "64", "--height", "64", "--device", "cpu", "--precision", "fp32",
-            "--source", "custom", "--endpoint", server.endpoint,
+            "--source", "custom", "--endpoint", server.endpoint, "--allow-private-endpoint",
             "--cache-dir", str(tmp_path / "cache"), "--models-dir", str(tmp_path / "models"),
             "--out", str(tmp_path / "out.png"), "--no-convert", *extra]
 

@@ -317,7 +317,7 @@ def _service(tmp_path, tiny_repos):
 def _modelscope(server):
     from engine.download_sources import DownloadSource
 
-    return DownloadSource.from_choice("modelscope", server.endpoint)
+    return DownloadSource.from_choice("modelscope", server.endpoint, allow_private=True)
 
 
 def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos, tmp_path):

@@ -48,7 +48,9 @@ def fake() -> FakeImageService:
 @pytest.fixture(scope="module")
 def ui(fake, tmp_path_factory):
     """One UI for the fake, in Chinese. Tests that switch language build their own."""
-    with running_ui(fake, tmp_path_factory.mktemp("ui")) as running:
+    # Output folders the tests choose lie in their own tmp_path, under the base temp folder.
+    with running_ui(fake, tmp_path_factory.mktemp("ui"),
+                    outputs_base=tmp_path_factory.getbasetemp()) as running:
         yield running
 
 

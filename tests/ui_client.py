@@ -42,10 +42,11 @@ class RunningUi:
     service: Any
     _clients: list
 
-    def connect(self):
+    def connect(self, auth: tuple[str, str] | None = None):
+        """Another browser session; with ``auth``, logged in as that user."""
         from gradio_client import Client
 
-        client = Client(self.url, verbose=False)
+        client = Client(self.url, verbose=False, auth=auth)
         self._clients.append(client)
         return client
 
@@ -75,22 +76,27 @@ class RunningUi:
 
 @contextlib.contextmanager
 def running_ui(service: Any, tmp_path: Path, preferences: Preferences | None = None,
-               demo_mode: bool = False) -> Iterator[RunningUi]:
-    """Build, queue and launch the UI for ``service``; yields a ``RunningUi``; closes after."""
+               demo_mode: bool = False, auth: list[tuple[str, str]] | None = None,
+               **options: Any) -> Iterator[RunningUi]:
+    """Build, queue and launch the UI for ``service``; yields a ``RunningUi``; closes after.
+    ``options`` go to ``UiOptions`` (``access=``, ...); the output folder's base is
+    ``tmp_path`` unless ``outputs_base=`` says otherwise."""
     from gradio_client import Client
 
     from ui.app import UiOptions, build_ui
 
     store = PreferencesStore(Path(tmp_path) / "settings.json")
-    demo = build_ui(service, UiOptions(preferences or Preferences(), demo=demo_mode), store)
+    options.setdefault("outputs_base", Path(tmp_path))
+    demo = build_ui(service, UiOptions(preferences or Preferences(), demo=demo_mode, **options),
+                    store)
     demo.queue(default_concurrency_limit=1)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port,
-                quiet=True, show_error=False)
+                quiet=True, show_error=False, auth=auth)
     clients: list = []
     try:
         url = f"http://127.0.0.1:{port}/"
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, auth=auth[0] if auth else None)
         clients.append(client)
         yield RunningUi(demo, client, url, store, service, clients)
     finally:

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
@@ -14,6 +15,7 @@ from app_settings import Preferences, PreferencesStore
 from engine.download_sources import CUSTOM, DownloadSource
 from engine.errors import NOT_ON_DISK, EngineError
 from engine.manifest import ModelKind
+from ui.access import Access
 from ui.common import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
@@ -22,6 +24,7 @@ from ui.lora_tab import build_lora_tab, wire_lora_apply
 from ui.models_tab import build_models_tab
 from ui.pnginfo_tab import build_pnginfo_tab, wire_send_parameters
 from ui.service import ImageServiceLike
+from ui.session_view import SessionView, wire_session_view
 from ui.settings_tab import build_settings_tab, wire_settings
 from ui.texts import Texts
 from ui.txt2img_tab import build_txt2img_tab
@@ -36,6 +39,9 @@ class UiOptions:
     gpu: Callable[[Callable], Callable] | None = None  # spaces.GPU on ZeroGPU Spaces
     source_flag: str | None = None  # --source wins over the saved choice
     hf_endpoint: str | None = None  # HF_ENDPOINT, used when nothing else is chosen
+    access: Access = field(default_factory=Access)  # who may change the server's settings
+    outputs_base: Path = Path("outputs")  # the output folder stays inside it
+    allow_private_endpoint: bool = False  # --allow-private-endpoint
 
     def on_gpu(self, handler: Callable) -> Callable:
         return self.gpu(handler) if self.gpu else handler
@@ -48,7 +54,9 @@ def _source_chooser(options: UiOptions, store: PreferencesStore) -> Callable[[],
         environ = {"HF_ENDPOINT": options.hf_endpoint} if options.hf_endpoint else {}
         kind = options.source_flag or saved.download_source
         endpoint = saved.custom_endpoint if kind == CUSTOM else None  # only the custom one's
-        return DownloadSource.from_choice(kind, endpoint, environ)
+        # Checked again at each use: the name may resolve elsewhere than when it was saved.
+        return DownloadSource.from_choice(kind, endpoint, environ,
+                                          allow_private=options.allow_private_endpoint)
 
     return current
 
@@ -80,13 +88,14 @@ def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
 
 def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
                        size_sliders: list[Any], offer: DownloadOffer,
-                       current_source: Callable[[], DownloadSource]) -> None:
-    def switch(model_id: str, progress=gr.Progress()):
+                       current_source: Callable[[], DownloadSource], access: Access) -> None:
+    def switch(model_id: str, request: gr.Request, progress=gr.Progress()):
         progress(0, desc=texts("app.loading_model"))
         try:
             service.activate(model_id)
         except EngineError as error:
-            if error.code not in NOT_ON_DISK:
+            # Only an admin may download: others hear that the model is not there.
+            if error.code not in NOT_ON_DISK or not access.is_admin(request):
                 raise texts.engine_failure(error) from None
             # First use of a model not on disk: ask before downloading anything.
             try:
@@ -101,7 +110,7 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
     model.change(switch, inputs=model,
                  outputs=[*size_sliders, offer.box, offer.question, offer.status, offer.model],
                  concurrency_id=GPU_QUEUE, concurrency_limit=1, api_name="switch_model")
-    wire_download_offer(service, texts, offer, model, size_sliders, current_source)
+    wire_download_offer(service, texts, offer, model, size_sliders, current_source, access)
 
 
 def _wire_send_image(gallery: Any, button: Any, target: Any, tabs: Any, tab_id: str) -> None:
@@ -130,7 +139,7 @@ def _tab(texts: Texts, key: str, tab_id: str) -> Any:
 
 def build_ui(service: ImageServiceLike, options: UiOptions,
              store: PreferencesStore) -> gr.Blocks:
-    preferences = options.preferences
+    preferences, access = options.preferences, options.access
     texts = Texts(preferences.language)
     runner = JobRunner(service, texts)
     gpu, sampler = options.on_gpu, preferences.default_sampler
@@ -150,15 +159,15 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
             with _tab(texts, "tabs.lora", "lora"):
                 lora = build_lora_tab(service, texts)
             with _tab(texts, "tabs.models", "models"):
-                build_models_tab(service, texts, model, _model_choices(service),
-                                 current_source)
+                models = build_models_tab(service, texts, model, _model_choices(service),
+                                          current_source, access)
             with _tab(texts, "tabs.pnginfo", "pnginfo"):
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):
-                settings = build_settings_tab(texts, preferences)
+                settings = build_settings_tab(texts, preferences, access, options.outputs_base)
         sizes = [widget for tab in (txt2img, img2img, controlnet)
                  for widget in (tab.parameters.width, tab.parameters.height)]
-        _wire_model_switch(service, texts, model, sizes, offer, current_source)
+        _wire_model_switch(service, texts, model, sizes, offer, current_source, access)
         _wire_send_image(txt2img.results.gallery, txt2img.send_to_img2img, img2img.init_image,
                          tabs, "img2img")
         _wire_send_image(txt2img.results.gallery, txt2img.send_to_controlnet,
@@ -168,19 +177,12 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                              txt2img.parameters, tabs, "txt2img")
         wire_send_parameters(pnginfo.send_to_img2img, pnginfo.parsed, img2img.prompts,
                              img2img.parameters, tabs, "img2img")
-        wire_settings(settings, texts, service, store)
-        _wire_language_on_load(demo, texts, store)
+        wire_settings(settings, texts, service, store, access, options.outputs_base,
+                      options.allow_private_endpoint)
+        samplers = [settings.default_sampler, txt2img.parameters.sampler,
+                    img2img.parameters.sampler, controlnet.parameters.sampler]
+        view = SessionView(settings, [*settings.server_widgets(), *models.admin_widgets(),
+                                      offer.accept], samplers)
+        wire_session_view(demo, texts, store, access, view)
     return demo
 
-
-def _wire_language_on_load(demo: gr.Blocks, texts: Texts, store: PreferencesStore) -> None:
-    """A page opened after a language switch gets the saved language at once."""
-    built_in = texts.language
-
-    def on_load():
-        language = store.load().language
-        if language == built_in and texts.language == built_in:
-            return [gr.skip()] * len(texts.components)
-        return texts.updates(language)
-
-    demo.load(on_load, outputs=texts.components, queue=False)

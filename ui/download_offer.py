@@ -15,6 +15,7 @@ from engine.download_sources import DownloadSource
 from engine.download_jobs import FINISHED, DownloadState
 from engine.errors import EngineError
 from engine.manifest import ModelKind
+from ui.access import Access
 from ui.models_tab import download_text
 from ui.service import ImageServiceLike
 from ui.texts import Texts
@@ -61,11 +62,14 @@ def build_download_offer(texts: Texts) -> DownloadOffer:
 
 def wire_download_offer(service: ImageServiceLike, texts: Texts, offer: DownloadOffer,
                         picker: Any, size_sliders: list[Any],
-                        current_source: Callable[[], DownloadSource]) -> None:
+                        current_source: Callable[[], DownloadSource], access: Access) -> None:
     keep_sizes = [gr.skip()] * len(size_sliders)
 
-    def fetch_then_switch(model_id: str) -> Iterator[list]:
-        """Download (progress every second), then make it the current model."""
+    def fetch_then_switch(model_id: str, request: gr.Request) -> Iterator[list]:
+        """Download (progress every second), then make it the current model. Admins only:
+        the offer is shown to them alone, and a direct API call is checked here."""
+        if not access.is_admin(request):
+            raise texts.failure(texts.error("admin_only"))
         try:
             service.download(model_id, current_source())
         except EngineError as error:

@@ -16,6 +16,7 @@ from engine.download_sources import DownloadSource
 from engine.download_jobs import DownloadState
 from engine.errors import EngineError
 from engine.manifest import ModelKind
+from ui.access import Access
 from ui.service import ImageServiceLike
 from ui.texts import Texts
 
@@ -38,6 +39,11 @@ class ModelsTab:
     folder: Any
     import_button: Any
     local_table: Any
+
+    def admin_widgets(self) -> list[Any]:
+        """What changes the models on disk: for admins only."""
+        return [self.download, self.cancel, self.verify, self.confirm_delete, self.delete,
+                self.folder, self.import_button]
 
 
 def _size_text(size_bytes: int) -> str:
@@ -161,7 +167,7 @@ def _widgets(service: ImageServiceLike, texts: Texts):
 
 def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
                      picker_choices: Callable[[str], list],
-                     current_source: Callable[[], DownloadSource]) -> ModelsTab:
+                     current_source: Callable[[], DownloadSource], access: Access) -> ModelsTab:
     texts.make(gr.Markdown, text="models.intro")
 
     def rows() -> list[list[str]]:
@@ -185,7 +191,8 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
     texts.bind(local_table, headers=_local_headers)
     tab = ModelsTab(table, refresh, choice, activate, download, cancel, verify, delete,
                     confirm_delete, status, timer, folder, import_button, local_table)
-    _wire(service, texts, tab, model_picker, rows, current_source)
+    _wire(service, texts, tab, model_picker, rows)
+    _wire_admin_only(service, texts, tab, rows, current_source, access)
 
     def rescan(current: str):
         """Files dropped into the models folder appear in the tables and the model picker."""
@@ -198,27 +205,53 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
 
 
 def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker: Any,
-          rows: Callable[[], list], current_source: Callable[[], DownloadSource]) -> None:
-    def start(model_id: str):
-        try:
-            service.download(model_id, current_source())
-        except EngineError as error:
-            raise texts.engine_failure(error) from None
-        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
-
-    def take_folder(model_id: str, folder: str):
-        if not (folder or "").strip():
-            raise texts.failure(texts("models.import_folder_missing"))
-        service.import_folder(model_id, Path(folder.strip()))
-        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
-
+          rows: Callable[[], list]) -> None:
+    """What everyone may do: watch progress, pick a model, switch to it."""
     def poll(model_id: str):
         statuses = service.model_statuses()  # once per tick: it walks every model's folder
         busy = any(s.state is ModelState.DOWNLOADING for s in statuses)
         return (status_rows(statuses, texts.language), download_text(service, texts, model_id),
                 gr.Timer(active=busy))
 
-    def check(model_id: str):
+    tab.timer.tick(poll, inputs=tab.choice, outputs=[tab.table, tab.status, tab.timer],
+                   queue=False)
+    tab.choice.change(lambda model_id: download_text(service, texts, model_id),
+                      inputs=tab.choice, outputs=tab.status, queue=False)
+    # Switching goes through the header's picker, so both always show the same model.
+    tab.activate.click(_base_only(service, texts), inputs=tab.choice, outputs=model_picker)
+    model_picker.change(rows, outputs=tab.table, queue=False)
+
+
+def _wire_admin_only(service: ImageServiceLike, texts: Texts, tab: ModelsTab,
+                     rows: Callable[[], list], current_source: Callable[[], DownloadSource],
+                     access: Access) -> None:
+    """Download, cancel, verify, delete, import: each handler checks the caller itself, since
+    a client can call its API name whatever the page shows."""
+    def admin_first(request: gr.Request | None) -> None:
+        if not access.is_admin(request):
+            raise texts.failure(texts.error("admin_only"))
+
+    def start(model_id: str, request: gr.Request):
+        admin_first(request)
+        try:
+            service.download(model_id, current_source())
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
+        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
+
+    def take_folder(model_id: str, folder: str, request: gr.Request):
+        admin_first(request)
+        if not (folder or "").strip():
+            raise texts.failure(texts("models.import_folder_missing"))
+        service.import_folder(model_id, Path(folder.strip()))
+        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
+
+    def stop(model_id: str, request: gr.Request) -> None:
+        admin_first(request)
+        service.cancel_download(model_id)
+
+    def check(model_id: str, request: gr.Request):
+        admin_first(request)
         try:
             verified = service.verify(model_id)
         except EngineError as error:
@@ -230,7 +263,8 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
         gr.Info(texts(key, name=model_id))
         return rows()
 
-    def remove(model_id: str, confirmed: bool):
+    def remove(model_id: str, confirmed: bool, request: gr.Request):
+        admin_first(request)
         if not confirmed:
             raise texts.failure(texts("models.confirm_first"))
         service.delete(model_id)
@@ -240,17 +274,10 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
     tab.download.click(start, inputs=tab.choice, outputs=outputs, api_name="download_model")
     tab.import_button.click(take_folder, inputs=[tab.choice, tab.folder], outputs=outputs,
                             api_name="import_folder")
-    tab.timer.tick(poll, inputs=tab.choice, outputs=outputs, queue=False)
-    tab.cancel.click(lambda model_id: service.cancel_download(model_id), inputs=tab.choice,
-                     api_name="cancel_download")
+    tab.cancel.click(stop, inputs=tab.choice, api_name="cancel_download")
     tab.verify.click(check, inputs=tab.choice, outputs=tab.table, api_name="verify_model")
     tab.delete.click(remove, inputs=[tab.choice, tab.confirm_delete],
                      outputs=[tab.table, tab.confirm_delete], api_name="delete_model")
-    tab.choice.change(lambda model_id: download_text(service, texts, model_id),
-                      inputs=tab.choice, outputs=tab.status, queue=False)
-    # Switching goes through the header's picker, so both always show the same model.
-    tab.activate.click(_base_only(service, texts), inputs=tab.choice, outputs=model_picker)
-    model_picker.change(rows, outputs=tab.table, queue=False)
 
 
 def _base_only(service: ImageServiceLike, texts: Texts) -> Callable[[str], str]:

@@ -75,11 +75,17 @@ class Texts:
         return list(seen.values())
 
     def updates(self, language: str) -> list[Any]:
-        """One update per bound component, in ``components`` order, with texts in ``language``."""
+        """One update per bound component, in ``components`` order, with texts in ``language``,
+        which becomes the language of every message from now on."""
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        return self.updates_in(self.language)
+
+    def updates_in(self, language: str) -> list[Any]:
+        """As ``updates``, for one page only: the app's own language stays as it is."""
+        language = language if language in LANGUAGES else DEFAULT_LANGUAGE
         changes: dict[int, dict[str, Any]] = {}
         for binding in self._bindings:
             key = binding.key
-            text = key(self.language) if callable(key) else translate(self.language, key)
+            text = key(language) if callable(key) else translate(language, key)
             changes.setdefault(id(binding.component), {})[binding.attribute] = text
         return [gr.update(**changes[id(component)]) for component in self.components]

@@ -1,0 +1,286 @@
+"""Settings that change the server are for admins (issue 9, item 3), driven as a hostile client
+would: through the handlers' API names with ``gradio_client``, whatever the page shows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gradio_client.exceptions import AppError
+
+from app_settings import Preferences
+from fake_service import FakeImageService
+from locales import error_text, translate
+from ui.access import Access
+from ui_client import by_keys, call, running_ui
+
+ZH = "zh-CN"
+ALICE, BOB = ("alice", "alice-pw"), ("bob", "bob-pw")
+ADMIN_PASSWORD = "s3cret-admin"
+
+
+class RecordingService(FakeImageService):
+    """The fake, also noting cancels and verifications."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancel_calls: list[str] = []
+        self.verify_calls: list[str] = []
+
+    def cancel_download(self, model_id: str) -> None:
+        self.cancel_calls.append(model_id)
+        super().cancel_download(model_id)
+
+    def verify(self, model_id: str) -> bool:
+        self.verify_calls.append(model_id)
+        return super().verify(model_id)
+
+
+def save(client, output_dir: str, language: str = ZH, memory_mode: str = "normal",
+         source: str = "", endpoint: str = "", sampler: str = "DPM++ 2M"):
+    return call(client, "/save_settings", **by_keys(
+        settings__language=language, settings__output_dir=output_dir,
+        settings__memory_mode=memory_mode, settings__default_sampler=sampler,
+        settings__source=source, settings__custom_endpoint=endpoint))
+
+
+def refused_as(code: str, caught: pytest.ExceptionInfo, **params) -> bool:
+    return str(caught.value) == error_text(ZH, code, params)
+
+
+def file_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """A LAN install with two accounts: alice is the admin, bob is not."""
+    service = RecordingService()
+    access = Access(admins=frozenset({"alice"}), local_admin=False)
+    with running_ui(service, tmp_path, auth=[ALICE, BOB], access=access) as ui:
+        ui.store.save(Preferences(output_dir=str(tmp_path / "outputs")))
+        yield ui, ui.connect(auth=BOB)
+
+
+@pytest.mark.parametrize("change", [
+    dict(output_dir="elsewhere"), dict(memory_mode="low"), dict(source="hf-mirror"),
+    dict(source="custom", endpoint="https://hub.example.com"),
+])
+def test_a_non_admin_cannot_change_server_settings(shared, tmp_path, change):
+    ui, bob = shared
+    before = file_text(ui.store.path)
+    values = dict(output_dir=str(tmp_path / "outputs"))
+    if "output_dir" in change:
+        change = dict(output_dir=str(tmp_path / change["output_dir"]))
+    with pytest.raises(AppError) as caught:
+        save(bob, **{**values, **change})
+    assert refused_as("admin_only", caught)
+    assert file_text(ui.store.path) == before
+    assert ui.service.memory_modes == [] and ui.service.output_dir is None
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_non_admin_keeps_language_and_sampler_to_their_own_browser(shared, tmp_path):
+    ui, bob = shared
+    before = file_text(ui.store.path)
+    result = save(bob, str(tmp_path / "outputs"), language="en", sampler="Euler a")
+    assert result[-1] == {"language": "en", "default_sampler": "Euler a"}
+    assert file_text(ui.store.path) == before  # the shared file is the admin's
+
+
+def test_the_admin_can_change_server_settings(shared, tmp_path):
+    ui, _ = shared
+    save(ui.client, str(tmp_path / "pictures"), memory_mode="low", source="hf-mirror")
+    saved = ui.store.load()
+    assert (saved.output_dir, saved.memory_mode, saved.download_source) == (
+        str(tmp_path / "pictures"), "low", "hf-mirror")
+    assert ui.service.memory_modes == ["low"]
+    assert ui.service.output_dir == (tmp_path / "pictures").resolve()
+
+
+@pytest.mark.parametrize("api_name, arguments", [
+    ("/download_model", ("pai-food-large",)),
+    ("/cancel_download", ("pai-food-large",)),
+    ("/verify_model", ("pai-food-large",)),
+    ("/delete_model", ("pai-food-large", True)),
+    ("/import_folder", ("pai-food-large", "/tmp")),
+])
+def test_a_non_admin_calling_model_handlers_directly_is_refused(shared, api_name, arguments):
+    ui, bob = shared
+    with pytest.raises(AppError) as caught:
+        bob.predict(*arguments, api_name=api_name)
+    assert refused_as("admin_only", caught)
+    service = ui.service
+    assert (service.download_calls, service.deleted, service.cancel_calls,
+            service.verify_calls) == ([], [], [], [])
+
+
+def test_a_non_admin_is_not_offered_a_download_and_cannot_accept_one(shared):
+    ui, bob = shared
+    ui.service.missing = {"pai-food-large"}
+    with pytest.raises(AppError) as caught:
+        bob.predict("pai-food-large", api_name="/switch_model")
+    assert "pai-food-large" in str(caught.value) and "尚未下载" in str(caught.value)
+    with pytest.raises(AppError) as caught:
+        bob.predict(api_name="/accept_download")
+    assert refused_as("admin_only", caught)
+    assert ui.service.download_calls == []
+
+
+def test_the_admin_may_delete(shared):
+    ui, _ = shared
+    ui.client.predict("pai-food-large", True, api_name="/delete_model")
+    assert ui.service.deleted == ["pai-food-large"]
+
+
+def _updates_by_elem_id(ui, result) -> dict[str, dict]:
+    """The page-load updates by the elem_id of their component (the client leaves out layout
+    blocks such as tabs, which have no API value)."""
+    function = next(f for f in ui.demo.fns.values() if f.api_name == "on_load")
+    outputs = [block for block in function.outputs if not getattr(block, "skip_api", False)]
+    assert len(outputs) == len(result)
+    return {getattr(block, "elem_id", None): update
+            for block, update in zip(outputs, result) if isinstance(update, dict)}
+
+
+ADMIN_FIELDS = ("settings-output-dir", "settings-custom-endpoint", "settings-source",
+                "models-confirm-delete", "models-import-folder")
+ADMIN_BUTTONS = ("models-download", "models-cancel", "models-verify", "models-delete",
+                 "models-import", "download-offer-accept")
+
+
+def test_the_page_disables_admin_fields_for_non_admins_only(shared):
+    ui, bob = shared
+    for client, admin in ((bob, False), (ui.client, True)):
+        updates = _updates_by_elem_id(ui, client.predict(api_name="/on_load"))
+        for elem_id in ADMIN_FIELDS:
+            assert updates[elem_id].get("interactive") is admin, (elem_id, admin)
+
+
+def test_the_page_disables_admin_buttons_for_non_admins_only(shared):
+    """Buttons have no API value, so the page-load handler is called in-process here."""
+    ui, _ = shared
+    function = next(f for f in ui.demo.fns.values() if f.api_name == "on_load")
+
+    class Visitor:
+        def __init__(self, username: str) -> None:
+            self.username, self.session_hash = username, f"session-{username}"
+
+    for user, admin in (("bob", False), ("alice", True)):
+        updates = dict(zip((getattr(b, "elem_id", None) for b in function.outputs),
+                           function.fn(None, Visitor(user))))
+        for elem_id in ADMIN_BUTTONS:
+            assert updates[elem_id].get("interactive") is admin, (elem_id, admin)
+        assert updates["settings-save"] == {"__type__": "update"}  # saving stays open to all
+        assert updates["settings-admin-unlock"]["visible"] is False  # no password set
+
+
+# -- the output folder stays under its base -----------------------------------------------------
+
+@pytest.mark.parametrize("folder", ["~", "~/pictures", "/etc", "../..", "{base}/../elsewhere",
+                                    "{base}/link-out"])
+def test_output_folders_outside_the_base_are_refused(tmp_path, folder):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "link-out").symlink_to(tmp_path)
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, outputs_base=base) as ui:
+        with pytest.raises(AppError) as caught:
+            save(ui.client, folder.format(base=base))
+        assert refused_as("output_dir_outside_base", caught, base=str(base.resolve()))
+        assert not ui.store.path.exists() and fake.output_dir is None
+
+
+def test_an_output_folder_inside_the_base_is_taken(tmp_path):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, outputs_base=tmp_path) as ui:
+        save(ui.client, str(tmp_path / "a" / ".." / "pictures"))
+    assert fake.output_dir == (tmp_path / "pictures").resolve()
+
+
+# -- private download endpoints -----------------------------------------------------------------
+
+@pytest.mark.parametrize("endpoint, host", [
+    ("http://127.0.0.1:8080", "127.0.0.1"), ("http://[::1]", "::1"), ("http://127.1", "127.1"),
+    ("http://169.254.169.254", "169.254.169.254"), ("http://10.0.0.1", "10.0.0.1"),
+])
+def test_a_private_custom_endpoint_is_refused_without_the_flag(tmp_path, endpoint, host):
+    with running_ui(FakeImageService(), tmp_path) as ui:
+        with pytest.raises(AppError) as caught:
+            save(ui.client, str(tmp_path), source="custom", endpoint=endpoint)
+        assert refused_as("private_endpoint", caught, host=host)
+        assert not ui.store.path.exists()
+
+
+def test_a_private_custom_endpoint_is_taken_with_the_flag(tmp_path):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, allow_private_endpoint=True) as ui:
+        save(ui.client, str(tmp_path), source="custom", endpoint="http://127.0.0.1:8080")
+        assert ui.store.load().custom_endpoint == "http://127.0.0.1:8080"
+        ui.client.predict("pai-food-large", api_name="/download_model")
+    assert fake.download_calls[0][1].endpoint == "http://127.0.0.1:8080"
+
+
+# -- a Space: public, no accounts -------------------------------------------------------------
+
+def space_access(password: str | None = None) -> Access:
+    return Access(local_admin=False, admin_password=password, personal_preferences=True)
+
+
+def test_on_a_space_two_visitors_keep_their_own_language(tmp_path):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, access=space_access()) as ui:
+        ui.store.save(Preferences(output_dir=str(tmp_path)))
+        english, chinese = ui.connect(), ui.connect()
+        shared_file = file_text(ui.store.path)
+        mine = save(english, str(tmp_path), language="en")[-1]
+        theirs = save(chinese, str(tmp_path), language=ZH)[-1]
+        assert (mine["language"], theirs["language"]) == ("en", ZH)
+        assert file_text(ui.store.path) == shared_file  # nothing written to the shared file
+
+        def labels(client, state) -> set[str]:
+            result = client.predict(state, api_name="/on_load")
+            updates = _updates_by_elem_id(ui, result)
+            return {updates.get("txt2img-prompt", {}).get("label")}
+
+        assert labels(english, mine) == {translate("en", "common.prompt")}
+        assert labels(chinese, theirs) <= {None, translate(ZH, "common.prompt")}
+        # A message for the Chinese visitor is still in Chinese.
+        with pytest.raises(AppError) as caught:
+            save(chinese, str(tmp_path / "x"), memory_mode="low")
+        assert refused_as("admin_only", caught)
+
+
+def test_on_a_space_nobody_is_admin_without_a_password(tmp_path):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, access=space_access()) as ui:
+        with pytest.raises(AppError) as caught:
+            ui.client.predict("pai-food-large", True, api_name="/delete_model")
+        assert refused_as("admin_only", caught)
+        with pytest.raises(AppError) as caught:
+            ui.client.predict("anything", api_name="/unlock_admin")
+        assert refused_as("admin_password_wrong", caught)
+    assert fake.deleted == []
+
+
+def test_on_a_space_the_admin_password_unlocks_one_browser_session(tmp_path, caplog):
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, access=space_access(ADMIN_PASSWORD)) as ui:
+        visitor = ui.connect()
+        with pytest.raises(AppError) as caught:
+            ui.client.predict("wrong-guess-123", api_name="/unlock_admin")
+        assert refused_as("admin_password_wrong", caught)
+        ui.client.predict(ADMIN_PASSWORD, api_name="/unlock_admin")
+        save(ui.client, str(tmp_path / "pictures"), memory_mode="low", language="en")
+        saved = ui.store.load()
+        assert (saved.output_dir, saved.memory_mode) == (str(tmp_path / "pictures"), "low")
+        assert saved.language == ZH  # on a Space, even the admin's language is their own
+        ui.client.predict("pai-food-large", True, api_name="/delete_model")
+        assert fake.deleted == ["pai-food-large"]
+        with pytest.raises(AppError) as caught:
+            visitor.predict("pai-food-large", True, api_name="/delete_model")
+        assert refused_as("admin_only", caught)
+    assert fake.deleted == ["pai-food-large"]
+    assert ADMIN_PASSWORD not in caplog.text and "wrong-guess-123" not in caplog.text
