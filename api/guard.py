@@ -242,7 +242,8 @@ class RequestGuard:
         if host not in self.policy.allowed_hosts:
             logger.warning("refused a request for host %r from %s", host[:100],
                            _client_address(scope))
-            return 403, "host_not_allowed", (), {"host": normalise_host(host)[:100]}
+            name = normalise_host(host)[:100]
+            return 403, "host_not_allowed", (), {"host": name, "flag": f"--allowed-host {name}"}
         changes_state = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
         origin = headers.get("origin")
         if changes_state and origin is not None and not self._same_site(origin):

@@ -114,7 +114,8 @@ def test_a_corrupted_weight_file_from_the_mirror_is_refused(mirror_environment, 
                                                             tmp_path, tiny_repos):
     server.file_faults[f"{ANNOTATORS_REPO}/sk_model2.pth"] = Faults(corrupt=True)
     service = make_service(tmp_path, tiny_repos)
-    status = service.download(LINEART, DownloadSource.from_choice("custom", server.endpoint)
+    status = service.download(LINEART, DownloadSource.from_choice("custom", server.endpoint,
+                                                                  allow_private=True)
                               ).wait(JOB_WAIT_S)
     assert (status.state, status.error_code) == (DownloadState.FAILED, "checksum_mismatch")
     assert status.error_params["file"] == "sk_model2.pth"
@@ -128,7 +129,7 @@ def test_each_detectors_weights_are_a_model_of_their_own(mirror_environment, ser
                                                         tiny_repos):
     """Deleting one detector's weights leaves another's downloaded and verified."""
     service = make_service(tmp_path, tiny_repos)
-    source = DownloadSource.from_choice("custom", server.endpoint)
+    source = DownloadSource.from_choice("custom", server.endpoint, allow_private=True)
     for model_id in (LINEART, "annotator-mlsd"):
         assert service.download(model_id, source).wait(JOB_WAIT_S).state is DownloadState.DONE
     service.delete(LINEART)
@@ -145,7 +146,7 @@ def test_the_cli_downloads_preprocessor_weights_by_their_id(mirror_environment, 
     from engine.cli import main
 
     assert main(["download", LINEART, "--source", "custom", "--endpoint", server.endpoint,
-                 "--cache-dir", str(tmp_path / "cache"), "--models-dir", str(tmp_path / "models"),
+                 "--allow-private-endpoint", "--cache-dir", str(tmp_path / "cache"), "--models-dir", str(tmp_path / "models"),
                  "--no-convert"]) == 0
     assert "已下载并校验完成" in capsys.readouterr().out
     assert state_of(make_service(tmp_path, tiny_repos), LINEART) is ModelState.READY
