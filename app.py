@@ -87,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
         preferences = dataclasses.replace(preferences, language=settings.language)
     service = build_service(settings, preferences.memory_mode,
                             output_folder(preferences.output_dir, outputs_base))
+    from api.guard import LoginThrottle
     from ui.access import Access
     from ui.app import UiOptions, build_ui
 
+    throttle = LoginThrottle()  # one back-off for wrong passwords: login, Basic auth and 设置
     options = UiOptions(preferences, settings.demo, gpu_decorator(), source_flag=settings.source,
-                        hf_endpoint=settings.hf_endpoint, access=Access.from_settings(settings),
+                        hf_endpoint=settings.hf_endpoint,
+                        access=Access.from_settings(settings, throttle),
                         outputs_base=outputs_base,
                         allow_private_endpoint=settings.allow_private_endpoint)
     ui = build_ui(service, options, preferences_store)
@@ -101,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     Image.MAX_IMAGE_PIXELS = service.limits.max_input_pixels
     ui.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     service.start(preload=True)
-    return serve(build_http_app(ui, service, settings), settings)
+    return serve(build_http_app(ui, service, settings, throttle), settings)
 
 
-def build_http_app(ui, service, settings: AppSettings):
+def build_http_app(ui, service, settings: AppSettings, throttle=None):
     """One app on one port: the API's routes, then the WebUI, all behind the request guard
     (host, origin, credentials and body size are checked before any route runs)."""
     from fastapi import FastAPI
 
-    from api.guard import GuardPolicy, RequestGuard
+    from api.guard import GuardPolicy, LoginThrottle, RequestGuard
     from api.routes import ApiOptions, install
     from api.server import allowed_hosts_for
     from ui.hosting import login_cookie_user, mount_ui
@@ -121,7 +124,8 @@ def build_http_app(ui, service, settings: AppSettings):
                           settings.port)
     hosts = allowed_hosts_for(settings.host, settings.allowed_hosts, dict(os.environ))
     policy = GuardPolicy(allowed_hosts=hosts, users=dict(settings.auth),
-                         session_user=login_cookie_user(gradio_app))
+                         session_user=login_cookie_user(gradio_app),
+                         throttle=throttle or LoginThrottle())
     return RequestGuard(app, policy)
 
 

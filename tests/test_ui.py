@@ -821,7 +821,9 @@ def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_pa
         assert rows["ink.safetensors"][1] == "LoRA"
         assert picker["value"] == fake.active_model  # refreshing keeps the chosen model
         offered = {label: value for label, value in picker["choices"]}
-        assert offered["水墨.safetensors（本地）"] == str(checkpoints / "水墨.safetensors")
+        # Named as inside the checkpoints folder, as the API does: no server path is shown.
+        assert offered["水墨.safetensors（本地）"] == "水墨.safetensors"
+        assert not any(str(tmp_path) in value for value in offered.values())
         assert not any("old.ckpt" in label or "ink" in label for label in offered)
 
 

@@ -284,3 +284,22 @@ def test_on_a_space_the_admin_password_unlocks_one_browser_session(tmp_path, cap
         assert refused_as("admin_only", caught)
     assert fake.deleted == ["pai-food-large"]
     assert ADMIN_PASSWORD not in caplog.text and "wrong-guess-123" not in caplog.text
+
+
+def test_wrong_admin_passwords_back_off_even_the_right_one(tmp_path):
+    from api.guard import LoginThrottle
+
+    access = space_access(ADMIN_PASSWORD)
+    access.throttle = LoginThrottle(free_tries=3)
+    fake = FakeImageService()
+    with running_ui(fake, tmp_path, access=access) as ui:
+        for attempt in range(3):
+            with pytest.raises(AppError) as caught:
+                ui.client.predict(f"guess-{attempt}", api_name="/unlock_admin")
+            assert refused_as("admin_password_wrong", caught)
+        with pytest.raises(AppError) as caught:  # a guesser learns nothing from a hit now
+            ui.client.predict(ADMIN_PASSWORD, api_name="/unlock_admin")
+        assert refused_as("guard_too_many_attempts", caught, seconds=1)  # 1 s after 3 misses
+        with pytest.raises(AppError):
+            ui.client.predict("pai-food-large", True, api_name="/delete_model")
+    assert fake.deleted == []

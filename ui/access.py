@@ -24,13 +24,16 @@ class Access:
     admin_password: str | None = field(default=None, repr=False)
     # A Space (or any install shared without accounts): language and sampler stay per browser.
     personal_preferences: bool = False
+    # Back-off after wrong admin passwords (``api.guard.LoginThrottle``, given by app.py):
+    # per address, and for the password as a whole, so guessing from many addresses waits too.
+    throttle: Any = field(default=None, repr=False)
     _unlocked: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Access":
+    def from_settings(cls, settings: Any, throttle: Any = None) -> "Access":
         """From ``app_settings.AppSettings``."""
-        return cls(admins=frozenset(settings.admins),
+        return cls(throttle=throttle, admins=frozenset(settings.admins),
                    local_admin=not settings.auth and not settings.is_public
                    and not settings.on_space,
                    admin_password=settings.admin_password,
@@ -52,6 +55,10 @@ class Access:
         with self._lock:
             return bool(session) and session in self._unlocked
 
+    def unlock_wait(self, request: gr.Request | None) -> float:
+        """Seconds before another admin password may be tried from here; 0 when it may."""
+        return self.throttle.retry_after(_throttle_keys(request)) if self.throttle else 0.0
+
     def unlock(self, request: gr.Request | None, password: str) -> bool:
         """Admin for this browser session if ``password`` is the admin password."""
         session = getattr(request, "session_hash", None)
@@ -60,7 +67,11 @@ class Access:
         given = (password or "").encode("utf-8")
         if not secrets.compare_digest(given, self.admin_password.encode("utf-8")):
             logger.warning("a wrong admin password was entered")  # never the password itself
+            if self.throttle:
+                self.throttle.failed(_throttle_keys(request))
             return False
+        if self.throttle:
+            self.throttle.succeeded(_throttle_keys(request))
         with self._lock:
             self._unlocked.add(session)
         logger.info("a browser session unlocked admin settings")
@@ -69,3 +80,8 @@ class Access:
     def personal(self, request: gr.Request | None) -> bool:
         """Whether this visitor's language and sampler stay in their own browser only."""
         return self.personal_preferences or not self.is_admin(request)
+
+
+def _throttle_keys(request: gr.Request | None) -> tuple[str, str]:
+    client = getattr(request, "client", None)
+    return f"addr:{getattr(client, 'host', None) or 'unknown'}", "admin-password"

@@ -16,7 +16,7 @@ from engine.download_sources import CUSTOM, DownloadSource
 from engine.errors import NOT_ON_DISK, EngineError
 from engine.manifest import ModelKind
 from ui.access import Access
-from ui.common import GPU_QUEUE, JobRunner
+from ui.common import GPU_QUEUE, JobRunner, session_of, user_of
 from ui.controlnet_tab import build_controlnet_tab
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
 from ui.img2img_tab import build_img2img_tab
@@ -67,8 +67,9 @@ def _model_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str,
 
         manifest = [(e.name.text(language), e.id)
                     for e in service.entries(ModelKind.BASE)]
-        own = [(translate(language, "app.local_model", name=folder.name), str(folder))
-               for folder in service.local_models()]
+        # By their names inside the checkpoints folder, as the API lists them: no server path.
+        own = [(translate(language, "app.local_model", name=Path(name).name), name)
+               for name in service.local_model_names()]
         return manifest + own
 
     return choices
@@ -86,13 +87,13 @@ def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
     return model
 
 
-def _wire_model_switch(service: ImageServiceLike, texts: Texts, model: Any,
+def _wire_model_switch(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
                        size_sliders: list[Any], offer: DownloadOffer,
                        current_source: Callable[[], DownloadSource], access: Access) -> None:
     def switch(model_id: str, request: gr.Request, progress=gr.Progress()):
         progress(0, desc=texts("app.loading_model"))
         try:
-            service.activate(model_id)
+            runner.switch_model(model_id, session_of(request), user_of(request), progress)
         except EngineError as error:
             # Only an admin may download: others hear that the model is not there.
             if error.code not in NOT_ON_DISK or not access.is_admin(request):
@@ -167,7 +168,7 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                 settings = build_settings_tab(texts, preferences, access, options.outputs_base)
         sizes = [widget for tab in (txt2img, img2img, controlnet)
                  for widget in (tab.parameters.width, tab.parameters.height)]
-        _wire_model_switch(service, texts, model, sizes, offer, current_source, access)
+        _wire_model_switch(service, texts, runner, model, sizes, offer, current_source, access)
         _wire_send_image(txt2img.results.gallery, txt2img.send_to_img2img, img2img.init_image,
                          tabs, "img2img")
         _wire_send_image(txt2img.results.gallery, txt2img.send_to_controlnet,

@@ -12,6 +12,7 @@ import gradio as gr
 
 from engine.errors import EngineError
 from engine.infotext import format_infotext
+from engine.jobs import ModelAction
 from engine.limits import Limits
 from engine.requests import GenerationRequest, GenerationResult
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
@@ -226,6 +227,17 @@ class JobRunner:
         for warning in job.result.warnings:
             gr.Warning(self.texts.warning(warning.code, warning.params))
         return job.result
+
+    def switch_model(self, model_id: str, session: str, user: str, progress: Any) -> None:
+        """Make ``model_id`` active through the job queue: the switch waits its turn behind
+        running jobs (which hold the engine's lock) without taking a server thread from them.
+        Raises the switch's EngineError (the caller offers a download for some)."""
+        job = self.service.submit_model_action(ModelAction("load", model_id), owner=session,
+                                               user=user)
+        while not job.wait(POLL_SECONDS):
+            self._report(job, progress)
+        if job.error is not None:
+            raise job.error
 
     def _report(self, job: Any, progress: Any) -> None:
         state = job.progress

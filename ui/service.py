@@ -13,7 +13,7 @@ from PIL import Image
 from engine.catalog import LocalModelStatus, LoraChoice, ModelStatus
 from engine.download_sources import DownloadSource
 from engine.download_jobs import DownloadStatus
-from engine.jobs import Job
+from engine.jobs import Job, ModelAction
 from engine.limits import Limits
 from engine.manifest import ManifestEntry, ModelKind
 from engine.requests import (
@@ -31,6 +31,8 @@ class ImageServiceLike(Protocol):
     def entries(self, kind: ModelKind) -> tuple[ManifestEntry, ...]: ...
 
     def local_models(self) -> list[Path]: ...
+
+    def local_model_names(self) -> list[str]: ...
 
     def local_model_statuses(self) -> list[LocalModelStatus]: ...
 
@@ -56,6 +58,9 @@ class ImageServiceLike(Protocol):
 
     def submit(self, request: GenerationRequest, owner: str, user: str = "",
                quota_key: str = "", keep_result: bool = False) -> Job: ...
+
+    def submit_model_action(self, action: ModelAction, owner: str, user: str = "",
+                            quota_key: str = "") -> Job: ...
 
     def cancel(self, job: Job) -> None: ...
 

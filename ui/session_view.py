@@ -70,6 +70,9 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
               api_name="on_load")
 
     def unlock(password: str, request: gr.Request):
+        wait = access.unlock_wait(request)
+        if wait > 0:
+            raise texts.failure(texts.error("guard_too_many_attempts", {"seconds": int(wait) + 1}))
         if not access.unlock(request, password):
             raise texts.failure(texts.error("admin_password_wrong"))
         gr.Info(texts("settings.admin_unlocked"))
