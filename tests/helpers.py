@@ -57,3 +57,30 @@ def pixels(result, index: int = 0) -> np.ndarray:
 def difference(a, b) -> int:
     """Largest per-pixel difference between the first images of two results."""
     return int(np.abs(pixels(a) - pixels(b)).max())
+
+
+def send_chunked_until_answered(host: str, port: int, head: str, total_bytes: int,
+                                piece_bytes: int = 65536) -> tuple[bytes, int]:
+    """Send ``head`` and then a chunked body of up to ``total_bytes``, stopping as soon as the
+    server answers (or closes); returns its answer and how many body bytes went out."""
+    import select
+    import socket
+
+    piece = b"x" * piece_bytes
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    sent = 0
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(head.encode("latin-1"))
+        try:
+            while sent < total_bytes:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:
+                    break
+                sock.sendall(chunk)
+                sent += len(piece)
+            return sock.recv(65536), sent
+        except (BrokenPipeError, ConnectionResetError):
+            try:
+                return sock.recv(65536), sent
+            except OSError:
+                return b"", sent

@@ -19,6 +19,7 @@ import pytest
 
 from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
 from api.server import RepeatFilter, build_server
+from helpers import send_chunked_until_answered
 from ui_client import free_port
 
 USERS = {"alice": "s3cret", "bob": "hunter2"}
@@ -76,42 +77,15 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-def raw_request(url: str, head: str, body_chunks: Iterator[bytes] = iter(()),
-                timeout_s: float = 10.0) -> tuple[bytes, int]:
-    """Send ``head`` then chunks until the server answers; (its answer, body bytes sent)."""
+def raw_request(url: str, head: str, body_bytes: int = 0) -> tuple[bytes, int]:
+    """Send ``head`` (and a chunked body of up to ``body_bytes``) until the server answers."""
     host, port = url.split("//", 1)[1].split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
-        sock.sendall(head.encode("latin-1"))
-        sent = 0
-        sock.setblocking(False)
-        for chunk in body_chunks:
-            try:
-                answer = sock.recv(65536)
-                if answer:
-                    return answer, sent
-            except BlockingIOError:
-                pass
-            try:
-                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
-            except (BlockingIOError, BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(chunk)
-        sock.setblocking(True)
-        try:
-            return sock.recv(65536), sent
-        except (ConnectionResetError, socket.timeout):
-            return b"", sent
+    return send_chunked_until_answered(host, int(port), head, body_bytes)
 
 
 def chunked_head(path: str, extra: str = "") -> str:
     return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
             f"Content-Type: application/json\r\n{extra}\r\n")
-
-
-def chunks(total_mb: int) -> Iterator[bytes]:
-    piece = b"x" * 65536
-    for _ in range(total_mb * 16):
-        yield piece
 
 
 def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read():
@@ -128,7 +102,7 @@ def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read():
 def test_a_chunked_body_past_the_limit_is_cut_off_with_413():
     with serving(policy()) as (url, inner):
         head = chunked_head("/sdapi/v1/txt2img", f"Authorization: {basic('alice', 's3cret')}\r\n")
-        answer, sent = raw_request(url, head, chunks(64))
+        answer, sent = raw_request(url, head, 64 * 1024 * 1024)
         assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
         assert sent < 64 * 1024 * 1024  # refused while the client was still sending
         assert inner.received == []  # the app never got a whole (oversized) body

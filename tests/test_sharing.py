@@ -21,6 +21,7 @@ from app import build_http_app
 from app_settings import AppSettings, Preferences, PreferencesStore
 from engine.manifest import ModelKind
 from fake_service import FakeImageService
+from helpers import send_chunked_until_answered
 from ui.app import UiOptions, build_ui
 from ui_client import free_port
 
@@ -196,3 +197,42 @@ def test_gradio_login_backs_off_after_wrong_passwords(tmp_path):
             assert wrong.status_code in (400, 401)
         locked = httpx.post(f"{url}/login", data={"username": "alice", "password": "s3cret"})
         assert locked.status_code == 429
+
+
+def test_oversized_bodies_leave_memory_flat(tmp_path):
+    """The review's probe: 300 MB chunked bodies, without and with credentials. The anonymous
+    one meets 401 before its body is read; the signed-in one is cut off at the API's 80 MB
+    limit. The server's memory never grows with the body (it grew by 1.8 GB before)."""
+    import base64
+
+    import psutil
+
+    process = psutil.Process()
+    peak = [process.memory_info().rss]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.01):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    fake = FakeImageService()
+    with shared_app(tmp_path, fake, auth=(ALICE,)) as (url, _settings):
+        host, port = url.split("//", 1)[1].split(":")
+        credentials = base64.b64encode(b"alice:s3cret").decode()
+        before = process.memory_info().rss
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        answers = []
+        for headers in ("", f"Authorization: Basic {credentials}\r\n"):
+            head = (f"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}"
+                    "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n")
+            answers.append(send_chunked_until_answered(host, int(port), head,
+                                                       300 * 1024 * 1024))
+        sampling.set()
+        sampler.join(5)
+    (anonymous, anonymous_sent), (signed_in, signed_in_sent) = answers
+    assert anonymous.startswith(b"HTTP/1.1 401") and anonymous_sent < 10 * 1024 * 1024
+    assert signed_in.startswith(b"HTTP/1.1 413") and signed_in_sent < 300 * 1024 * 1024
+    assert peak[0] - before < 400 * 1024 * 1024, (peak[0] - before) / 1024**2
+    assert fake.requests == []
+
