@@ -35,6 +35,13 @@ class ModelAction:
     action: str  # "load" or "unload"
     model: str = ""
 
+    def apply(self, service) -> None:
+        """Carry it out on ``service`` (anything with ``activate`` and ``unload_models``)."""
+        if self.action == "unload":
+            service.unload_models()
+        else:
+            service.activate(self.model)
+
 
 QueuedRequest = GenerationRequest | ModelAction
 Runner = Callable[[QueuedRequest, Callable[[ProgressUpdate], None], threading.Event],

@@ -338,10 +338,7 @@ class ImageService:
     def _run_queued(self, request: QueuedRequest, on_progress: ProgressCallback,
                     cancel: threading.Event) -> GenerationResult | None:
         if isinstance(request, ModelAction):
-            if request.action == "unload":
-                self.unload_models()
-            else:
-                self.activate(request.model)
+            request.apply(self)
             return None
         return self.generate(request, on_progress=on_progress, cancel=cancel)
 

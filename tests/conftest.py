@@ -100,3 +100,15 @@ def engine(tiny_repos):
     from engine.generation import Engine
 
     return Engine(make_settings(tiny_repos))
+
+
+@pytest.fixture
+def hub_online(monkeypatch):
+    """For tests that reach a local hub server: undo the offline switch above for them only.
+    The client reads the constant at request time (``constants.is_offline_mode``), the
+    environment only at import; a hang in a fault test should fail in 5 s, not 10."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)

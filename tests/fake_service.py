@@ -93,10 +93,7 @@ class FakeImageService:
 
     def _run_queued(self, request, on_progress, cancel):
         if isinstance(request, ModelAction):
-            if request.action == "unload":
-                self.unload_models()
-            else:
-                self.activate(request.model)
+            request.apply(self)
             return None
         return self.generate(request, on_progress=on_progress, cancel=cancel)
 

@@ -9,7 +9,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from huggingface_hub import constants
 
 from conftest import make_settings
 from engine.catalog import ModelState
@@ -27,11 +26,7 @@ KEY = f"{LORA_REPO}/{WEIGHTS}"
 JOB_WAIT_S = 120
 
 
-@pytest.fixture(autouse=True)
-def online(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
+pytestmark = pytest.mark.usefixtures("hub_online")
 
 
 @pytest.fixture

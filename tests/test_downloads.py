@@ -33,12 +33,7 @@ LORA_REPO = "alibaba-pai/pai-diffusion-artist-large-zh-lora-poem"
 JOB_WAIT_S = 120
 
 
-@pytest.fixture(autouse=True)
-def online(monkeypatch):
-    """These tests reach the local server: undo conftest's offline switch for them only."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
+pytestmark = pytest.mark.usefixtures("hub_online")
 
 
 @pytest.fixture

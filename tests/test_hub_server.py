@@ -50,14 +50,7 @@ def repo_folders(tmp_path_factory) -> dict[str, Path]:
     return {REPO: tiny, BIG_REPO: big}
 
 
-@pytest.fixture(autouse=True)
-def online(monkeypatch):
-    """Undo conftest's HF_HUB_OFFLINE for this module only: the client reads the constant at
-    request time (``constants.is_offline_mode``), the environment only at import."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    # A hang in a fault test should fail fast, not after the 10 s default.
-    monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", 5)
+pytestmark = pytest.mark.usefixtures("hub_online")
 
 
 class SleepRecorder:
