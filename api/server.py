@@ -69,7 +69,12 @@ class RepeatFilter(logging.Filter):
         return True
 
 
-def install_repeat_filter(names: Iterable[str] = ("asyncio", "uvicorn.error")) -> RepeatFilter:
+# asyncio: accept errors when descriptors run out; uvicorn.error: malformed requests;
+# engine.catalog: a skipped user model, found again on every lookup of a model name.
+REPEATING_LOGGERS = ("asyncio", "uvicorn.error", "engine.catalog")
+
+
+def install_repeat_filter(names: Iterable[str] = REPEATING_LOGGERS) -> RepeatFilter:
     repeat = RepeatFilter()
     for name in names:
         logging.getLogger(name).addFilter(repeat)

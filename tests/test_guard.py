@@ -321,3 +321,20 @@ def test_connections_over_the_cap_are_closed_at_once():
             for sock in sockets:
                 sock.close()
         assert httpx.get(f"{url}/", timeout=10).status_code == 200
+
+
+def test_the_names_a_server_answers_to():
+    import socket as sockets
+
+    from api.server import allowed_hosts_for
+    from app_settings import parse_settings
+
+    loopback = allowed_hosts_for("127.0.0.1", ["studio.lan"], {"SPACE_HOST": "me-app.hf.space"})
+    assert all(name in loopback for name in ("127.0.0.1", "localhost", "[::1]", "studio.lan",
+                                             "me-app.hf.space:443"))
+    assert "192.168.1.20" not in loopback and "evil.example" not in loopback
+    everywhere = allowed_hosts_for("0.0.0.0")
+    assert sockets.gethostname() in everywhere and "127.0.0.1" in everywhere
+    assert "evil.example" not in everywhere
+    settings = parse_settings(["--allowed-host", "studio.lan", "--allowed-host", "a.b"], {})
+    assert settings.allowed_hosts == ("studio.lan", "a.b")
