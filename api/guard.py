@@ -45,6 +45,7 @@ USER_KEY = "huajing.user"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIXES = ("/sdapi/", "/controlnet/", "/openapi.json", "/docs")
 LOGIN_PATHS = frozenset({"/login", "/login/"})
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 MiB = 1024 * 1024
 
 
@@ -58,19 +59,35 @@ def normalise_host(value: str) -> str:
     return value.rstrip(".")
 
 
-class AllowedHosts:
-    """The host names this server answers to; the share link's host is added once known."""
+def _port_of(host_header: str, scheme: str) -> int | None:
+    """The port a Host header or URL netloc names, else the scheme's default."""
+    try:
+        port = urlsplit(f"//{host_header}").port
+    except ValueError:
+        return None
+    return port or DEFAULT_PORTS.get(scheme)
 
-    def __init__(self, hosts: Iterable[str]) -> None:
+
+class AllowedHosts:
+    """The host names this server answers to: its own addresses (loopback, the bound address),
+    and names given for it (``--allowed-host``, the share link once known, the Space), which a
+    proxy in front may serve on any port."""
+
+    def __init__(self, hosts: Iterable[str], named: Iterable[str] = ()) -> None:
         self._hosts = {normalise_host(host) for host in hosts if host}
+        self._named = {normalise_host(host) for host in named if host}
         self._lock = threading.Lock()
 
     def add(self, host: str) -> None:
         with self._lock:
-            self._hosts.add(normalise_host(host))
+            self._named.add(normalise_host(host))
 
     def __contains__(self, host: str) -> bool:
-        return normalise_host(host) in self._hosts
+        name = normalise_host(host)
+        return name in self._hosts or name in self._named
+
+    def is_named(self, host: str) -> bool:
+        return normalise_host(host) in self._named
 
     def __iter__(self):
         return iter(sorted(self._hosts))
@@ -246,18 +263,26 @@ class RequestGuard:
             return 403, "host_not_allowed", (), {"host": name, "flag": f"--allowed-host {name}"}
         changes_state = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
         origin = headers.get("origin")
-        if changes_state and origin is not None and not self._same_site(origin):
+        if changes_state and origin is not None and not self._same_site(origin, host, scope):
             logger.warning("refused a %s from origin %r", scope.get("method", "websocket"),
                            origin[:100])
             return 403, "origin_not_allowed", (), {}
         return None
 
-    def _same_site(self, origin: str) -> bool:
+    def _same_site(self, origin: str, host_header: str, scope: Scope) -> bool:
+        """The page that sent it is this server's own: the same host and port as the request
+        names (another port on localhost is another site), or a name given for a proxy."""
         try:
-            host = urlsplit(origin).hostname
+            parts = urlsplit(origin)
+            origin_port = parts.port or DEFAULT_PORTS.get(parts.scheme)
         except ValueError:
             return False
-        return bool(host) and host in self.policy.allowed_hosts
+        if not parts.hostname:
+            return False
+        if self.policy.allowed_hosts.is_named(parts.hostname):
+            return True
+        same_host = normalise_host(parts.hostname) == normalise_host(host_header)
+        return same_host and origin_port == _port_of(host_header, scope.get("scheme", "http"))
 
     def _user(self, scope: Scope, headers: Mapping[str, str]) -> tuple[str | None, tuple | None]:
         """(the user, None), or (None, a refusal) when a user is needed and not shown."""

@@ -129,14 +129,12 @@ def allowed_hosts_for(bound_host: str, extra: Iterable[str] = (),
     """The names this server answers to: the address it is bound to, loopback names, the
     ``--allowed-host`` names, the Space's own host; bound to every interface, each interface's
     address and the machine's name too."""
-    hosts = {bound_host, "localhost", "127.0.0.1", "::1", *extra}
-    space_host = (environ or {}).get("SPACE_HOST")
-    if space_host:
-        hosts.add(space_host)
+    hosts = {bound_host, "localhost", "127.0.0.1", "::1"}
+    named = {*extra, (environ or {}).get("SPACE_HOST", "")}
     if bound_host in WILDCARD_HOSTS:
         hosts |= _interface_addresses()
         hosts.add(socket.gethostname())
-    return AllowedHosts(hosts)
+    return AllowedHosts(hosts, named)
 
 
 def _interface_addresses() -> set[str]:

@@ -338,3 +338,19 @@ def test_the_names_a_server_answers_to():
     assert "evil.example" not in everywhere
     settings = parse_settings(["--allowed-host", "studio.lan", "--allowed-host", "a.b"], {})
     assert settings.allowed_hosts == ("studio.lan", "a.b")
+
+
+def test_another_port_on_this_machine_is_another_site():
+    named = AllowedHosts(["127.0.0.1", "localhost"], named=["studio.example"])
+    with serving(policy(users={}, allowed_hosts=named)) as (url, inner):
+        port = int(url.rsplit(":", 1)[1])
+        for origin in (f"http://127.0.0.1:{port + 1}", "http://localhost:3000",
+                       f"http://localhost:{port}"):
+            answer = httpx.post(f"{url}/sdapi/v1/interrupt", headers={"origin": origin})
+            assert answer.status_code == 403, origin
+        assert inner.received == []
+        for origin in (f"http://127.0.0.1:{port}", "https://studio.example"):
+            host = "studio.example" if "studio" in origin else f"127.0.0.1:{port}"
+            answer = httpx.post(f"{url}/sdapi/v1/interrupt",
+                                headers={"origin": origin, "host": host})
+            assert answer.status_code == 200, origin
