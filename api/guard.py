@@ -19,6 +19,7 @@ The user found is left in ``scope["huajing.user"]`` for the routes (jobs belong 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -44,7 +45,15 @@ AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 USER_KEY = "huajing.user"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIXES = ("/sdapi/", "/controlnet/", "/openapi.json", "/docs")
+# With accounts, these need a user even to read: Gradio's event streams, heartbeats and files
+# (an anonymous stream would hold a connection for ever); the page and its assets do not, so
+# the login page can show.
+USER_ONLY_PREFIXES = (*API_PREFIXES, "/gradio_api/")
+# A signed-in name tried from many addresses is slowed down this much at most, never refused:
+# refusing would let anyone lock a real user out.
+MAX_USER_DELAY_S = 3.0
 LOGIN_PATHS = frozenset({"/login", "/login/"})
+LOGOUT_PATHS = frozenset({"/logout", "/logout/"})
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 MiB = 1024 * 1024
 
@@ -146,6 +155,7 @@ class GuardPolicy:
     large_body_prefixes: tuple[str, ...] = ("/sdapi/", "/controlnet/", "/gradio_api/upload")
     max_large_body_bytes: int = 80 * MiB
     max_login_body_bytes: int = 64 * 1024
+    body_idle_timeout_s: float = 30.0  # a body that stops arriving gives its slot back
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     def body_limit(self, path: str) -> int:
@@ -178,6 +188,11 @@ def _client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def _local_keys(scope: Scope, name: str) -> tuple[str, str]:
+    address = _client_address(scope)
+    return f"addr:{address}", f"user:{name}@{address}"
+
+
 async def send_error(send: Send, status: int, code: str, headers: Mapping[str, str],
                      extra_headers: Iterable[tuple[str, str]] = (), **params: Any) -> None:
     """A short JSON refusal in the client's language; the connection closes after it."""
@@ -193,30 +208,43 @@ async def send_error(send: Send, status: int, code: str, headers: Mapping[str, s
 
 
 class _BodyCounter:
-    """Wraps receive/send: counts body bytes, answers 413 once past ``limit`` and from then on
-    hands the app a disconnect and drops whatever it tries to send."""
+    """Wraps receive/send: counts body bytes, answers 413 once past ``limit`` (408 when the
+    body stalls) and from then on hands the app a disconnect and drops what it tries to send.
+    Once the body is whole, receive is passed through untimed (a stream waits on it for the
+    client to leave)."""
 
-    def __init__(self, receive: Receive, send: Send, limit: int,
-                 headers: Mapping[str, str]) -> None:
+    def __init__(self, receive: Receive, send: Send, limit: int, headers: Mapping[str, str],
+                 idle_timeout_s: float) -> None:
         self._receive, self._send, self._limit, self._headers = receive, send, limit, headers
+        self._idle_timeout_s = idle_timeout_s
         self.received = 0
         self.refused = False
         self.started = False
+        self.body_done = False
 
     async def receive(self) -> Message:
         if self.refused:
             return {"type": "http.disconnect"}
-        message = await self._receive()
+        if self.body_done:
+            return await self._receive()
+        try:
+            message = await asyncio.wait_for(self._receive(), self._idle_timeout_s)
+        except asyncio.TimeoutError:
+            return await self._cut_off(408, "body_too_slow", seconds=int(self._idle_timeout_s))
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
+            self.body_done = not message.get("more_body", False)
             if self.received > self._limit:
-                self.refused = True
-                if not self.started:
-                    self.started = True
-                    await send_error(self._send, 413, "body_too_large", self._headers,
-                                     limit_mb=max(1, self._limit // MiB))
-                return {"type": "http.disconnect"}
+                return await self._cut_off(413, "body_too_large",
+                                           limit_mb=max(1, self._limit // MiB))
         return message
+
+    async def _cut_off(self, status: int, code: str, **params: Any) -> Message:
+        self.refused = True
+        if not self.started:
+            self.started = True
+            await send_error(self._send, status, code, self._headers, **params)
+        return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
         if self.refused:
@@ -244,7 +272,7 @@ class RequestGuard:
         if method == "POST" and scope["path"] in LOGIN_PATHS and self.policy.users:
             await self._login(scope, receive, send, headers)
             return
-        user, failure = self._user(scope, headers)
+        user, failure = await self._user(scope, headers)
         if failure is not None:
             await self._refuse(scope, send, headers, *failure)
             return
@@ -262,6 +290,8 @@ class RequestGuard:
             name = normalise_host(host)[:100]
             return 403, "host_not_allowed", (), {"host": name, "flag": f"--allowed-host {name}"}
         changes_state = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
+        if scope["path"] in LOGOUT_PATHS and headers.get("sec-fetch-site") == "cross-site":
+            return 403, "origin_not_allowed", (), {}  # a link on another site signs no one out
         origin = headers.get("origin")
         if changes_state and origin is not None and not self._same_site(origin, host, scope):
             logger.warning("refused a %s from origin %r", scope.get("method", "websocket"),
@@ -284,38 +314,58 @@ class RequestGuard:
         same_host = normalise_host(parts.hostname) == normalise_host(host_header)
         return same_host and origin_port == _port_of(host_header, scope.get("scheme", "http"))
 
-    def _user(self, scope: Scope, headers: Mapping[str, str]) -> tuple[str | None, tuple | None]:
+    async def _user(self, scope: Scope,
+                    headers: Mapping[str, str]) -> tuple[str | None, tuple | None]:
         """(the user, None), or (None, a refusal) when a user is needed and not shown."""
         if not self.policy.users:
             return None, None
         authorization = headers.get("authorization", "")
         if authorization[:6].lower() == "basic ":
-            return self._basic_user(scope, authorization[6:])
+            return await self._basic_user(scope, authorization[6:])
         user = self.policy.session_user(_cookies(headers.get("cookie", "")))
         path, method = scope["path"], scope.get("method", "GET")
         needs_user = (scope["type"] == "websocket" or method not in SAFE_METHODS
-                      or path.startswith(API_PREFIXES))
+                      or path.startswith(USER_ONLY_PREFIXES))
         if user is None and needs_user:
             return None, (401, "auth_required", (("www-authenticate", 'Basic realm="huajing"'),),
                           {})
         return user, None
 
-    def _basic_user(self, scope: Scope, encoded: str) -> tuple[str | None, tuple | None]:
+    async def _basic_user(self, scope: Scope,
+                          encoded: str) -> tuple[str | None, tuple | None]:
         try:
             name, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             name, password = "", ""
-        keys = (f"user:{name}", f"addr:{_client_address(scope)}")
-        wait = self.policy.throttle.retry_after(keys)
-        if wait > 0:
-            return None, (429, "too_many_attempts", (("retry-after", str(int(wait) + 1)),),
-                          {"seconds": int(wait) + 1})
-        if self._password_matches(name, password):
-            self.policy.throttle.succeeded(keys[:1])
+        refusal = await self._before_password(scope, name)
+        if refusal is not None:
+            return None, refusal
+        matched = self._password_matches(name, password)
+        self._after_password(scope, name, matched)
+        if matched:
             return name, None
-        self.policy.throttle.failed(keys)
-        logger.warning("wrong password for %r from %s", name[:64], keys[1][5:])
         return None, (401, "auth_required", (("www-authenticate", 'Basic realm="huajing"'),), {})
+
+    async def _before_password(self, scope: Scope, name: str) -> tuple | None:
+        """Back-off: this address (and this name from it) waits after wrong passwords; the
+        name alone, tried from everywhere, is only slowed down."""
+        throttle = self.policy.throttle
+        wait = throttle.retry_after(_local_keys(scope, name))
+        if wait > 0:
+            return 429, "too_many_attempts", (("retry-after", str(int(wait) + 1)),), {
+                "seconds": int(wait) + 1}
+        user_wait = throttle.retry_after((f"user:{name}",))
+        if user_wait > 0:
+            await asyncio.sleep(min(user_wait, MAX_USER_DELAY_S))
+        return None
+
+    def _after_password(self, scope: Scope, name: str, matched: bool) -> None:
+        keys = _local_keys(scope, name)
+        if matched:
+            self.policy.throttle.succeeded((keys[1], f"user:{name}"))
+            return
+        self.policy.throttle.failed((*keys, f"user:{name}"))
+        logger.warning("wrong password for %r from %s", name[:64], _client_address(scope))
 
     def _password_matches(self, name: str, password: str) -> bool:
         # Compare against every account, so the time taken does not say which names exist.
@@ -341,7 +391,7 @@ class RequestGuard:
         if length.isdigit() and int(length) > limit:
             await send_error(send, 413, "body_too_large", headers, limit_mb=max(1, limit // MiB))
             return
-        counter = _BodyCounter(receive, send, limit, headers)
+        counter = _BodyCounter(receive, send, limit, headers, self.policy.body_idle_timeout_s)
         try:
             await self.app(scope, counter.receive, counter.send)
         except Exception:
@@ -366,11 +416,9 @@ class RequestGuard:
                 break
         fields = parse_qs(body.decode("utf-8", "replace"))
         name = (fields.get("username") or [""])[0].strip()
-        keys = (f"user:{name}", f"addr:{_client_address(scope)}")
-        wait = self.policy.throttle.retry_after(keys)
-        if wait > 0:
-            await send_error(send, 429, "too_many_attempts", headers,
-                             (("retry-after", str(int(wait) + 1)),), seconds=int(wait) + 1)
+        refusal = await self._before_password(scope, name)
+        if refusal is not None:
+            await self._refuse(scope, send, headers, *refusal)
             return
         replayed, status = [False], [0]
 
@@ -386,8 +434,4 @@ class RequestGuard:
             await send(message)
 
         await self.app(scope, replay, watch)
-        if 200 <= status[0] < 400:
-            self.policy.throttle.succeeded(keys[:1])
-        else:
-            self.policy.throttle.failed(keys)
-            logger.warning("failed login for %r from %s", name[:64], keys[1][5:])
+        self._after_password(scope, name, 200 <= status[0] < 400)

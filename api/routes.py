@@ -42,10 +42,15 @@ logger = logging.getLogger(__name__)
 
 # HTTP status by error code; any other engine error is the client's to fix: 400.
 STATUS_BY_CODE = {"queue_full": 503, "queue_share_full": 429, "job_not_found": 404,
-                  "model_busy": 409, "job_timeout": 504}
+                  "model_busy": 409, "job_timeout": 504, "admin_only": 403,
+                  "auth_required_for_models": 403}
 USER_KEY = "huajing.user"  # set by api.guard.RequestGuard
 LOCAL_USER = "local"
 POLL_S = 0.05
+CANCEL_SETTLE_S = 1.0
+# Preprocessing and PNG reading are CPU work in the thread pool: a few at a time, the rest
+# wait on the event loop, so they never take every thread.
+CPU_ROUTE_SLOTS = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,8 @@ class ApiOptions:
     auth: tuple[tuple[str, str], ...] = ()
     # Loopback without accounts: every caller is the one local user (A1111's behaviour).
     single_user: bool = True
+    # Accounts that may unload or reload the model for everyone (see ui/access.py).
+    admins: frozenset[str] = frozenset()
     wait_timeout_s: float = 3600.0
 
 
@@ -218,17 +225,29 @@ def _job_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
         return _job_status(service, find(job_id, request), _language(request))
 
     @router.delete("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
-    def cancel(job_id: str, request: Request) -> JobStatusResponse:
+    async def cancel(job_id: str, request: Request) -> JobStatusResponse:
+        """Cancel and answer with the job's state once it has stopped, or after a second
+        (a running job stops within a step; a model load finishes first)."""
         job = find(job_id, request)
         service.cancel(job)
-        job.wait(30)
+        loop = asyncio.get_running_loop()
+        settle_by = loop.time() + CANCEL_SETTLE_S
+        while not job.finished.is_set() and loop.time() < settle_by:
+            await asyncio.sleep(POLL_S)
         return _job_status(service, job, _language(request))
 
 
 async def _queue_model_action(service: Any, action: ModelAction, request: Request,
-                               options: ApiOptions) -> None:
-    """Switch, reload or unload through the job queue and wait for it on the event loop."""
+                               options: ApiOptions, admins_only: bool = False) -> None:
+    """Switch, reload or unload through the job queue and wait for it on the event loop.
+
+    On a shared install an anonymous caller may do none of it (it changes the model for
+    everyone), and unloading or reloading is for admins (the next job of every user pays)."""
     caller = caller_of(request, options)
+    if not options.single_user:
+        name = request.scope.get(USER_KEY)
+        if not name or admins_only and name not in options.admins:
+            raise EngineError("admin_only" if name else "auth_required_for_models")
     job = service.submit_model_action(action, secrets.token_urlsafe(16), caller.user,
                                       caller.quota_key)
     await wait_for(job, options.wait_timeout_s, service)
@@ -314,7 +333,30 @@ def _progress(service: Any, caller: Caller, options: ApiOptions,
             "state": state, "current_image": preview, "textinfo": None}
 
 
+def _png_info(body: PngInfoBody, limits: Any) -> dict:
+    image = decode_image(body.image, "image", limits)
+    found = read_image_parameters(image)
+    return {"info": found.text if found else "",
+            "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
+            "parameters": found.parameters if found else {},
+            "source": found.source if found else None}
+
+
+def _detect(service: Any, body: DetectBody) -> dict:
+    module = CONTROL_MODULES.get(body.controlnet_module, body.controlnet_module)
+    images = []
+    for data in body.controlnet_input_images:
+        spec = ControlSpec(model="-", control_type=module,
+                           image=decode_image(data, "control_image", service.limits),
+                           low_threshold=int(body.controlnet_threshold_a),
+                           high_threshold=int(body.controlnet_threshold_b))
+        images.append(encode_png_image(service.preprocess(spec)))
+    return {"images": images, "info": "Success"}
+
+
 def _utility_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
+    cpu_slots = asyncio.Semaphore(CPU_ROUTE_SLOTS)
+
     @router.get("/sdapi/v1/progress")
     def progress(request: Request, skip_current_image: bool = False) -> dict:
         return _progress(service, caller_of(request, options), options, skip_current_image)
@@ -333,38 +375,28 @@ def _utility_routes(router: APIRouter, service: Any, options: ApiOptions) -> Non
             job.skip_event.set()
 
     @router.post("/sdapi/v1/png-info")
-    def png_info(body: PngInfoBody) -> dict:
-        image = decode_image(body.image, "image", service.limits)
-        found = read_image_parameters(image)
-        return {"info": found.text if found else "",
-                "items": {k: v for k, v in image.info.items() if isinstance(v, str)},
-                "parameters": found.parameters if found else {},
-                "source": found.source if found else None}
+    async def png_info(body: PngInfoBody) -> dict:
+        async with cpu_slots:
+            return await run_in_threadpool(_png_info, body, service.limits)
 
     @router.post("/sdapi/v1/unload-checkpoint")
     async def unload_checkpoint(request: Request) -> None:
-        await _queue_model_action(service, ModelAction("unload"), request, options)
+        await _queue_model_action(service, ModelAction("unload"), request, options,
+                                  admins_only=True)
 
     @router.post("/sdapi/v1/reload-checkpoint")
     async def reload_checkpoint(request: Request) -> None:
         await _queue_model_action(service, ModelAction("load", service.active_model), request,
-                                  options)
+                                  options, admins_only=True)
 
     @router.get("/sdapi/v1/memory")
     def memory() -> dict:
         return service.memory()
 
     @router.post("/controlnet/detect")
-    def detect(body: DetectBody) -> dict:
-        module = CONTROL_MODULES.get(body.controlnet_module, body.controlnet_module)
-        images = []
-        for index, data in enumerate(body.controlnet_input_images):
-            spec = ControlSpec(model="-", control_type=module,
-                               image=decode_image(data, "control_image", service.limits),
-                               low_threshold=int(body.controlnet_threshold_a),
-                               high_threshold=int(body.controlnet_threshold_b))
-            images.append(encode_png_image(service.preprocess(spec)))
-        return {"images": images, "info": "Success"}
+    async def detect(body: DetectBody) -> dict:
+        async with cpu_slots:
+            return await run_in_threadpool(_detect, service, body)
 
     @router.get("/sdapi/v1/prompt-styles")
     def prompt_styles() -> list[dict]:

@@ -3,7 +3,7 @@ ignored (clients post whole dumps); which ones were ignored is said in ``info``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,7 +102,7 @@ class DetectBody(_Lenient):
 class JobBody(Img2ImgBody):
     """``/sdapi/v2/jobs``: a txt2img or img2img body plus which one it is."""
 
-    type: str = "txt2img"
+    type: Literal["txt2img", "img2img"] = "txt2img"
 
 
 class GenerationResponse(BaseModel):

@@ -53,7 +53,8 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.getMessage().split("\n", 1)[0][:200])
+        # The template, not the formatted text: a flood of forged hosts is one kind.
+        key = (record.name, str(record.msg).split("\n", 1)[0][:200])
         now = self._clock()
         with self._lock:
             last, held = self._seen.get(key, (float("-inf"), 0))
@@ -71,7 +72,8 @@ class RepeatFilter(logging.Filter):
 
 # asyncio: accept errors when descriptors run out; uvicorn.error: malformed requests;
 # engine.catalog: a skipped user model, found again on every lookup of a model name.
-REPEATING_LOGGERS = ("asyncio", "uvicorn.error", "engine.catalog")
+# api.guard: each refused request (forged hosts, foreign origins, wrong passwords).
+REPEATING_LOGGERS = ("asyncio", "uvicorn.error", "engine.catalog", "api.guard")
 
 
 def install_repeat_filter(names: Iterable[str] = REPEATING_LOGGERS) -> RepeatFilter:
@@ -81,16 +83,22 @@ def install_repeat_filter(names: Iterable[str] = REPEATING_LOGGERS) -> RepeatFil
     return repeat
 
 
-def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a header read timeout and a connection cap."""
+def guarded_protocol(header_timeout_s: float, max_connections: int,
+                     max_per_address: int | None = None) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a header read timeout, a connection cap, and a cap per
+    client address (so one client holding streams open cannot take every place)."""
+    per_address = max_per_address or max(4, max_connections // 4)
 
     class GuardedH11Protocol(H11Protocol):
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._header_deadline = None
-            if len(self.connections) > max_connections:
-                logger.warning("connection limit (%d) reached; closing new connections",
-                               max_connections)
+            address = self.client[0] if self.client else None
+            from_there = sum(1 for other in self.connections
+                             if other.client and other.client[0] == address)
+            if len(self.connections) > max_connections or from_there > per_address:
+                logger.warning("connection limit reached (%d in all, %d per address); "
+                               "closing new connections", max_connections, per_address)
                 transport.close()
                 return
             self._arm_header_timer()
@@ -163,9 +171,11 @@ class Server(uvicorn.Server):
 
 
 def build_server(app: Any, host: str, port: int, header_timeout_s: float = HEADER_TIMEOUT_S,
-                 max_connections: int | None = None) -> Server:
+                 max_connections: int | None = None,
+                 max_per_address: int | None = None) -> Server:
     config = uvicorn.Config(
         app, host=host.strip("[]"), port=port, log_level="warning", lifespan="on",
-        http=guarded_protocol(header_timeout_s, max_connections or connection_cap()),
+        http=guarded_protocol(header_timeout_s, max_connections or connection_cap(),
+                              max_per_address),
         timeout_keep_alive=5, server_header=False)
     return Server(config)

@@ -305,7 +305,8 @@ def test_repeated_log_lines_are_written_once_per_interval():
 
 
 def test_connections_over_the_cap_are_closed_at_once():
-    with serving(policy(users={}), header_timeout_s=60, max_connections=10) as (url, _inner):
+    with serving(policy(users={}), header_timeout_s=60, max_connections=10,
+                 max_per_address=10) as (url, _inner):
         host, port = url.split("//", 1)[1].split(":")
         sockets = [socket.create_connection((host, int(port)), timeout=3) for _ in range(20)]
         try:
@@ -354,3 +355,59 @@ def test_another_port_on_this_machine_is_another_site():
             answer = httpx.post(f"{url}/sdapi/v1/interrupt",
                                 headers={"origin": origin, "host": host})
             assert answer.status_code == 200, origin
+
+
+def test_one_address_cannot_take_every_connection():
+    with serving(policy(users={}), header_timeout_s=60, max_connections=20,
+                 max_per_address=5) as (url, _inner):
+        host, port = url.split("//", 1)[1].split(":")
+        hoarded = [socket.create_connection((host, int(port)), timeout=3,
+                                            source_address=("127.0.0.2", 0)) for _ in range(8)]
+        try:
+            deadline = time.monotonic() + 10
+            readable: list = []
+            while len(readable) < 3 and time.monotonic() < deadline:
+                readable, _, _ = select.select(hoarded, [], [], 1.0)
+            assert len(readable) == 3  # the hoarder keeps 5
+            # Another address still gets in while the hoarder holds its share.
+            assert httpx.get(f"{url}/", timeout=10).status_code == 200
+        finally:
+            for sock in hoarded:
+                sock.close()
+
+
+def test_a_stalled_body_gives_its_place_back():
+    quick = policy(users={}, body_idle_timeout_s=0.5)
+    with serving(quick) as (url, inner):
+        host, port = url.split("//", 1)[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(b"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + b"x" * 10)  # and no more
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert inner.received == []
+
+
+def test_a_link_on_another_site_signs_no_one_out():
+    with serving(policy(users={})) as (url, inner):
+        cross = httpx.get(f"{url}/logout", headers={"sec-fetch-site": "cross-site"})
+        assert cross.status_code == 403
+        assert httpx.get(f"{url}/logout", headers={"sec-fetch-site": "same-origin"}).status_code \
+            == 200
+
+
+def test_a_name_guessed_from_elsewhere_does_not_lock_its_user_out():
+    throttle = LoginThrottle(free_tries=2, max_wait_s=60)
+    guesser = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    with serving(policy(throttle=throttle)) as (url, _inner):
+        for _ in range(4):
+            wrong = guesser.get(f"{url}/sdapi/v1/progress",
+                                headers={"authorization": basic("alice", "guess")})
+            assert wrong.status_code in (401, 429)
+        assert guesser.get(f"{url}/sdapi/v1/progress",
+                           headers={"authorization": basic("alice", "s3cret")}).status_code == 429
+        # Alice, from her own address, still signs in (at most a little slowed down).
+        mine = httpx.get(f"{url}/sdapi/v1/progress", timeout=30,
+                         headers={"authorization": basic("alice", "s3cret")})
+        assert mine.status_code == 200
+    guesser.close()

@@ -236,3 +236,51 @@ def test_oversized_bodies_leave_memory_flat(tmp_path):
     assert peak[0] - before < 400 * 1024 * 1024, (peak[0] - before) / 1024**2
     assert fake.requests == []
 
+
+
+def test_on_a_shared_install_only_signed_in_users_switch_and_only_admins_unload(tmp_path):
+    fake = FakeImageService()
+    before = fake.active_model
+    other = [e.id for e in fake.entries(ModelKind.BASE)][1]
+    with shared_app(tmp_path, fake, on_space=True) as (url, _settings):
+        for path, body in (("/sdapi/v1/unload-checkpoint", None),
+                           ("/sdapi/v1/reload-checkpoint", None),
+                           ("/sdapi/v1/options", {"sd_model_checkpoint": other})):
+            answer = httpx.post(f"{url}{path}", json=body)
+            assert answer.status_code == 403, path
+        assert fake.active_model == before and "(unloaded)" not in fake.activated
+    with shared_app(tmp_path, fake, auth=(ALICE, BOB), admins=("alice",)) as (url, _settings):
+        assert httpx.post(f"{url}/sdapi/v1/unload-checkpoint", auth=BOB).status_code == 403
+        assert httpx.post(f"{url}/sdapi/v1/unload-checkpoint", auth=ALICE).status_code == 200
+        switched = httpx.post(f"{url}/sdapi/v1/options", auth=BOB,
+                              json={"sd_model_checkpoint": other})
+        assert switched.json() == {"sd_model_checkpoint": other}
+
+
+def test_with_accounts_gradio_streams_need_a_user(tmp_path):
+    fake = FakeImageService()
+    with shared_app(tmp_path, fake, auth=(ALICE,)) as (url, _settings):
+        for path in ("/gradio_api/heartbeat/x", "/gradio_api/queue/data?session_hash=x",
+                     "/gradio_api/info"):
+            assert httpx.get(f"{url}{path}", timeout=10).status_code == 401, path
+        assert httpx.get(f"{url}/").status_code == 200  # the login page itself shows
+
+
+def test_ui_visitors_share_the_queue_by_address_without_accounts(tmp_path):
+    """On a Space a visitor can open any number of browser sessions, not of addresses."""
+    from ui.common import JobRunner
+    from ui.texts import Texts
+    from types import SimpleNamespace
+
+    runner = JobRunner(FakeImageService(), Texts(), shared=True)
+    visitor = SimpleNamespace(username=None, session_hash="s1",
+                              client=SimpleNamespace(host="10.0.0.7"))
+    another_tab = SimpleNamespace(username=None, session_hash="s2",
+                                  client=SimpleNamespace(host="10.0.0.7"))
+    signed_in = SimpleNamespace(username="alice", session_hash="s3",
+                                client=SimpleNamespace(host="10.0.0.7"))
+    assert runner.quota_of(visitor) == runner.quota_of(another_tab) == "addr:10.0.0.7"
+    assert runner.quota_of(signed_in) == "user:alice"
+    from engine.jobs import NO_SHARE
+
+    assert JobRunner(FakeImageService(), Texts()).quota_of(visitor) == NO_SHARE

@@ -16,7 +16,7 @@ from engine.download_sources import CUSTOM, DownloadSource
 from engine.errors import NOT_ON_DISK, EngineError
 from engine.manifest import ModelKind
 from ui.access import Access
-from ui.common import GPU_QUEUE, JobRunner, session_of, user_of
+from ui.common import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
 from ui.img2img_tab import build_img2img_tab
@@ -93,7 +93,7 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, runner: JobRunne
     def switch(model_id: str, request: gr.Request, progress=gr.Progress()):
         progress(0, desc=texts("app.loading_model"))
         try:
-            runner.switch_model(model_id, session_of(request), user_of(request), progress)
+            runner.switch_model(model_id, request, progress)
         except EngineError as error:
             # Only an admin may download: others hear that the model is not there.
             if error.code not in NOT_ON_DISK or not access.is_admin(request):
@@ -111,7 +111,8 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, runner: JobRunne
     model.change(switch, inputs=model,
                  outputs=[*size_sliders, offer.box, offer.question, offer.status, offer.model],
                  concurrency_id=GPU_QUEUE, concurrency_limit=1, api_name="switch_model")
-    wire_download_offer(service, texts, offer, model, size_sliders, current_source, access)
+    wire_download_offer(service, texts, runner, offer, model, size_sliders, current_source,
+                        access)
 
 
 def _wire_send_image(gallery: Any, button: Any, target: Any, tabs: Any, tab_id: str) -> None:
@@ -142,7 +143,7 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
              store: PreferencesStore) -> gr.Blocks:
     preferences, access = options.preferences, options.access
     texts = Texts(preferences.language)
-    runner = JobRunner(service, texts)
+    runner = JobRunner(service, texts, shared=not options.access.local_admin)
     gpu, sampler = options.on_gpu, preferences.default_sampler
     # Uploads and results in Gradio's cache are removed after a day, checked every hour.
     with gr.Blocks(title="画境 Huajing", analytics_enabled=False,

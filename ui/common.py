@@ -12,7 +12,7 @@ import gradio as gr
 
 from engine.errors import EngineError
 from engine.infotext import format_infotext
-from engine.jobs import ModelAction
+from engine.jobs import NO_SHARE, ModelAction
 from engine.limits import Limits
 from engine.requests import GenerationRequest, GenerationResult
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
@@ -199,18 +199,35 @@ class JobRunner:
     """Puts jobs in the service's one queue and reports their place, progress and ETA;
     中止 cancels the job of the same browser session only, waiting or running."""
 
-    def __init__(self, service: ImageServiceLike, texts: Texts) -> None:
+    def __init__(self, service: ImageServiceLike, texts: Texts, shared: bool = False) -> None:
         self.service = service
         self.texts = texts
+        self.shared = shared  # several people use this app: each gets a share of the queue
         self._jobs: dict[str, list[Any]] = {}  # a session may run jobs in several tabs
         self._lock = threading.Lock()
 
+    def run_for(self, caller: gr.Request, request: GenerationRequest,
+                progress: Any) -> GenerationResult:
+        """``run`` for the browser (or REST client) behind a Gradio event."""
+        return self.run(request, session_of(caller), progress, user_of(caller),
+                        self.quota_of(caller))
+
+    def quota_of(self, caller: gr.Request | None) -> str:
+        """Whose share of the queue a job counts against: nobody's on a single-user install;
+        else the login, or the client's address (anyone can open more sessions)."""
+        if not self.shared:
+            return NO_SHARE
+        name = getattr(caller, "username", None)
+        client = getattr(caller, "client", None)
+        return f"user:{name}" if name else f"addr:{getattr(client, 'host', None) or 'unknown'}"
+
     def run(self, request: GenerationRequest, session: str, progress: Any,
-            user: str = "") -> GenerationResult:
+            user: str = "", quota_key: str = "") -> GenerationResult:
         """Queue ``request`` for ``session`` (中止 reaches it from there) on behalf of ``user``
         (the login, else the session: the API's interrupt and progress act on it)."""
         try:
-            job = self.service.submit(request, owner=session, user=user or f"session:{session}")
+            job = self.service.submit(request, owner=session, user=user or f"session:{session}",
+                                      quota_key=quota_key or NO_SHARE)
         except EngineError as error:
             raise self.texts.engine_failure(error) from None
         with self._lock:
@@ -228,14 +245,17 @@ class JobRunner:
             gr.Warning(self.texts.warning(warning.code, warning.params))
         return job.result
 
-    def switch_model(self, model_id: str, session: str, user: str, progress: Any) -> None:
+    def switch_model(self, model_id: str, caller: gr.Request | None,
+                     progress: Any = None) -> None:
         """Make ``model_id`` active through the job queue: the switch waits its turn behind
         running jobs (which hold the engine's lock) without taking a server thread from them.
         Raises the switch's EngineError (the caller offers a download for some)."""
-        job = self.service.submit_model_action(ModelAction("load", model_id), owner=session,
-                                               user=user)
+        job = self.service.submit_model_action(
+            ModelAction("load", model_id), owner=session_of(caller), user=user_of(caller),
+            quota_key=self.quota_of(caller))
         while not job.wait(POLL_SECONDS):
-            self._report(job, progress)
+            if progress is not None:
+                self._report(job, progress)
         if job.error is not None:
             raise job.error
 

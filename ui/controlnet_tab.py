@@ -12,8 +12,7 @@ from engine.requests import ControlNetRequest, ControlSpec
 from ui.common import (
     GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, as_int,
     common_request_fields, on_generate,
-    parameter_widgets, prompt_row, result_widgets, session_of, show_result, user_of,
-    wire_interrupt,
+    parameter_widgets, prompt_row, result_widgets, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
 from ui.service import ImageServiceLike
@@ -143,8 +142,7 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = common_request_fields(values, prompts, parameters, values[model])
         job = ControlNetRequest(control=control.spec(values), **fields)
-        result = runner.run(job, session_of(request), progress,
-                            user_of(request))
+        result = runner.run_for(request, job, progress)
         gallery, info, seeds = show_result(result, texts)
         return result.control_map, gallery, info, seeds
 

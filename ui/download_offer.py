@@ -14,10 +14,9 @@ import gradio as gr
 from engine.download_sources import DownloadSource
 from engine.download_jobs import FINISHED, DownloadState
 from engine.errors import EngineError
-from engine.jobs import ModelAction
 from engine.manifest import ModelKind
 from ui.access import Access
-from ui.common import session_of, user_of
+from ui.common import JobRunner
 from ui.models_tab import download_text
 from ui.service import ImageServiceLike
 from ui.texts import Texts
@@ -62,8 +61,8 @@ def build_download_offer(texts: Texts) -> DownloadOffer:
     return DownloadOffer(box, question, status, accept, decline, gr.State(""))
 
 
-def wire_download_offer(service: ImageServiceLike, texts: Texts, offer: DownloadOffer,
-                        picker: Any, size_sliders: list[Any],
+def wire_download_offer(service: ImageServiceLike, texts: Texts, runner: JobRunner,
+                        offer: DownloadOffer, picker: Any, size_sliders: list[Any],
                         current_source: Callable[[], DownloadSource], access: Access) -> None:
     keep_sizes = [gr.skip()] * len(size_sliders)
 
@@ -84,12 +83,10 @@ def wire_download_offer(service: ImageServiceLike, texts: Texts, offer: Download
         if status is not None and status.state is not DownloadState.DONE:
             yield keep_sizes + [gr.skip(), download_text(service, texts, model_id)]
             return
-        # Through the job queue, behind running jobs (they hold the engine's lock).
-        switch = service.submit_model_action(ModelAction("load", model_id),
-                                             owner=session_of(request), user=user_of(request))
-        switch.wait()
-        if switch.error is not None:
-            raise texts.engine_failure(switch.error)
+        try:  # through the job queue, behind running jobs (they hold the engine's lock)
+            runner.switch_model(model_id, request)
+        except EngineError as error:
+            raise texts.engine_failure(error) from None
         width, height = service.default_size(model_id)
         yield [width, height] * (len(size_sliders) // 2) + [gr.Group(visible=False), ""]
 

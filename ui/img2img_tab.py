@@ -13,8 +13,7 @@ from engine.images import fit_size
 from engine.requests import Img2ImgRequest, InpaintRequest, ResizeMode
 from ui.common import (
     JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_row, result_widgets, session_of, show_result, user_of,
-    wire_interrupt,
+    parameter_widgets, prompt_row, result_widgets, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
 from ui.service import ImageServiceLike
@@ -123,8 +122,7 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
                                  invert_mask=bool(values[invert_mask]), **fields)
         else:
             job = Img2ImgRequest(init_image=values[init_image], **fields)
-        result = runner.run(job, session_of(request), progress,
-                            user_of(request))
+        result = runner.run_for(request, job, progress)
         return show_result(result, texts)
 
     on_generate(generate, runner, gpu(run), results,

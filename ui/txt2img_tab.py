@@ -10,7 +10,7 @@ import gradio as gr
 from engine.requests import Txt2ImgRequest
 from ui.common import (
     JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_row, result_widgets, session_of, user_of, show_result,
+    parameter_widgets, prompt_row, result_widgets, show_result,
     wire_interrupt, wire_seed_buttons, wire_token_counter,
 )
 from ui.service import ImageServiceLike
@@ -46,8 +46,7 @@ def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = common_request_fields(values, prompts, parameters, values[model])
-        result = runner.run(Txt2ImgRequest(**fields), session_of(request), progress,
-                            user_of(request))
+        result = runner.run_for(request, Txt2ImgRequest(**fields), progress)
         return show_result(result, texts)
 
     on_generate(generate, runner, gpu(run), results,
