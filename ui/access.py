@@ -24,8 +24,8 @@ class Access:
     admin_password: str | None = field(default=None, repr=False)
     # A Space (or any install shared without accounts): language and sampler stay per browser.
     personal_preferences: bool = False
-    # Back-off after wrong admin passwords (``api.guard.LoginThrottle``, given by app.py):
-    # per address, and for the password as a whole, so guessing from many addresses waits too.
+    # Back-off after wrong admin passwords (``api.guard.LoginThrottle``, given by app.py), per
+    # address: a guesser waits, and cannot make the real admin wait from elsewhere.
     throttle: Any = field(default=None, repr=False)
     _unlocked: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -82,6 +82,6 @@ class Access:
         return self.personal_preferences or not self.is_admin(request)
 
 
-def _throttle_keys(request: gr.Request | None) -> tuple[str, str]:
+def _throttle_keys(request: gr.Request | None) -> tuple[str]:
     client = getattr(request, "client", None)
-    return f"addr:{getattr(client, 'host', None) or 'unknown'}", "admin-password"
+    return (f"addr:{getattr(client, 'host', None) or 'unknown'}",)
