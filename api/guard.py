@@ -405,7 +405,12 @@ class RequestGuard:
         limit = self.policy.max_login_body_bytes
         body = b""
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.policy.body_idle_timeout_s)
+            except asyncio.TimeoutError:
+                await send_error(send, 408, "body_too_slow", headers,
+                                 seconds=int(self.policy.body_idle_timeout_s))
+                return
             if message["type"] != "http.request":
                 return
             body += message.get("body", b"")

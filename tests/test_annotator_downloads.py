@@ -146,7 +146,8 @@ def test_the_cli_downloads_preprocessor_weights_by_their_id(mirror_environment, 
     from engine.cli import main
 
     assert main(["download", LINEART, "--source", "custom", "--endpoint", server.endpoint,
-                 "--allow-private-endpoint", "--cache-dir", str(tmp_path / "cache"), "--models-dir", str(tmp_path / "models"),
+                 "--allow-private-endpoint", "--cache-dir", str(tmp_path / "cache"),
+                 "--models-dir", str(tmp_path / "models"),
                  "--no-convert"]) == 0
     assert "已下载并校验完成" in capsys.readouterr().out
     assert state_of(make_service(tmp_path, tiny_repos), LINEART) is ModelState.READY

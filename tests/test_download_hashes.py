@@ -101,7 +101,8 @@ def test_the_cli_says_size_checked_only(server, tmp_path, capsys):
 
     server.no_etag.add(KEY)
     assert main(["download", LORA_ID, "--source", "custom", "--endpoint", server.endpoint,
-                 "--allow-private-endpoint", "--cache-dir", str(tmp_path / "cache"), "--models-dir", str(tmp_path / "models"),
+                 "--allow-private-endpoint", "--cache-dir", str(tmp_path / "cache"),
+                 "--models-dir", str(tmp_path / "models"),
                  "--no-convert"]) == 0
     out = capsys.readouterr().out
     assert "只核对了大小" in out and "已下载并校验完成" not in out

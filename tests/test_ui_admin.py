@@ -4,7 +4,6 @@ would: through the handlers' API names with ``gradio_client``, whatever the page
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
