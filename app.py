@@ -118,8 +118,7 @@ def build_http_app(ui, service, settings: AppSettings, throttle=None):
     from ui.hosting import login_cookie_user, mount_ui
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    single_user = not settings.auth and not settings.is_public and not settings.on_space
-    install(app, service, ApiOptions(auth=settings.auth, single_user=single_user,
+    install(app, service, ApiOptions(auth=settings.auth, single_user=settings.single_user,
                                      admins=frozenset(settings.admins)))
     gradio_app = mount_ui(app, ui, list(settings.auth) or None, MAX_UPLOAD, settings.host,
                           settings.port)

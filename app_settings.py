@@ -55,6 +55,12 @@ class AppSettings:
     admin_password: str | None = field(default=None, repr=False)  # unlocks admin per session
 
     @property
+    def single_user(self) -> bool:
+        """Loopback, no accounts, not a Space: the one local user owns the whole app (is its
+        admin, may interrupt whatever runs, fills the queue as A1111's only user does)."""
+        return not self.auth and not self.is_public and not self.on_space
+
+    @property
     def is_public(self) -> bool:
         """Reachable from other machines: a share link or a non-loopback address."""
         if self.share:

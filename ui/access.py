@@ -34,8 +34,7 @@ class Access:
     def from_settings(cls, settings: Any, throttle: Any = None) -> "Access":
         """From ``app_settings.AppSettings``."""
         return cls(throttle=throttle, admins=frozenset(settings.admins),
-                   local_admin=not settings.auth and not settings.is_public
-                   and not settings.on_space,
+                   local_admin=settings.single_user,
                    admin_password=settings.admin_password,
                    personal_preferences=settings.on_space)
 
