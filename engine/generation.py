@@ -61,6 +61,8 @@ class _Job:
     seed: int
     warnings: list[EngineWarning]
     control_map: Image.Image | None = None
+    # (mask, original) of an inpaint job: outside the blurred mask the original comes back.
+    overlay: tuple[Image.Image, Image.Image] | None = None
     call_args: dict = dataclasses.field(default_factory=dict)
     lora_hashes: dict = dataclasses.field(default_factory=dict)
 
@@ -220,7 +222,9 @@ class Engine:
             job.call_args.update(image=init, strength=request.strength)
         if isinstance(request, InpaintRequest):
             mask = image_ops.to_mask(request.mask, request.mask_blur, request.invert_mask)
-            job.call_args["mask_image"] = image_ops.resize(mask, *size, request.resize_mode)
+            mask = image_ops.resize(mask, *size, request.resize_mode)
+            job.call_args["mask_image"] = mask
+            job.overlay = (mask, job.call_args["image"])
         if isinstance(request, ControlNetRequest):
             self._prepare_control(job, request)
 
@@ -259,7 +263,8 @@ class Engine:
                 except SkipImage:
                     logger.info("batch %d of %d skipped", batch_index + 1, request.batch_count)
                     continue
-                decoded = self._decode(base, latents)
+                decoded = [self._keep_unmasked(pipe, job, image)
+                           for image in self._decode(base, latents)]
             for image, seed in zip(decoded, seeds):
                 results.append(GeneratedImage(image, seed, self._parameters(job, seed, encoded)))
         return results, (encoded.positive_info, encoded.negative_info)
@@ -290,6 +295,18 @@ class Engine:
             output_type="latent",
             callback_on_step_end=on_step_end, **job.call_args)
         return output.images
+
+    @staticmethod
+    def _keep_unmasked(pipe, job: _Job, image: Image.Image) -> Image.Image:
+        """Paste the original back where the (blurred) mask is not white, as A1111 does.
+
+        The VAE's decode of the whole image drifts even where the latents were kept, and
+        repeated inpainting would otherwise wear the untouched area down.
+        """
+        if job.overlay is None:
+            return image
+        mask, original = job.overlay
+        return pipe.image_processor.apply_overlay(mask, original, image)
 
     @torch.no_grad()
     def _decode(self, base: LoadedBase, latents: torch.Tensor) -> list[Image.Image]:

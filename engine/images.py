@@ -55,13 +55,18 @@ def resize(image: Image.Image, width: int, height: int, mode: ResizeMode) -> Ima
     if mode is ResizeMode.CROP_AND_RESIZE:
         return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
     if mode is ResizeMode.RESIZE_AND_FILL:
-        fitted = ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS)
-        canvas = Image.new(image.mode, (width, height))
-        # Stretch the edges into the padding, as A1111 does, rather than leave black bars.
-        canvas.paste(image.resize((width, height), Image.Resampling.BILINEAR))
-        canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
-        return canvas
+        return _fit_and_pad(image, width, height)
     return image.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def _fit_and_pad(image: Image.Image, width: int, height: int) -> Image.Image:
+    """Fit inside the target keeping the aspect, centred; the padding repeats the edge rows
+    or columns (as A1111's "resize and fill" does) rather than leaving black bars."""
+    fitted = np.asarray(ImageOps.contain(image, (width, height), Image.Resampling.LANCZOS))
+    top, left = (height - fitted.shape[0]) // 2, (width - fitted.shape[1]) // 2
+    padding = [(top, height - fitted.shape[0] - top), (left, width - fitted.shape[1] - left)]
+    padding += [(0, 0)] * (fitted.ndim - 2)
+    return Image.fromarray(np.pad(fitted, padding, mode="edge"))
 
 
 def open_image_file(path, max_pixels: int) -> Image.Image:

@@ -70,6 +70,25 @@ def test_crop_and_resize_keeps_the_centre_and_fill_pads():
     assert filled.getpixel((32, 32)) == (255, 0, 0)
 
 
+def test_resize_and_fill_keeps_the_aspect_and_repeats_the_edges():
+    # A vertical gradient 64 x 32: a stretch to 64 x 64 would spread it over every row.
+    rows = np.repeat(np.arange(0, 256, 8, dtype=np.uint8)[:, None], 64, axis=1)
+    gradient = Image.fromarray(np.stack([rows] * 3, axis=-1))
+    filled = np.asarray(resize(gradient, 64, 64, ResizeMode.RESIZE_AND_FILL))[:, :, 0]
+    assert np.array_equal(filled[16:48], rows)  # the whole picture, unscaled, centred
+    assert (filled[:16] == rows[0]).all() and (filled[48:] == rows[-1]).all()
+    stretched = np.asarray(resize(gradient, 64, 64, ResizeMode.JUST_RESIZE))[:, :, 0]
+    assert not np.array_equal(filled, stretched)
+
+
+def test_resize_and_fill_pads_columns_of_a_tall_mask():
+    columns = np.repeat(np.arange(0, 256, 8, dtype=np.uint8)[None, :], 64, axis=0)
+    filled = np.asarray(resize(Image.fromarray(columns, "L"), 64, 64,
+                               ResizeMode.RESIZE_AND_FILL))
+    assert np.array_equal(filled[:, 16:48], columns)
+    assert (filled[:, :16] == 0).all() and (filled[:, 48:] == 248).all()
+
+
 def test_open_image_file_refuses_bombs_and_garbage(tmp_path):
     big = tmp_path / "big.png"
     Image.new("L", (3000, 3000)).save(big)
