@@ -23,6 +23,11 @@ from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_
 
 logger = logging.getLogger(__name__)
 
+# After Ctrl-C, how long a transfer may take to notice (it looks between chunks of up to 10 MB,
+# minutes apart on a slow line); then the process leaves anyway. What arrived stays for the next
+# run, and the model stays pending (it never loads) until a run has verified every file.
+CANCEL_WAIT_S = 5.0
+
 
 def _lora_argument(text: str):
     from engine.requests import LoraWeight
@@ -216,6 +221,7 @@ def download(args, model_id: str | None = None) -> int:
     settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
                               offline=os.environ.get("HF_HUB_OFFLINE") == "1",
                               convert_downloads=not args.no_convert)
+    job = None
     try:
         source = DownloadSource.from_choice(args.source, args.endpoint, os.environ,
                                             allow_private=args.allow_private_endpoint)
@@ -228,10 +234,7 @@ def download(args, model_id: str | None = None) -> int:
         while not job.finished.wait(0.5):
             print("\r" + _progress_line(args.lang, job.status), end="", file=sys.stderr)
     except KeyboardInterrupt:
-        job.cancel()
-        job.wait()
-        print("\n" + translate(args.lang, "cli.download_cancelled"), file=sys.stderr)
-        return 130
+        return _cancelled(job, args.lang)
     except EngineError as error:
         print(translate(args.lang, "cli.error", message=error_text(args.lang, error.code,
                                                                   error.params)),
@@ -249,6 +252,18 @@ def download(args, model_id: str | None = None) -> int:
         key = "cli.download_size_only"
     print(translate(args.lang, key, name=model_id, **status.text_params()))
     return 0
+
+
+def _cancelled(job, language: str) -> int:
+    """Ctrl-C: stop the download, waiting a moment for it to stop (a second Ctrl-C, not)."""
+    try:
+        if job is not None:
+            job.cancel()
+            job.wait(CANCEL_WAIT_S)
+    except KeyboardInterrupt:
+        pass
+    print("\n" + translate(language, "cli.download_cancelled"), file=sys.stderr)
+    return 130
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,10 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-from engine.catalog import local_checkpoints, single_file_checkpoints, user_model_name
+from engine.catalog import (
+    PICKLE_SUFFIXES, local_checkpoints, pickled_checkpoints, single_file_checkpoints,
+    user_model_name,
+)
 from engine.download_sources import sha256_of
 from engine.errors import ModelError
 from engine.manifest import Manifest, ManifestEntry, ModelKind
@@ -140,6 +143,7 @@ class ModelStore:
         the path the listing gives), so a request can neither load files from elsewhere on disk
         nor learn whether a path exists: anything else falls through to the same
         ``unknown_model``. Only the command line (``allow_file_paths``) names any path.
+        A pickled file (``.ckpt`` ...) that the folder lists is refused by that reason.
         """
         if self.entry(reference) is not None:
             return None  # a manifest id wins over a folder that happens to share its name
@@ -151,7 +155,21 @@ class ModelStore:
         for path in local_checkpoints(root) + single_file_checkpoints(root):
             if reference in (user_model_name(path, root), str(path)):
                 return path
+        self._refuse_pickle(reference)
         return None
+
+    def _refuse_pickle(self, reference: str) -> None:
+        """``checkpoint_pickle`` for a pickle the checkpoints folder lists (or, on the command
+        line, any pickle file), decided by its name: a pickle can run code when opened, so
+        nothing here opens it."""
+        root = self.settings.checkpoint_dir
+        named = [p for p in pickled_checkpoints(root)
+                 if reference in (user_model_name(p, root), str(p))]
+        path = Path(reference).expanduser()
+        if self.settings.allow_file_paths and path.suffix in PICKLE_SUFFIXES and path.is_file():
+            named.append(path)
+        if named:
+            raise ModelError("checkpoint_pickle", name=named[0].name)
 
     def resolve(self, reference: str) -> Path:
         """A folder holding the model's files. Never downloads."""
