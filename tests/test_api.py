@@ -114,6 +114,28 @@ def test_img2img_inpaint_and_bad_images(client):
         assert (response.status_code, response.json()["error"]) == (400, "missing_image")
 
 
+@pytest.mark.parametrize("invert", [1, 0])
+def test_inpaint_fields_reach_the_request_as_a1111_means_them(invert):
+    from engine.requests import InpaintRequest, ResizeMode
+    from fake_service import FakeImageService
+
+    fake = FakeImageService()
+    mask = Image.new("L", (80, 64), 0)
+    mask.paste(255, (20, 16, 60, 48))
+    answer = make_client(fake).post("/sdapi/v1/img2img", json={
+        "init_images": [b64_png(sample_image(80, 64))], "mask": b64_png(mask), "prompt": "山",
+        "mask_blur": 7, "inpainting_mask_invert": invert, "denoising_strength": 0.45,
+        "resize_mode": 1, "steps": 3, "width": 80, "height": 64})
+
+    assert answer.status_code == 200, answer.text
+    (request,) = fake.requests
+    assert type(request) is InpaintRequest
+    assert (request.invert_mask, request.mask_blur) == (bool(invert), 7)
+    assert (request.strength, request.resize_mode) == (0.45, ResizeMode.CROP_AND_RESIZE)
+    assert request.mask.size == request.init_image.size == (80, 64)
+    assert (request.mask.getpixel((40, 32)), request.mask.getpixel((5, 5))) == (255, 0)
+
+
 def test_controlnet_unit_in_alwayson_scripts(client):
     unit = {"enabled": True, "input_image": b64_png(sample_image()), "module": "canny",
             "model": "demo-controlnet-canny", "weight": 1.0, "threshold_a": 100,
