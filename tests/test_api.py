@@ -24,16 +24,36 @@ from helpers import sample_image
 from locales import error_text
 
 SMALL = {"steps": 3, "width": 64, "height": 64}
+OTHER_BASE, OTHER_REPO = "demo-base-b", "huajing-demo/tiny-base-b"
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
+    """The demo set with a second base of other random weights, to switch to."""
     demo = build_demo(tmp_path_factory.mktemp("demo"))
     settings = demo_settings(demo, EngineSettings(device="cpu", precision="fp32"))
-    service = ImageService(settings, parse_manifest(demo_manifest_yaml()),
+    service = ImageService(settings, parse_manifest(_with_other_base(demo)),
                            active_model=demo.base_id)
     service.start(preload=False)
     return service
+
+
+def _with_other_base(demo) -> str:
+    """The demo manifest, plus ``OTHER_BASE``: its own repo in the demo's hub cache."""
+    import torch
+    import yaml
+
+    from engine import tiny_models as tiny
+    from engine.demo import BASE_SAMPLE_SIZE, demo_manifest
+
+    with torch.random.fork_rng(devices=[]):  # the factory seeds torch's global generator
+        folder = tiny.write_base_model(demo.root / "other-base", tiny.TinyBaseSpec(
+            sample_size=BASE_SAMPLE_SIZE, seed=5))
+    tiny.place_in_hub_cache(folder, OTHER_REPO, demo.hub_cache)
+    manifest = demo_manifest()
+    base = next(entry for entry in manifest["models"] if entry["id"] == demo.base_id)
+    manifest["models"].insert(1, dict(base, id=OTHER_BASE, repo=OTHER_REPO))
+    return yaml.safe_dump(manifest, allow_unicode=True, sort_keys=False)
 
 
 def make_client(service, guard: dict | None = None, **options) -> TestClient:
@@ -114,6 +134,28 @@ def test_img2img_inpaint_and_bad_images(client):
         assert (response.status_code, response.json()["error"]) == (400, "missing_image")
 
 
+@pytest.mark.parametrize("invert", [1, 0])
+def test_inpaint_fields_reach_the_request_as_a1111_means_them(invert):
+    from engine.requests import InpaintRequest, ResizeMode
+    from fake_service import FakeImageService
+
+    fake = FakeImageService()
+    mask = Image.new("L", (80, 64), 0)
+    mask.paste(255, (20, 16, 60, 48))
+    answer = make_client(fake).post("/sdapi/v1/img2img", json={
+        "init_images": [b64_png(sample_image(80, 64))], "mask": b64_png(mask), "prompt": "山",
+        "mask_blur": 7, "inpainting_mask_invert": invert, "denoising_strength": 0.45,
+        "resize_mode": 1, "steps": 3, "width": 80, "height": 64})
+
+    assert answer.status_code == 200, answer.text
+    (request,) = fake.requests
+    assert type(request) is InpaintRequest
+    assert (request.invert_mask, request.mask_blur) == (bool(invert), 7)
+    assert (request.strength, request.resize_mode) == (0.45, ResizeMode.CROP_AND_RESIZE)
+    assert request.mask.size == request.init_image.size == (80, 64)
+    assert (request.mask.getpixel((40, 32)), request.mask.getpixel((5, 5))) == (255, 0)
+
+
 def test_controlnet_unit_in_alwayson_scripts(client):
     unit = {"enabled": True, "input_image": b64_png(sample_image()), "module": "canny",
             "model": "demo-controlnet-canny", "weight": 1.0, "threshold_a": 100,
@@ -126,8 +168,9 @@ def test_controlnet_unit_in_alwayson_scripts(client):
     assert "ControlNet 0" in json.loads(response.json()["info"])["infotexts"][0]
 
 
-def test_lists_and_options(client, service):
-    assert [m["title"] for m in client.get("/sdapi/v1/sd-models").json()] == ["demo-base"]
+def test_lists_and_a_switch_to_the_other_model_for_the_next_generation(client, service):
+    titles = [m["title"] for m in client.get("/sdapi/v1/sd-models").json()]
+    assert titles == ["demo-base", OTHER_BASE]
     assert "DPM++ 2M" in {s["name"] for s in client.get("/sdapi/v1/samplers").json()}
     assert {"automatic", "karras"} <= {s["name"] for s in
                                        client.get("/sdapi/v1/schedulers").json()}
@@ -136,10 +179,21 @@ def test_lists_and_options(client, service):
     assert client.get("/controlnet/model_list").json()["model_list"][0] == "demo-controlnet-canny"
     assert "canny" in client.get("/controlnet/module_list").json()["module_list"]
     assert client.get("/sdapi/v1/options").json() == {"sd_model_checkpoint": "demo-base"}
-    switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "demo-base"})
-    assert switched.json() == {"sd_model_checkpoint": "demo-base"}
-    missing = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
-    assert (missing.status_code, missing.json()["error"]) == (400, "unknown_model")
+    body = {"prompt": "山", "seed": 3, **SMALL}
+    before = client.post("/sdapi/v1/txt2img", json=body).json()
+    try:
+        switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": OTHER_BASE})
+        assert switched.json() == {"sd_model_checkpoint": OTHER_BASE}
+        assert client.get("/sdapi/v1/options").json() == {"sd_model_checkpoint": OTHER_BASE}
+        after = client.post("/sdapi/v1/txt2img", json=body).json()
+        assert json.loads(after["info"])["sd_model_name"] == OTHER_BASE
+        assert decode(after["images"][0]).tobytes() != decode(before["images"][0]).tobytes()
+        missing = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
+        assert (missing.status_code, missing.json()["error"]) == (400, "unknown_model")
+        assert client.get("/sdapi/v1/options").json() == {"sd_model_checkpoint": OTHER_BASE}
+    finally:
+        client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "demo-base"})
+    assert service.active_model == "demo-base"  # as the other tests expect it
     assert client.get("/sdapi/v1/cmd-flags").json() == {}
 
 

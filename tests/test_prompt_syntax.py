@@ -252,8 +252,9 @@ def test_adjacent_equal_weights_merge():
     assert_frags("a(b:1)c", [("abc", 1.0)])
 
 
-def test_lora_only_prompt_has_no_fragments():
-    assert parse_prompt("<lora:x:0.5>").fragments == ()
+def test_lora_only_prompt_has_its_lora_and_no_fragments():
+    assert parse_prompt("<lora:x:0.5>") == ParsedPrompt(fragments=(),
+                                                        loras=(LoraReference("x", 0.5),))
 
 
 def test_dataclasses_are_frozen():
@@ -265,27 +266,28 @@ def test_dataclasses_are_frozen():
 
 
 @pytest.mark.parametrize(
-    "text",
+    "text, plain, breaks",
     [
-        "(" * 100_000,
-        "(a" * 50_000,
-        "[a" * 50_000,
-        " " * 100_000,
-        ":" + "1" * 100_000,
-        "(a:" + "1" * 100_000,
-        "<lora:" + "a" * 100_000,
-        "<lora:a:" + "1" * 100_000,
-        " BREAK" * 20_000,
-        "\\" * 100_000,
-        "a)" * 50_000,
-        "(a)" * 33_000,
-        "水墨" * 50_000,
+        ("(" * 100_000, "", 0),  # openers alone: no text to weigh
+        ("(a" * 50_000, "a" * 50_000, 0),
+        ("[a" * 50_000, "a" * 50_000, 0),
+        (" " * 100_000, " " * 100_000, 0),
+        (":" + "1" * 100_000, ":" + "1" * 100_000, 0),
+        ("(a:" + "1" * 100_000, "a:" + "1" * 100_000, 0),  # no ")": the colon is text
+        ("<lora:" + "a" * 100_000, "<lora:" + "a" * 100_000, 0),
+        ("<lora:a:" + "1" * 100_000, "<lora:a:" + "1" * 100_000, 0),
+        (" BREAK" * 20_000, "", 20_000),  # markers only, their spaces stripped
+        ("\\" * 100_000, "\\" * 50_000, 0),  # each pair is one escaped backslash
+        ("a)" * 50_000, "a)" * 50_000, 0),
+        ("(a)" * 33_000, "a" * 33_000, 0),
+        ("水墨" * 50_000, "水墨" * 50_000, 0),
     ],
 )
-def test_large_inputs_parse_without_losing_text(text):
+def test_large_inputs_parse_without_losing_text(text, plain, breaks):
     parsed = parse_prompt(text)
-    assert len(parsed.plain_text) <= len(text)
-    assert all(f.text for f in parsed.fragments)
+    assert parsed.plain_text == plain
+    assert sum((f.text, f.weight) == BRK for f in parsed.fragments) == breaks
+    assert all(f.text for f in parsed.fragments) and parsed.loras == ()
 
 
 # --- properties ------------------------------------------------------------

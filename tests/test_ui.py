@@ -111,14 +111,16 @@ def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui, fake):
 
 
 def test_txt2img_sends_a_typed_request(ui, fake):
+    assert fake.active_model != "pai-general-large"
     call(ui.client, "/txt2img", **by_keys(
         common__prompt=PROMPT, common__negative_prompt="模糊", common__sampler="Euler",
         common__schedule="karras", common__steps=7, common__guidance=5.5, common__width=128,
-        common__height=96, common__seed=123, common__batch_count=1, common__batch_size=2))
+        common__height=96, common__seed=123, common__batch_count=1, common__batch_size=2),
+        **{label("app.model"): "pai-general-large"})
 
     request = fake.requests[-1]
     assert type(request) is Txt2ImgRequest
-    assert request.model == fake.active_model
+    assert request.model == "pai-general-large"  # the picker's, not whatever is loaded
     assert (request.prompt, request.negative_prompt) == (PROMPT, "模糊")
     assert (request.sampler, request.schedule) == ("Euler", "karras")
     for name, value in dict(steps=7, width=128, height=96, seed=123, batch_count=1,
@@ -213,11 +215,18 @@ def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_pat
     inpaint_tab, img2img_tab = (_sub_tab(ui, key) for key in ("img2img.mode_inpaint",
                                                               "img2img.mode_img2img"))
     init = png(tmp_path / "init.png")
-    mask = png(tmp_path / "mask.png", mode="L")
-    editor = {"background": handle_file(init), "layers": [], "composite": handle_file(init)}
+    # The editor's composite is the picture with the strokes painted on (here its left half).
+    composite = Image.open(init)
+    composite.paste((255, 255, 255), (0, 0, 32, 64))
+    composite.save(tmp_path / "composite.png")
+    right_half = Image.new("L", (64, 64), 0)
+    right_half.paste(255, (32, 0, 64, 64))
+    right_half.save(tmp_path / "mask.png")
+    editor = {"background": handle_file(init), "layers": [],
+              "composite": handle_file(str(tmp_path / "composite.png"))}
     values = by_keys(common__prompt=PROMPT, img2img__inpaint_canvas=editor,
-                     img2img__mask_upload=handle_file(mask), img2img__mask_blur=8,
-                     img2img__invert_mask=True, common__seed=3, **SMALL)
+                     img2img__mask_upload=handle_file(str(tmp_path / "mask.png")),
+                     img2img__mask_blur=8, img2img__invert_mask=True, common__seed=3, **SMALL)
 
     session.predict(api_name=ui.api_name_of(inpaint_tab, "select"))
     result = call(session, "/img2img", **values)
@@ -225,7 +234,10 @@ def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_pat
     request = fake.requests[-1]
     assert type(request) is InpaintRequest
     assert request.init_image.size == (64, 64) and request.mask.size == (64, 64)
-    assert request.mask.convert("L").getpixel((10, 10)) == 255
+    # The picture without the strokes, and the uploaded mask as it was drawn.
+    assert request.init_image.convert("RGB").getpixel((10, 10)) == (20, 120, 220)
+    mask = request.mask.convert("L")
+    assert (mask.getpixel((10, 10)), mask.getpixel((50, 10))) == (0, 255)
     assert (request.mask_blur, request.invert_mask) == (8, True)
     assert type(request.mask_blur) is int
     assert len(gallery(result)) == 1
@@ -335,30 +347,59 @@ def test_token_counter(ui):
 
 # -- progress and interrupt ------------------------------------------------------------------
 
-def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta():
+def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypatch):
+    """Each step takes 10 s on a clock the test moves, and waits until the runner has shown it:
+    the first report of step k of 6 says 60 - 10k seconds are left (elapsed / done * rest)."""
+    from types import SimpleNamespace
+
+    from engine import jobs
+    from ui import common
     from ui.common import JobRunner
     from ui.texts import Texts
 
-    service = FakeImageService(step_delay=0.1)
+    step_s, start = 10.0, 1000.0
+    clock = SimpleNamespace(now=start)
+    monkeypatch.setattr(jobs, "time", SimpleNamespace(time=lambda: clock.now))
+    monkeypatch.setattr(common, "POLL_SECONDS", 0.01)
+    service = FakeImageService()
     runner = JobRunner(service, Texts(ZH))
-    reported, units = [], []
+    shown = threading.Condition()
+    reported, units, first_shown = [], [], {}
+    run_steps = service.generate
+
+    def one_step_at_a_time(request, on_progress=None, cancel=None):
+        def step(update):
+            done = update.batch_index * update.total_steps + update.step
+            clock.now = start + step_s * done
+            on_progress(update)
+            with shown:  # the clock stands still until the runner has shown this step
+                assert shown.wait_for(lambda: done in first_shown, timeout=30)
+
+        return run_steps(request, on_progress=step, cancel=cancel)
 
     def progress(value, desc=None, unit="steps"):
         reported.append((value, desc))
         units.append(unit)
+        if isinstance(value, tuple):
+            with shown:
+                first_shown.setdefault(value[0], desc)
+                shown.notify_all()
 
+    service.generate = one_step_at_a_time
     result = runner.run(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=3,
                                        batch_count=2, width=64, height=64, seed=1),
                         "session", progress)
 
     assert len(result.images) == 2
     stepped = [(value, desc) for value, desc in reported if isinstance(value, tuple)]
-    assert stepped, reported
     assert [value for value, _ in stepped] == sorted(value for value, _ in stepped)
-    for (done, total), desc in stepped:
-        assert total == 6 and 1 <= done <= 6
+    assert {total for (_, total), _ in stepped} == {6}
+    assert first_shown == {done: translate(ZH, "common.progress", done=done, total=6,
+                                           eta=f"{60 - 10 * done:.0f}")
+                           for done in range(1, 7)}
+    for (done, total), desc in stepped:  # later reports of a step: a number all the same
         expected = re.escape(translate(ZH, "common.progress", done=done, total=total,
-                                       eta="ETA")).replace("ETA", r"(\d+|\?)")
+                                       eta="ETA")).replace("ETA", r"\d+")
         assert re.fullmatch(expected, desc), desc
     assert set(units) == {"步"}
 
@@ -574,21 +615,23 @@ def test_apply_styles_replaces_known_tags_keeps_unknown_and_adds_trigger_words()
     assert apply_styles("花 <lora:ink:0.5>", [], known={"ink"}) == "花"
 
 
-def test_applying_styles_through_the_ui_updates_the_prompt(ui, fake):
-    poem = fake.lora_choices()[0]
+def test_applying_styles_through_the_ui_updates_the_prompt(ui):
+    """Every card ticked, every weight slider moved off its default (0.4): the tags carry the
+    weights the sliders show, in the order of the cards."""
     api = ui.client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     api_name = ui.api_name_of(ui.component_with_elem_id("lora-apply"), "click")
-    params = parameters(ui.client, api_name)
-    values = [param["parameter_default"] if param["parameter_has_default"] else None
-              for param in params]
-    values[[p["label"] for p in params].index(label("common.prompt"))] = "山 <lora:x:1>"
-    values[[p["label"] for p in params].index(label("lora.enable"))] = True  # the first card
+    chosen = {label("common.prompt"): "山 <lora:x:1>", label("lora.enable"): True,
+              label("lora.weight"): 0.7}
+    values = [chosen.get(param["label"], param["parameter_default"]
+                         if param["parameter_has_default"] else None)
+              for param in parameters(ui.client, api_name)]
     assert api[api_name]["returns"][0]["label"] == label("common.prompt")
 
     result = ui.client.predict(*values, api_name=api_name)
 
     prompt = result[0] if isinstance(result, (list, tuple)) else result
-    assert prompt == f"山 <lora:x:1> <lora:{poem.name}:{poem.weight:g}>"
+    assert prompt == ("山 <lora:x:1> <lora:pai-artist-large-lora-poem:0.7> "
+                      "<lora:pai-artist-large-lora-25d:0.7>")
 
 
 def test_status_rows_show_states_and_the_active_model(fake):

@@ -1,4 +1,6 @@
-"""The hub look-alike in ``hub_server`` against the real ``huggingface_hub`` client (2.4).
+"""Tests of a test fixture, not of the product: the fake hub in ``tests/hub_server.py``
+(which the download tests serve models from) against the real ``huggingface_hub`` client
+(2.4). No code of the app runs here.
 
 These tests pin down both sides: that the server speaks enough of the hub for the client's
 downloads and metadata calls, and how the client itself behaves when downloads go wrong
