@@ -16,7 +16,6 @@ was caught. It is too slow for every CI run; run it before calling an engine iss
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import shutil
 import subprocess
@@ -25,60 +24,25 @@ import tempfile
 import time
 from pathlib import Path
 
+from mutations import MUTATIONS, Mutation
+
 logger = logging.getLogger("mutation_check")
 REPO = Path(__file__).resolve().parent.parent
 TEST_TIMEOUT_S = 900
 
 
-@dataclasses.dataclass(frozen=True)
-class Mutation:
-    name: str
-    path: str
-    old: str
-    new: str
-    tests: tuple[str, ...]
-
-
-MUTATIONS: tuple[Mutation, ...] = (
-    # -- inpainting keeps what it should ------------------------------------------------------
-    Mutation("inpaint: no paste-back of the original", "engine/generation.py",
-             "        if job.overlay is None:\n            return image\n",
-             "        return image\n",
-             ("tests/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",)),
-    Mutation("inpaint: mask ignored (all white)", "engine/images.py",
-             "    if invert:\n        mask = ImageOps.invert(mask)\n",
-             "    mask = mask.point(lambda _: 255)\n",
-             ("tests/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",)),
-    Mutation("inpaint: mask not given to the pipeline", "engine/generation.py",
-             'job.call_args["mask_image"] = mask',
-             'job.call_args["mask_image"] = Image.new("L", mask.size, 255)',
-             ("tests/test_engine.py::test_inpaint_repaints_according_to_the_mask",)),
-    Mutation("inpaint: mask_blur ignored", "engine/images.py",
-             "    if blur:\n", "    if False:\n",
-             ("tests/test_engine.py::test_mask_blur_softens_the_edge_of_the_repainted_area",)),
-    Mutation("inpaint: invert_mask ignored", "engine/images.py",
-             "    if invert:\n", "    if False:\n",
-             ("tests/test_engine.py::test_inverted_mask_keeps_the_white_area",)),
-    # -- seeds, resize modes, ControlNet ------------------------------------------------------
-    Mutation("seed -1 always the same seed", "engine/generation.py",
-             "secrets.randbelow(SEED_MODULUS)", "1234567",
-             ("tests/test_engine.py::test_random_seed_is_reported_and_reproduces",)),
-    Mutation("resize and fill stretches", "engine/images.py",
-             "return _fit_and_pad(image, width, height)", "pass",
-             ("tests/test_images.py::test_resize_and_fill_keeps_the_aspect_and_repeats_the_edges",
-              )),
-    Mutation("ControlNet guidance start/end ignored", "engine/generation.py",
-             "control_guidance_start=float(control.start), control_guidance_end=float(control.end)",
-             "",
-             ("tests/test_engine.py::test_controlnet_guidance_start_and_end_matter",)),
-)
-
-
 def copy_tree(target: Path) -> None:
     """Tracked files and untracked ones git does not ignore: the change under test, no caches."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-        check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
@@ -89,8 +53,9 @@ def copy_tree(target: Path) -> None:
 def run_tests(tree: Path, tests: tuple[str, ...]) -> int:
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     try:
-        return subprocess.run(command, cwd=tree, capture_output=True,
-                              timeout=TEST_TIMEOUT_S).returncode
+        return subprocess.run(
+            command, cwd=tree, capture_output=True, timeout=TEST_TIMEOUT_S
+        ).returncode
     except subprocess.TimeoutExpired:
         return -1
 

@@ -150,8 +150,9 @@ def test_python_dash_m_engine(tiny_repos, tmp_path):
     out = tmp_path / "cli.png"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run(
-        [sys.executable, "-m", "engine", "txt2img", "--model", "pai-artist-large", "--prompt", "山", "--seed", "9",
-         "--width", "64", "--height", "64", *_common(tiny_repos, out)],
+        [sys.executable, "-m", "engine", "txt2img", "--model", "pai-artist-large",
+         "--prompt", "山", "--seed", "9", "--width", "64", "--height", "64",
+         *_common(tiny_repos, out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert "随机数种子 9" in completed.stdout and out.is_file()

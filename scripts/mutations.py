@@ -1,0 +1,352 @@
+"""The bugs ``scripts/mutation_check.py`` plants, one at a time, and the tests that must fail.
+
+Each entry replaces ``old`` (which must occur exactly once in ``path``) by ``new``. Add an
+entry whenever a test is written to catch a bug; update it when the code it names moves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    # -- inpainting keeps what it should ------------------------------------------------------
+    Mutation(
+        "inpaint: no paste-back of the original",
+        "engine/generation.py",
+        "        if job.overlay is None:\n            return image\n",
+        "        return image\n",
+        (
+            "tests/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",
+            "tests/test_cli.py::test_inpaint_repaints_the_masked_half_and_keeps_the_rest",
+        ),
+    ),
+    Mutation(
+        "inpaint: mask ignored (all white)",
+        "engine/images.py",
+        "    if invert:\n        mask = ImageOps.invert(mask)\n",
+        "    mask = mask.point(lambda _: 255)\n",
+        ("tests/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",),
+    ),
+    Mutation(
+        "inpaint: mask not given to the pipeline",
+        "engine/generation.py",
+        'job.call_args["mask_image"] = mask',
+        'job.call_args["mask_image"] = Image.new("L", mask.size, 255)',
+        ("tests/test_engine.py::test_inpaint_repaints_according_to_the_mask",),
+    ),
+    Mutation(
+        "inpaint: mask_blur ignored",
+        "engine/images.py",
+        "    if blur:\n",
+        "    if False:\n",
+        ("tests/test_engine.py::test_mask_blur_softens_the_edge_of_the_repainted_area",),
+    ),
+    Mutation(
+        "inpaint: invert_mask ignored",
+        "engine/images.py",
+        "    if invert:\n",
+        "    if False:\n",
+        ("tests/test_engine.py::test_inverted_mask_keeps_the_white_area",),
+    ),
+    # -- seeds, resize modes, ControlNet ------------------------------------------------------
+    Mutation(
+        "seed -1 always the same seed",
+        "engine/generation.py",
+        "secrets.randbelow(SEED_MODULUS)",
+        "1234567",
+        ("tests/test_engine.py::test_random_seed_is_reported_and_reproduces",),
+    ),
+    Mutation(
+        "resize and fill stretches",
+        "engine/images.py",
+        "return _fit_and_pad(image, width, height)",
+        "pass",
+        ("tests/test_images.py::test_resize_and_fill_keeps_the_aspect_and_repeats_the_edges",),
+    ),
+    Mutation(
+        "ControlNet guidance start/end ignored",
+        "engine/generation.py",
+        "control_guidance_start=float(control.start), control_guidance_end=float(control.end)",
+        "",
+        ("tests/test_engine.py::test_controlnet_guidance_start_and_end_matter",),
+    ),
+    # -- the user interface and the API ------------------------------------------------------
+    Mutation(
+        "ui: ETA always '?'",
+        "ui/common.py",
+        'eta="?" if eta is None else f"{eta:.0f}"',
+        'eta="?"',
+        ("tests/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
+    ),
+    Mutation(
+        "jobs: no ETA ever",
+        "engine/jobs.py",
+        "        if self.started is None or done <= 0:\n",
+        "        if True:\n",
+        ("tests/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
+    ),
+    Mutation(
+        "api: inpainting_mask_invert ignored",
+        "api/convert.py",
+        "invert_mask=bool(body.inpainting_mask_invert)",
+        "invert_mask=False",
+        ("tests/test_api.py::test_inpaint_fields_reach_the_request_as_a1111_means_them",),
+    ),
+    Mutation(
+        "api: mask_blur ignored",
+        "api/convert.py",
+        "mask_blur=body.mask_blur,",
+        "mask_blur=4,",
+        ("tests/test_api.py::test_inpaint_fields_reach_the_request_as_a1111_means_them",),
+    ),
+    Mutation(
+        "api: model switch ignored",
+        "api/routes.py",
+        "        if wanted and wanted != service.active_model:\n",
+        "        if False:\n",
+        ("tests/test_api.py::test_lists_and_a_switch_to_the_other_model_for_the_next_generation",),
+    ),
+    Mutation(
+        "service: activate keeps the old model",
+        "engine/service.py",
+        "        self._active = model\n",
+        "        pass\n",
+        ("tests/test_api.py::test_lists_and_a_switch_to_the_other_model_for_the_next_generation",),
+    ),
+    Mutation(
+        "ui: LoRA weight sliders ignored",
+        "ui/lora_tab.py",
+        "(card.choice, float(values[card.weight]))",
+        "(card.choice, card.choice.weight)",
+        ("tests/test_ui.py::test_applying_styles_through_the_ui_updates_the_prompt",),
+    ),
+    Mutation(
+        "ui: txt2img ignores the model picker",
+        "ui/txt2img_tab.py",
+        "fields = common_request_fields(values, prompts, parameters, values[model])",
+        "fields = common_request_fields(values, prompts, parameters, service.active_model)",
+        ("tests/test_ui.py::test_txt2img_sends_a_typed_request",),
+    ),
+    Mutation(
+        "ui: inpaint takes the editor's composite",
+        "ui/img2img_tab.py",
+        '(values[editor] or {}).get("background")',
+        '(values[editor] or {}).get("composite")',
+        ("tests/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
+    ),
+    Mutation(
+        "ui: uploaded mask ignored (all white)",
+        "ui/img2img_tab.py",
+        "mask = values[mask_upload] or mask_from_editor(values[editor])",
+        'mask = Image.new("L", background.size, 255)',
+        ("tests/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
+    ),
+    # -- the prompt parser -------------------------------------------------------------------
+    Mutation(
+        "prompt: long prompts parse to nothing",
+        "engine/prompt_syntax.py",
+        "    remaining, loras = _extract_loras(text)\n",
+        "    if len(text) > 10_000:\n        return ParsedPrompt((), ())\n"
+        "    remaining, loras = _extract_loras(text)\n",
+        ("tests/test_prompt_syntax.py::test_large_inputs_parse_without_losing_text",),
+    ),
+    Mutation(
+        "prompt: LoRA-only prompt parses to nothing",
+        "engine/prompt_syntax.py",
+        "    remaining, loras = _extract_loras(text)\n",
+        "    remaining, loras = _extract_loras(text)\n"
+        "    if not remaining:\n        return ParsedPrompt((), ())\n",
+        ("tests/test_prompt_syntax.py::test_lora_only_prompt_has_its_lora_and_no_fragments",),
+    ),
+    # -- the command line --------------------------------------------------------------------
+    Mutation(
+        "cli: img2img ignores the init image",
+        "engine/cli.py",
+        "        return r.Img2ImgRequest(init_image=init, strength=args.strength, **common)\n",
+        "        return r.Txt2ImgRequest(**common)\n",
+        ("tests/test_cli.py::test_img2img_starts_from_the_init_image",),
+    ),
+    Mutation(
+        "cli: img2img strength ignored",
+        "engine/cli.py",
+        "return r.Img2ImgRequest(init_image=init, strength=args.strength, **common)",
+        "return r.Img2ImgRequest(init_image=init, strength=0.75, **common)",
+        ("tests/test_cli.py::test_img2img_starts_from_the_init_image",),
+    ),
+    Mutation(
+        "cli: --controlnet ignored",
+        "engine/cli.py",
+        "    if args.controlnet:\n",
+        "    if False:\n",
+        ("tests/test_cli.py::test_controlnet_from_the_command_line_uses_the_control_image",),
+    ),
+    Mutation(
+        "cli: --control-weight ignored",
+        "engine/cli.py",
+        "weight=args.control_weight,",
+        "weight=1.0,",
+        ("tests/test_cli.py::test_controlnet_from_the_command_line_uses_the_control_image",),
+    ),
+    Mutation(
+        "cli: --mask ignored (plain img2img)",
+        "engine/cli.py",
+        "        if args.mask:\n",
+        "        if False:\n",
+        ("tests/test_cli.py::test_inpaint_repaints_the_masked_half_and_keeps_the_rest",),
+    ),
+    # -- README promises ---------------------------------------------------------------------
+    Mutation(
+        "zerogpu: gpu_decorator drops spaces.GPU",
+        "app.py",
+        "    return spaces.GPU\n",
+        "    return None\n",
+        (
+            "tests/test_space_gpu.py::test_gpu_decorator_is_spaces_gpu_only_when_spaces_is_installed",
+            "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
+            "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
+        ),
+    ),
+    Mutation(
+        "zerogpu: txt2img not wrapped",
+        "ui/txt2img_tab.py",
+        "on_generate(generate, runner, gpu(run), results,",
+        "on_generate(generate, runner, run, results,",
+        (
+            "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
+            "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
+        ),
+    ),
+    Mutation(
+        "zerogpu: main passes no gpu",
+        "app.py",
+        "UiOptions(preferences, settings.demo, gpu_decorator(),",
+        "UiOptions(preferences, settings.demo, None,",
+        (
+            "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
+            "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
+        ),
+    ),
+    Mutation(
+        "zerogpu: on_gpu always wraps",
+        "ui/app.py",
+        "return self.gpu(handler) if self.gpu else handler",
+        "return self.gpu(handler) if self.gpu else (lambda *a, **k: handler(*a, **k))",
+        (
+            "tests/test_space_gpu.py::test_without_spaces_nothing_is_wrapped_and_generation_still_works",
+        ),
+    ),
+    Mutation(
+        "from-folder: no verification",
+        "engine/downloads.py",
+        "        self._verify(plan)\n        self.store.point_main_at(plan.repo, plan.commit)\n",
+        "        self.store.point_main_at(plan.repo, plan.commit)\n",
+        (
+            "tests/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
+        ),
+    ),
+    Mutation(
+        "from-folder: manifest hashes ignored",
+        "engine/downloads.py",
+        "plan = pinned(plan_from_folder(job.entry, folder, hashed), job.entry.sha256)",
+        "plan = plan_from_folder(job.entry, folder, hashed)",
+        (
+            "tests/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
+        ),
+    ),
+    Mutation(
+        "from-folder: required files not checked",
+        "engine/folder_import.py",
+        "if not folder.is_dir() or not required_files_present(entry, folder):",
+        "if not folder.is_dir():",
+        ("tests/test_cli_download.py::test_from_folder_refuses_a_folder_missing_a_required_file",),
+    ),
+    Mutation(
+        "from-folder: flag ignored",
+        "engine/cli.py",
+        'if getattr(args, "from_folder", None):',
+        "if False:",
+        (
+            "tests/test_cli_download.py::test_from_folder_installs_the_model_where_the_store_finds_it",
+            "tests/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
+        ),
+    ),
+    Mutation(
+        "ctrl-c: waits for the transfer",
+        "engine/cli.py",
+        "            job.wait(CANCEL_WAIT_S)\n",
+        "            job.wait()\n",
+        (
+            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+        ),
+    ),
+    Mutation(
+        "ctrl-c: traceback",
+        "engine/cli.py",
+        "    except KeyboardInterrupt:\n        return _cancelled(job, args.lang)\n",
+        "    except KeyboardInterrupt:\n        raise\n",
+        (
+            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+        ),
+    ),
+    Mutation(
+        "ctrl-c: reported as success",
+        "engine/cli.py",
+        "        return _cancelled(job, args.lang)\n",
+        "        return 0\n",
+        (
+            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+        ),
+    ),
+    Mutation(
+        "ctrl-c: partial snapshot visible",
+        "engine/downloads.py",
+        '        self.records.write("pending", plan)\n'
+        "        job.start_counting(plan.total_bytes - sum(f.size for f in missing), "
+        "plan.total_bytes)\n",
+        "        self.store.point_main_at(plan.repo, plan.commit)\n"
+        "        job.start_counting(plan.total_bytes - sum(f.size for f in missing), "
+        "plan.total_bytes)\n",
+        (
+            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+        ),
+    ),
+    Mutation(
+        "ckpt: refusal opens it with torch.load",
+        "engine/model_store.py",
+        '            raise ModelError("checkpoint_pickle", name=named[0].name)\n',
+        '            __import__("torch").load(named[0], weights_only=False)\n',
+        (
+            "tests/test_ckpt_refusal.py::test_the_engine_refuses_a_ckpt_without_unpickling_it",
+            "tests/test_ckpt_refusal.py::test_the_command_line_refuses_a_ckpt_path_without_unpickling_it",
+            "tests/test_ckpt_refusal.py::test_the_api_refuses_to_switch_to_or_generate_with_a_ckpt",
+        ),
+    ),
+    Mutation(
+        "ckpt: no refusal",
+        "engine/model_store.py",
+        "        self._refuse_pickle(reference)\n",
+        "",
+        (
+            "tests/test_ckpt_refusal.py::test_the_engine_refuses_a_ckpt_without_unpickling_it",
+            "tests/test_ckpt_refusal.py::test_the_command_line_refuses_a_ckpt_path_without_unpickling_it",
+            "tests/test_ckpt_refusal.py::test_the_api_refuses_to_switch_to_or_generate_with_a_ckpt",
+        ),
+    ),
+    Mutation(
+        "ckpt: not listed",
+        "engine/catalog.py",
+        'PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")',
+        'PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")',
+        ("tests/test_ckpt_refusal.py::test_a_ckpt_is_listed_with_the_reason_but_not_offered",),
+    ),
+)
