@@ -50,14 +50,17 @@ def copy_tree(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def run_tests(tree: Path, tests: tuple[str, ...]) -> int:
+def run_tests(tree: Path, tests: tuple[str, ...], show_failures: bool = False) -> int:
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     try:
-        return subprocess.run(
-            command, cwd=tree, capture_output=True, timeout=TEST_TIMEOUT_S
-        ).returncode
+        completed = subprocess.run(
+            command, cwd=tree, capture_output=True, text=True, timeout=TEST_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
         return -1
+    if show_failures and completed.returncode != 0:
+        logger.error("%s", completed.stdout[-4000:])
+    return completed.returncode
 
 
 def check(tree: Path, mutation: Mutation) -> str:
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         tree = Path(folder)
         copy_tree(tree)
         every_test = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
-        if run_tests(tree, every_test) != 0:
+        if run_tests(tree, every_test, show_failures=True) != 0:
             logger.error("the listed tests fail without any mutation: fix them first")
             return 2
         results = []

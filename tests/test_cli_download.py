@@ -167,8 +167,16 @@ def test_from_folder_refuses_a_damaged_file_and_installs_nothing(tiny_repos, tmp
 
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
+# Python turns SIGINT into KeyboardInterrupt only when it starts with SIGINT at its default; a
+# test run started in the background (``cmd &``, some CI runners) hands its children SIGINT
+# ignored, and Ctrl-C would never arrive. A user's terminal gives the default, as this does.
+WITH_CTRL_C = ("import runpy, signal, sys;"
+               " signal.signal(signal.SIGINT, signal.default_int_handler);"
+               " sys.argv[0] = 'engine'; runpy.run_module('engine', run_name='__main__')")
+
+
 def download_command(endpoint: str, cache: Path, models: Path) -> list[str]:
-    return [sys.executable, "-m", "engine", "download", BASE, "--source", "custom",
+    return [sys.executable, "-c", WITH_CTRL_C, "download", BASE, "--source", "custom",
             "--endpoint", endpoint, "--allow-private-endpoint", "--cache-dir", str(cache),
             "--models-dir", str(models)]
 
