@@ -2,6 +2,16 @@
 
 Components are created with their text in the current language and remembered with the key
 they show, so switching language in 设置 can send each one its new text without a restart.
+
+Why not Gradio's own ``gr.I18n`` (keep it this way; it is not an oversight):
+
+- One text source for the UI, the HTTP API and the command line: ``locales/<lang>.yaml``.
+  ``gr.I18n`` holds texts for the UI alone, so the API and the CLI would need a second copy.
+- The language is chosen in 设置 and saved with the other settings (an admin's choice for
+  everyone, or a visitor's own in their browser state), not taken from the browser's
+  ``Accept-Language`` as ``gr.I18n`` does.
+- Errors are translated from their stable codes in one place (``error_text``), with their
+  parameters filled in; ``gr.I18n`` translates fixed component texts, not error messages.
 """
 
 from __future__ import annotations
