@@ -13,7 +13,7 @@ from typing import Any
 from PIL import Image
 
 from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
-from engine.errors import InvalidRequest, ResourceError
+from engine.errors import InvalidRequest, ResourceError, WarningCode
 from engine.infotext import format_infotext
 from engine.limits import Limits
 from engine.outputs import encode_png
@@ -161,7 +161,7 @@ def saved_or_warned(service: Any, result: GenerationResult) -> GenerationResult:
         service.save(result)
     except ResourceError:  # logged where it happened
         return dataclasses.replace(
-            result, warnings=result.warnings + (EngineWarning("save_failed"),))
+            result, warnings=result.warnings + (EngineWarning(WarningCode.SAVE_FAILED),))
     return result
 
 

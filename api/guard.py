@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import enum
 import json
 import logging
 import secrets
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+from engine.errors import registered
 from locales import error_text
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,17 @@ LOGIN_PATHS = frozenset({"/login", "/login/"})
 LOGOUT_PATHS = frozenset({"/logout", "/logout/"})
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 MiB = 1024 * 1024
+
+
+class GuardCode(enum.StrEnum):
+    """Every refusal of the guard; the text is ``errors.guard_<value>`` in each locale."""
+
+    AUTH_REQUIRED = "auth_required"
+    BODY_TOO_LARGE = "body_too_large"
+    BODY_TOO_SLOW = "body_too_slow"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
 
 
 def normalise_host(value: str) -> str:
@@ -193,9 +206,10 @@ def _local_keys(scope: Scope, name: str) -> tuple[str, str]:
     return f"addr:{address}", f"user:{name}@{address}"
 
 
-async def send_error(send: Send, status: int, code: str, headers: Mapping[str, str],
+async def send_error(send: Send, status: int, code: GuardCode, headers: Mapping[str, str],
                      extra_headers: Iterable[tuple[str, str]] = (), **params: Any) -> None:
     """A short JSON refusal in the client's language; the connection closes after it."""
+    code = registered(GuardCode, code)
     language = "en" if headers.get("accept-language", "").startswith("en") else "zh-CN"
     body = json.dumps({"error": code, "detail": error_text(language, f"guard_{code}", params)},
                       ensure_ascii=False).encode("utf-8")
@@ -230,16 +244,17 @@ class _BodyCounter:
         try:
             message = await asyncio.wait_for(self._receive(), self._idle_timeout_s)
         except asyncio.TimeoutError:
-            return await self._cut_off(408, "body_too_slow", seconds=int(self._idle_timeout_s))
+            return await self._cut_off(408, GuardCode.BODY_TOO_SLOW,
+                                       seconds=int(self._idle_timeout_s))
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             self.body_done = not message.get("more_body", False)
             if self.received > self._limit:
-                return await self._cut_off(413, "body_too_large",
+                return await self._cut_off(413, GuardCode.BODY_TOO_LARGE,
                                            limit_mb=max(1, self._limit // MiB))
         return message
 
-    async def _cut_off(self, status: int, code: str, **params: Any) -> Message:
+    async def _cut_off(self, status: int, code: GuardCode, **params: Any) -> Message:
         self.refused = True
         if not self.started:
             self.started = True
@@ -288,15 +303,17 @@ class RequestGuard:
             logger.warning("refused a request for host %r from %s", host[:100],
                            _client_address(scope))
             name = normalise_host(host)[:100]
-            return 403, "host_not_allowed", (), {"host": name, "flag": f"--allowed-host {name}"}
+            return 403, GuardCode.HOST_NOT_ALLOWED, (), {"host": name,
+                                                         "flag": f"--allowed-host {name}"}
         changes_state = scope["type"] == "websocket" or scope.get("method") not in SAFE_METHODS
         if scope["path"] in LOGOUT_PATHS and headers.get("sec-fetch-site") == "cross-site":
-            return 403, "origin_not_allowed", (), {}  # a link on another site signs no one out
+            # A link on another site signs no one out.
+            return 403, GuardCode.ORIGIN_NOT_ALLOWED, (), {}
         origin = headers.get("origin")
         if changes_state and origin is not None and not self._same_site(origin, host, scope):
             logger.warning("refused a %s from origin %r", scope.get("method", "websocket"),
                            origin[:100])
-            return 403, "origin_not_allowed", (), {}
+            return 403, GuardCode.ORIGIN_NOT_ALLOWED, (), {}
         return None
 
     def _same_site(self, origin: str, host_header: str, scope: Scope) -> bool:
@@ -327,8 +344,8 @@ class RequestGuard:
         needs_user = (scope["type"] == "websocket" or method not in SAFE_METHODS
                       or path.startswith(USER_ONLY_PREFIXES))
         if user is None and needs_user:
-            return None, (401, "auth_required", (("www-authenticate", 'Basic realm="huajing"'),),
-                          {})
+            return None, (401, GuardCode.AUTH_REQUIRED,
+                          (("www-authenticate", 'Basic realm="huajing"'),), {})
         return user, None
 
     async def _basic_user(self, scope: Scope,
@@ -344,7 +361,8 @@ class RequestGuard:
         self._after_password(scope, name, matched)
         if matched:
             return name, None
-        return None, (401, "auth_required", (("www-authenticate", 'Basic realm="huajing"'),), {})
+        return None, (401, GuardCode.AUTH_REQUIRED,
+                      (("www-authenticate", 'Basic realm="huajing"'),), {})
 
     async def _before_password(self, scope: Scope, name: str) -> tuple | None:
         """Back-off: this address (and this name from it) waits after wrong passwords; the
@@ -352,7 +370,7 @@ class RequestGuard:
         throttle = self.policy.throttle
         wait = throttle.retry_after(_local_keys(scope, name))
         if wait > 0:
-            return 429, "too_many_attempts", (("retry-after", str(int(wait) + 1)),), {
+            return 429, GuardCode.TOO_MANY_ATTEMPTS, (("retry-after", str(int(wait) + 1)),), {
                 "seconds": int(wait) + 1}
         user_wait = throttle.retry_after((f"user:{name}",))
         if user_wait > 0:
@@ -377,7 +395,7 @@ class RequestGuard:
         return matched
 
     async def _refuse(self, scope: Scope, send: Send, headers: Mapping[str, str], status: int,
-                      code: str, extra_headers: Iterable[tuple[str, str]],
+                      code: GuardCode, extra_headers: Iterable[tuple[str, str]],
                       params: Mapping[str, Any]) -> None:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
@@ -389,7 +407,8 @@ class RequestGuard:
         limit = self.policy.body_limit(scope["path"])
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
-            await send_error(send, 413, "body_too_large", headers, limit_mb=max(1, limit // MiB))
+            await send_error(send, 413, GuardCode.BODY_TOO_LARGE, headers,
+                             limit_mb=max(1, limit // MiB))
             return
         counter = _BodyCounter(receive, send, limit, headers, self.policy.body_idle_timeout_s)
         try:
@@ -408,14 +427,14 @@ class RequestGuard:
             try:
                 message = await asyncio.wait_for(receive(), self.policy.body_idle_timeout_s)
             except asyncio.TimeoutError:
-                await send_error(send, 408, "body_too_slow", headers,
+                await send_error(send, 408, GuardCode.BODY_TOO_SLOW, headers,
                                  seconds=int(self.policy.body_idle_timeout_s))
                 return
             if message["type"] != "http.request":
                 return
             body += message.get("body", b"")
             if len(body) > limit:
-                await send_error(send, 413, "body_too_large", headers, limit_mb=1)
+                await send_error(send, 413, GuardCode.BODY_TOO_LARGE, headers, limit_mb=1)
                 return
             if not message.get("more_body"):
                 break

@@ -24,7 +24,9 @@ from engine import images as image_ops
 from engine.aux_annotators import AuxAnnotators
 from engine.catalog import stays_inside
 from engine.devices import Placement, pick_placement
-from engine.errors import EngineError, JobCancelled, ModelError, ResourceError, SkipImage
+from engine.errors import (
+    EngineError, JobCancelled, ModelError, ResourceError, SkipImage, WarningCode,
+)
 from engine.lora import LoraSource
 from engine.manifest import Manifest, ModelKind, load_manifest
 from engine.model_store import ModelStore
@@ -233,7 +235,7 @@ class Engine:
         controlnet = self.pipelines.controlnet(control.model)
         entry = self.store.entry(control.model)
         if entry and entry.base and entry.base != job.base.model_id:
-            job.warnings.append(EngineWarning("controlnet_base_mismatch", {
+            job.warnings.append(EngineWarning(WarningCode.CONTROLNET_BASE_MISMATCH, {
                 "controlnet": control.model, "base": job.base.model_id, "expected": entry.base}))
         job.control_map = self.preprocess(control, job.width, job.height)
         job.call_args.update(
@@ -361,7 +363,7 @@ class Engine:
             if source is None:
                 raise ModelError("unknown_lora", name=lora.name)
             if source.manifest_base and source.manifest_base != base.model_id:
-                warnings.append(EngineWarning("lora_base_mismatch", {
+                warnings.append(EngineWarning(WarningCode.LORA_BASE_MISMATCH, {
                     "lora": lora.name, "base": base.model_id, "expected": source.manifest_base}))
             wanted.append((source, float(lora.weight)))
         return wanted

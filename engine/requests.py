@@ -12,6 +12,7 @@ from typing import Any
 
 from PIL import Image
 
+from engine.errors import WarningCode, registered
 from engine.samplers import DEFAULT_SAMPLER, DEFAULT_SCHEDULE
 
 
@@ -128,8 +129,12 @@ def mode_parameters(request: GenerationRequest) -> dict[str, Any]:
 class EngineWarning:
     """Something the user should know that did not stop the job (translated like errors)."""
 
-    code: str
+    code: WarningCode
     params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Frozen: set through object; an unregistered code fails here, not in the UI later.
+        object.__setattr__(self, "code", registered(WarningCode, self.code))
 
 
 @dataclass(frozen=True)
