@@ -34,7 +34,7 @@ from typing import Any, Awaitable, Callable, Iterable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from engine.errors import registered
-from locales import error_text
+from locales import error_text, language_of
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ async def send_error(send: Send, status: int, code: GuardCode, headers: Mapping[
                      extra_headers: Iterable[tuple[str, str]] = (), **params: Any) -> None:
     """A short JSON refusal in the client's language; the connection closes after it."""
     code = registered(GuardCode, code)
-    language = "en" if headers.get("accept-language", "").startswith("en") else "zh-CN"
+    language = language_of(headers.get("accept-language"))
     body = json.dumps({"error": code, "detail": error_text(language, f"guard_{code}", params)},
                       ensure_ascii=False).encode("utf-8")
     raw_headers = [(b"content-type", b"application/json; charset=utf-8"),

@@ -30,20 +30,35 @@ from api.schemas import (
     DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
     OptionsBody, PngInfoBody, Txt2ImgBody,
 )
-from engine.errors import EngineError, ResourceError
+from engine.errors import EngineError, ErrorCode, ResourceError
 from engine.image_metadata import read_image_parameters
 from engine.jobs import NO_SHARE, Job, JobState, ModelAction
 from engine.manifest import ModelKind
 from engine.requests import ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
-from locales import error_text
+from locales import error_text, language_of
 
 logger = logging.getLogger(__name__)
 
-# HTTP status by error code; any other engine error is the client's to fix: 400.
-STATUS_BY_CODE = {"queue_full": 503, "queue_share_full": 429, "job_not_found": 404,
-                  "model_busy": 409, "job_timeout": 504, "admin_only": 403,
-                  "auth_required_for_models": 403}
+# HTTP status by error code, at a glance. A code not listed is a request the client can fix
+# (a value out of range, an unreadable image, a sampler we lack): 400.
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    # 403: not for this caller.
+    ErrorCode.ADMIN_ONLY: 403, ErrorCode.AUTH_REQUIRED_FOR_MODELS: 403,
+    ErrorCode.JOB_NOT_YOURS: 403,
+    # 404: what the request names does not exist here.
+    ErrorCode.UNKNOWN_MODEL: 404, ErrorCode.UNKNOWN_LORA: 404, ErrorCode.JOB_NOT_FOUND: 404,
+    # 409: the model is busy (a download or a deletion holds it); try again once it is done.
+    ErrorCode.MODEL_BUSY: 409,
+    # 413: an input image too large to decode.
+    ErrorCode.IMAGE_TOO_LARGE: 413,
+    # 429: the caller's own share of the queue is full; 503: the server is, for now.
+    ErrorCode.QUEUE_SHARE_FULL: 429, ErrorCode.QUEUE_FULL: 503, ErrorCode.OUT_OF_MEMORY: 503,
+    # 504: the job outlasted the wait (and was cancelled).
+    ErrorCode.JOB_TIMEOUT: 504,
+    # 500: genuine faults of the server, never of the request.
+    ErrorCode.ENGINE_FAILED: 500, ErrorCode.JOB_FAILED: 500,
+}
 USER_KEY = "huajing.user"  # set by api.guard.RequestGuard
 LOCAL_USER = "local"
 POLL_S = 0.05
@@ -87,7 +102,7 @@ def caller_of(request: Request, options: ApiOptions) -> Caller:
 
 
 def _language(request: Request) -> str:
-    return "en" if request.headers.get("accept-language", "").startswith("en") else "zh-CN"
+    return language_of(request.headers.get("accept-language"))
 
 
 def invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -95,8 +110,8 @@ def invalid_body(request: Request, error: RequestValidationError) -> JSONRespons
     fields = [".".join(str(part) for part in item["loc"][1:]) for item in error.errors()]
     language = _language(request)
     return JSONResponse(status_code=422, content={
-        "error": "invalid_body", "detail": error_text(language, "invalid_body",
-                                                      {"fields": ", ".join(fields)}),
+        "error": ErrorCode.INVALID_BODY,
+        "detail": error_text(language, ErrorCode.INVALID_BODY, {"fields": ", ".join(fields)}),
         "errors": [{"loc": [str(p) for p in item["loc"]], "msg": item["msg"],
                     "type": item["type"]} for item in error.errors()]})
 
@@ -153,7 +168,7 @@ async def wait_for(job: Job, timeout: float, service: Any) -> None:
     while not job.finished.is_set():
         if loop.time() > deadline:
             service.cancel(job)
-            raise ResourceError("job_timeout")
+            raise ResourceError(ErrorCode.JOB_TIMEOUT)
         await asyncio.sleep(POLL_S)
     if job.error is not None:
         raise job.error
@@ -212,12 +227,12 @@ def _job_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
         may the signed-in user who submitted it."""
         job = service.jobs.get(job_id)
         if job is None:
-            raise EngineError("job_not_found", id=job_id)
+            raise EngineError(ErrorCode.JOB_NOT_FOUND, id=job_id)
         token = request.headers.get("x-job-token", "")
         caller = caller_of(request, options)
         own_token = secrets.compare_digest(token.encode(), job.owner.encode())
         if not own_token and not (caller.user.startswith("user:") and job.user == caller.user):
-            raise HTTPException(status_code=403, detail="not your job / 不是你的任务")
+            raise EngineError(ErrorCode.JOB_NOT_YOURS, id=job_id)
         return job
 
     @router.get("/sdapi/v2/jobs/{job_id}", response_model=JobStatusResponse)
@@ -247,7 +262,8 @@ async def _queue_model_action(service: Any, action: ModelAction, request: Reques
     if not options.single_user:
         name = request.scope.get(USER_KEY)
         if not name or admins_only and name not in options.admins:
-            raise EngineError("admin_only" if name else "auth_required_for_models")
+            raise EngineError(ErrorCode.ADMIN_ONLY if name else
+                              ErrorCode.AUTH_REQUIRED_FOR_MODELS)
     job = service.submit_model_action(action, secrets.token_urlsafe(16), caller.user,
                                       caller.quota_key)
     await wait_for(job, options.wait_timeout_s, service)

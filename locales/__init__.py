@@ -53,6 +53,33 @@ def translate(language: str, key: str, **params: object) -> str:
     return text.format_map(_KeepMissing({k: str(v) for k, v in params.items()}))
 
 
+def _ranked_tags(accept_language: str) -> list[str]:
+    """The header's language tags, most wanted first; ``q=0`` (or a malformed weight) means
+    "not this one"."""
+    ranked = []
+    for position, part in enumerate(accept_language.split(",")):
+        tag, *options = part.replace(" ", "").lower().split(";")
+        quality = next((option[2:] for option in options if option.startswith("q=")), "1")
+        try:
+            weight = float(quality)
+        except ValueError:
+            weight = 0.0  # dropped, rather than failing the whole request
+        if weight > 0:
+            ranked.append((-weight, position, tag))
+    return [tag for _weight, _position, tag in sorted(ranked)]
+
+
+def language_of(accept_language: str | None, default: str = DEFAULT_LANGUAGE) -> str:
+    """The language to answer an HTTP client in, from its ``Accept-Language`` header: the
+    first of its choices that we have (``en-US`` is ``en``, any ``zh`` is ``zh-CN``), else
+    ``default``. The one rule for every HTTP answer: the API's routes and the guard's."""
+    ours = {"en": "en", "zh": "zh-CN", "*": default}
+    for tag in _ranked_tags(accept_language or ""):
+        if tag.split("-")[0] in ours:
+            return ours[tag.split("-")[0]]
+    return default
+
+
 def error_text(language: str, code: str, params: dict | None = None) -> str:
     """The error's text; a ``field`` parameter naming a known field is shown by its label."""
     params = dict(params or {})

@@ -17,6 +17,7 @@ from PIL import Image, PngImagePlugin
 from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
 from api.routes import ApiOptions, install
 from engine.demo import build_demo, demo_manifest_yaml, demo_settings
+from engine.errors import ModelError
 from engine.manifest import parse_manifest
 from engine.service import ImageService
 from engine.settings import EngineSettings
@@ -189,7 +190,7 @@ def test_lists_and_a_switch_to_the_other_model_for_the_next_generation(client, s
         assert json.loads(after["info"])["sd_model_name"] == OTHER_BASE
         assert decode(after["images"][0]).tobytes() != decode(before["images"][0]).tobytes()
         missing = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"})
-        assert (missing.status_code, missing.json()["error"]) == (400, "unknown_model")
+        assert (missing.status_code, missing.json()["error"]) == (404, "unknown_model")
         assert client.get("/sdapi/v1/options").json() == {"sd_model_checkpoint": OTHER_BASE}
     finally:
         client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "demo-base"})
@@ -246,6 +247,50 @@ def test_async_jobs_answer_at_once_and_only_the_owner_may_cancel(client, service
                       headers={"X-Job-Token": first.json()["token"]}).json()
     assert done["state"] == "done" and len(done["result"]["images"]) == 1
     assert client.get("/sdapi/v2/jobs/unknown").status_code == 404
+
+
+def test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text(monkeypatch):
+    from fake_service import FakeImageService
+
+    fake = FakeImageService()
+    client = make_client(fake)
+    unknown = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"},
+                          headers={"Accept-Language": "en"})
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_model")
+    assert unknown.json()["detail"] == error_text("en", "unknown_model", {"name": "nope"})
+    generated = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "山", **SMALL, "override_settings": {"sd_model_checkpoint": "nope"}})
+    assert (generated.status_code, generated.json()["error"]) == (404, "unknown_model")
+
+    def held_by_a_download(model):
+        raise ModelError("model_busy", name=model)
+
+    monkeypatch.setattr(fake, "_activate", held_by_a_download)
+    busy = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "being-downloaded"})
+    assert (busy.status_code, busy.json()["error"]) == (409, "model_busy")
+    assert busy.json()["detail"] == error_text("zh-CN", "model_busy",
+                                               {"name": "being-downloaded"})
+
+
+@pytest.mark.parametrize(("header", "language"), [
+    ("en-US,en;q=0.9", "en"), ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), (None, "zh-CN")])
+def test_the_job_status_answers_in_the_language_asked_for(header, language):
+    from fake_service import FakeImageService
+
+    fake = FakeImageService()
+    client = make_client(fake)
+    job = client.post("/sdapi/v2/jobs", json={
+        "prompt": "山", **SMALL, "override_settings": {"sd_model_checkpoint": "nope"}}).json()
+    assert fake.jobs.get(job["id"]).wait(60)
+    asked = {"Accept-Language": header} if header else {}
+    failed = client.get(f"/sdapi/v2/jobs/{job['id']}",
+                        headers={"X-Job-Token": job["token"], **asked}).json()
+    assert (failed["state"], failed["error"]) == ("failed", "unknown_model")
+    assert failed["detail"] == error_text(language, "unknown_model", {"name": "nope"})
+    stranger = client.get(f"/sdapi/v2/jobs/{job['id']}",
+                          headers={"X-Job-Token": "not-the-token", **asked})
+    assert (stranger.status_code, stranger.json()["error"]) == (403, "job_not_yours")
+    assert stranger.json()["detail"] == error_text(language, "job_not_yours", {"id": job["id"]})
 
 
 def test_interrupt_and_progress_mid_job(client, service):
@@ -373,8 +418,8 @@ def test_no_request_body_makes_a_500(body):
     from fake_service import FakeImageService
 
     response = fuzz_client(FakeImageService).post("/sdapi/v1/txt2img", json=body)
-    assert response.status_code in (200, 400, 422, 503), response.text
-    if response.status_code == 400:
+    assert response.status_code in (200, 400, 404, 422, 503), response.text
+    if response.status_code in (400, 404):
         assert response.json()["detail"]
 
 

@@ -17,7 +17,7 @@ from engine.errors import (
 )
 from engine.manifest import ManifestError
 from engine.requests import EngineWarning
-from locales import LANGUAGES, error_text, messages, translate, warning_text
+from locales import LANGUAGES, error_text, language_of, messages, translate, warning_text
 
 
 def registered_texts() -> set[str]:
@@ -61,6 +61,20 @@ def test_an_unregistered_code_fails_when_the_error_is_built():
     # The subclasses that set their own code set a registered one.
     assert {JobCancelled().code, SkipImage().code, ManifestError("x", "y").code} == {
         "cancelled", "skipped", "manifest_invalid"}
+
+
+@pytest.mark.parametrize(("header", "language"), [
+    (None, "zh-CN"), ("", "zh-CN"), ("en", "en"), ("en-US,en;q=0.9", "en"), ("EN-gb", "en"),
+    ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), ("zh-TW", "zh-CN"), ("fr-FR,fr;q=0.9,en;q=0.8", "en"),
+    ("de", "zh-CN"), ("en;q=0.1, zh;q=0.5", "zh-CN"), ("en;q=0, fr", "zh-CN"),
+    ("en;q=high", "zh-CN"), ("fr, en ; q=0.5", "en"),
+])
+def test_the_answer_language_is_the_clients_first_choice_that_we_have(header, language):
+    assert language_of(header) == language
+
+
+def test_a_header_naming_none_of_ours_gets_the_apps_language():
+    assert language_of("de", default="en") == language_of(None, default="en") == "en"
 
 
 def test_texts_are_filled_with_parameters():

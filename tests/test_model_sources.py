@@ -87,7 +87,7 @@ def test_paths_outside_the_checkpoints_folder_all_get_the_same_answer(world):
         response = world.client.post("/sdapi/v1/options",
                                      json={"sd_model_checkpoint": reference})
         # The same code and text, whether the path exists or not: no existence oracle.
-        assert _answer(response) == (400, "unknown_model", error_text(
+        assert _answer(response) == (404, "unknown_model", error_text(
             "zh-CN", "unknown_model", {"name": reference})), reference
     assert world.service.active_model == "demo-base"
 
@@ -96,7 +96,7 @@ def test_override_settings_and_v2_jobs_refuse_the_same_paths(world):
     for reference in (str(world.outside_folder), "/etc", "linked", "~/x"):
         body = {**SMALL, "override_settings": {"sd_model_checkpoint": reference}}
         response = world.client.post("/sdapi/v1/txt2img", json=body)
-        assert _answer(response)[:2] == (400, "unknown_model"), reference
+        assert _answer(response)[:2] == (404, "unknown_model"), reference
         created = world.client.post("/sdapi/v2/jobs", json=body)
         if created.status_code == 202:  # refused when it runs, not when queued
             job = created.json()
@@ -107,7 +107,7 @@ def test_override_settings_and_v2_jobs_refuse_the_same_paths(world):
                                           headers={"X-Job-Token": job["token"]})
             assert status.json()["error"] == "unknown_model", reference
         else:
-            assert _answer(created)[:2] == (400, "unknown_model"), reference
+            assert _answer(created)[:2] == (404, "unknown_model"), reference
 
 
 def test_own_models_are_listed_by_their_name_in_the_folder_and_selectable(world):
