@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [m for m in MUTATIONS if args.only in m.name]
     if args.list:
         for mutation in chosen:
-            logger.info("%-48s %s", mutation.name, mutation.path)
+            logger.info("%-64s %s", mutation.name, mutation.path)
         return 0
     with tempfile.TemporaryDirectory(prefix="huajing-mutants-") as folder:
         tree = Path(folder)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             outcome = check(tree, mutation)
             results.append(outcome)
-            logger.info("%-7s %-48s %5.0f s", outcome, mutation.name, time.monotonic() - started)
+            logger.info("%-7s %-64s %5.0f s", outcome, mutation.name, time.monotonic() - started)
     caught = results.count("caught")
     logger.info("%d of %d planted bugs caught", caught, len(results))
     return 0 if caught == len(results) else 1
