@@ -229,7 +229,7 @@ class _BodyCounter:
             return await self._receive()
         try:
             message = await asyncio.wait_for(self._receive(), self._idle_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return await self._cut_off(408, "body_too_slow", seconds=int(self._idle_timeout_s))
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
@@ -407,7 +407,7 @@ class RequestGuard:
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.policy.body_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await send_error(send, 408, "body_too_slow", headers,
                                  seconds=int(self.policy.body_idle_timeout_s))
                 return

@@ -163,6 +163,6 @@ class AuxAnnotators:
         logger.info("loading annotator %s (%s) from %s", name, annotator.detector_class, folder)
         try:
             return detector_class.from_pretrained(str(folder))
-        except Exception as error:  # noqa: BLE001 - any failure of third-party loading code
+        except Exception as error:  # any failure of third-party loading code
             logger.warning("annotator %s failed to load: %s", name, type(error).__name__)
             raise ModelError("model_load_failed", name=annotator.weights) from error

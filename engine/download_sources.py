@@ -52,7 +52,7 @@ class DownloadSource:
     @classmethod
     def from_choice(cls, kind: str | None, custom_endpoint: str | None = None,
                     environ: Mapping[str, str] | None = None,
-                    allow_private: bool = False) -> "DownloadSource":
+                    allow_private: bool = False) -> DownloadSource:
         """A flag or setting wins; else HF_ENDPOINT from the environment; else the hub.
         ``custom_endpoint`` is the custom source's address, or another ModelScope address;
         one on a loopback, link-local or private network is refused unless ``allow_private``

@@ -24,8 +24,8 @@ from engine.download_jobs import (
     FINISHED, DownloadCancelled, DownloadJob, DownloadState, DownloadStatus, progress_class,
 )
 from engine.download_sources import (
-    HUGGINGFACE, DownloadPlan, DownloadSource, RemoteFile, disk_full, download_error, fetch_plan, file_digest,
-    pinned,
+    HUGGINGFACE, DownloadPlan, DownloadSource, RemoteFile, disk_full, download_error, fetch_plan,
+    file_digest, pinned,
 )
 from engine.errors import EngineError, ModelError
 from engine.manifest import Manifest, ManifestEntry

@@ -89,7 +89,7 @@ class _TokenCounter:
     lock: threading.Lock
 
     @classmethod
-    def load(cls, folder: Path) -> "_TokenCounter":
+    def load(cls, folder: Path) -> _TokenCounter:
         from types import SimpleNamespace
 
         from transformers import AutoConfig, AutoTokenizer
@@ -166,7 +166,7 @@ class Engine:
         with counter.lock:
             return prompt_info(parse_prompt(prompt), counter.tokenizer, counter.context)
 
-    def _token_counter(self, folder: Path) -> "_TokenCounter":
+    def _token_counter(self, folder: Path) -> _TokenCounter:
         with self._counters_lock:
             if folder not in self._counters:
                 self._counters[folder] = _TokenCounter.load(folder)
@@ -246,7 +246,8 @@ class Engine:
         controlnet = job.call_args.pop("_controlnet", None)
         pipe = self.pipelines.pipeline(base, request.kind, controlnet)
         pipe.scheduler = base.pipe.scheduler
-        encoded = encode_prompts(parse_prompt(request.prompt), parse_prompt(request.negative_prompt),
+        encoded = encode_prompts(parse_prompt(request.prompt),
+                                 parse_prompt(request.negative_prompt),
                                  base.pipe.tokenizer, base.pipe.text_encoder, base.text_context,
                                  self.placement.device)
         results = []
@@ -265,7 +266,7 @@ class Engine:
                     continue
                 decoded = [self._keep_unmasked(pipe, job, image)
                            for image in self._decode(base, latents)]
-            for image, seed in zip(decoded, seeds):
+            for image, seed in zip(decoded, seeds, strict=True):
                 results.append(GeneratedImage(image, seed, self._parameters(job, seed, encoded)))
         return results, (encoded.positive_info, encoded.negative_info)
 

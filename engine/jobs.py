@@ -237,7 +237,7 @@ class JobQueue:
             state, error = JobState.CANCELLED, cancelled
         except EngineError as failure:
             state, error = JobState.FAILED, failure
-        except Exception:  # noqa: BLE001 - the queue must outlive any one job
+        except Exception:  # the queue must outlive any one job
             logger.exception("job %s failed", job.id)
             state, error = JobState.FAILED, ResourceError("job_failed")
         with self._lock:

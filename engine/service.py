@@ -109,7 +109,7 @@ class ImageService:
     def _build_engine(self, preload: bool) -> None:
         try:
             self._engine = self._engine_factory(self.settings, self.manifest)
-        except Exception as error:  # noqa: BLE001 - reported to every caller of .engine
+        except Exception as error:  # reported to every caller of .engine
             logger.exception("the engine could not start")
             self._engine_error = error
         finally:

@@ -250,7 +250,8 @@ def write_depth_model(root: Path, seed: int = 20) -> Path:
     _randomise(model, seed, scale=0.1)
     root = Path(root)
     model.save_pretrained(root)
-    DPTImageProcessor(size={"height": 64, "width": 64}, keep_aspect_ratio=False).save_pretrained(root)
+    processor = DPTImageProcessor(size={"height": 64, "width": 64}, keep_aspect_ratio=False)
+    processor.save_pretrained(root)
     return root
 
 

@@ -79,7 +79,7 @@ def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidg
 
 
 def prompt_row(texts: Texts, limits: Limits, elem_prefix: str,
-               runner: "JobRunner") -> tuple[PromptWidgets, Any, Any]:
+               runner: JobRunner) -> tuple[PromptWidgets, Any, Any]:
     """The prompts with 生成, 中止 and 跳过 beside them, as every generation tab starts."""
     with gr.Row():
         prompts = prompt_widgets(texts, limits, elem_prefix)
