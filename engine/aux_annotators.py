@@ -84,11 +84,10 @@ class _SeededNumpyRandom:
 
     def __init__(self, seed: int) -> None:
         self._seed = seed
-        self._saved: dict | tuple | None = None
 
     def __enter__(self) -> None:
         _NUMPY_RANDOM_LOCK.acquire()
-        self._saved = np.random.get_state()
+        self._saved = np.random.get_state()  # set on entry, put back on exit
         np.random.seed(self._seed)
 
     def __exit__(self, *exc_info: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,16 @@ def _extract_loras(text: str) -> tuple[str, list[LoraReference]]:
     return _LORA.sub(take, text), loras
 
 
-def _tokenize(text: str) -> list[list]:
+# One token of _tokenize: [kind, value], a list because a closer sets its opener's factor later.
+_Token = list[Any]
+
+
+def _tokenize(text: str) -> list[_Token]:
     """Pair brackets first, so each opener knows its factor before any text inside it is weighed.
 
     Items are ["(" or "[", factor], [")" or "]", None] for matched closers, and ["", text].
     """
-    items: list[list] = []
+    items: list[_Token] = []
     open_at: dict[str, list[int]] = {"(": [], "[": []}
     for match in _TOKEN.finditer(text):
         token, number = match.group(0), match.group(1)
@@ -114,7 +119,7 @@ def _split_breaks(text: str, weight: float) -> list[PromptFragment]:
     return pieces
 
 
-def _weigh(items: list[list]) -> list[PromptFragment]:
+def _weigh(items: list[_Token]) -> list[PromptFragment]:
     # Running products per bracket kind: ( and [ pairs may interleave, but each kind nests on its
     # own.
     products = {"(": [1.0], "[": [1.0]}

@@ -240,10 +240,12 @@ class JobRunner:
                 self._jobs[session].remove(job)
         if job.error is not None:
             raise self.texts.engine_failure(job.error)
-        self._save(job.result)
-        for warning in job.result.warnings:
+        result = job.result
+        assert result is not None  # a generation job that did not fail has its result
+        self._save(result)
+        for warning in result.warnings:
             gr.Warning(self.texts.warning(warning.code, warning.params))
-        return job.result
+        return result
 
     def switch_model(self, model_id: str, caller: gr.Request | None,
                      progress: Any = None) -> None:
