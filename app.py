@@ -67,7 +67,7 @@ def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):
 def gpu_decorator():
     """ZeroGPU on Hugging Face Spaces lends a GPU per call to functions wrapped by spaces.GPU."""
     try:
-        import spaces  # type: ignore[import-not-found]
+        import spaces
     except ImportError:
         return None
     return spaces.GPU

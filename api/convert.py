@@ -72,8 +72,9 @@ def _control_unit(body: Txt2ImgBody, limits: Limits) -> ControlSpec | None:
     image = unit.image or unit.input_image
     if isinstance(image, dict):  # newer clients send {"image": b64, "mask": ...}
         image = image.get("image")
+    module = str(unit.module)  # no module (None) gives "None", which names no control type
     return ControlSpec(
-        model=unit.model or "", control_type=CONTROL_MODULES.get(unit.module, str(unit.module)),
+        model=unit.model or "", control_type=CONTROL_MODULES.get(module, module),
         image=decode_image(image, "control_image", limits) if image else None,
         weight=unit.weight, start=unit.guidance_start, end=unit.guidance_end,
         low_threshold=_threshold(unit.threshold_a, 100),
@@ -95,8 +96,9 @@ def to_request(body: Txt2ImgBody, model: str, limits: Limits) -> GenerationReque
     control = _control_unit(body, limits)
     if isinstance(body, Img2ImgBody) and body.init_images:
         init = decode_image(body.init_images[0], "init_image", limits)
-        fields = dict(init_image=init, strength=body.denoising_strength,
-                      resize_mode=RESIZE_MODES.get(body.resize_mode, ResizeMode.JUST_RESIZE))
+        fields: dict[str, Any] = dict(init_image=init, strength=body.denoising_strength,
+                                      resize_mode=RESIZE_MODES.get(body.resize_mode,
+                                                                   ResizeMode.JUST_RESIZE))
         if body.mask:
             return InpaintRequest(mask=decode_image(body.mask, "mask", limits),
                                   mask_blur=body.mask_blur,
@@ -127,7 +129,7 @@ def unsupported_fields(body: Txt2ImgBody) -> list[str]:
 def _info(result: GenerationResult, body: Txt2ImgBody) -> str:
     first = result.images[0].parameters if result.images else {}
     infotexts = [format_infotext(item.parameters) for item in result.images]
-    info = {
+    info: dict[str, Any] = {
         "prompt": body.prompt, "all_prompts": [body.prompt] * len(result.images),
         "negative_prompt": body.negative_prompt,
         "all_negative_prompts": [body.negative_prompt] * len(result.images),

@@ -30,7 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from urllib.parse import parse_qs, urlsplit
 
 from engine.errors import registered
@@ -38,8 +38,9 @@ from locales import error_text, language_of
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+# As the ASGI spec (and Starlette's types) have them: servers may pass any mapping.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -243,7 +244,7 @@ class _BodyCounter:
             return await self._receive()
         try:
             message = await asyncio.wait_for(self._receive(), self._idle_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return await self._cut_off(408, GuardCode.BODY_TOO_SLOW,
                                        seconds=int(self._idle_timeout_s))
         if message["type"] == "http.request":
@@ -426,7 +427,7 @@ class RequestGuard:
         while True:
             try:
                 message = await asyncio.wait_for(receive(), self.policy.body_idle_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 await send_error(send, 408, GuardCode.BODY_TOO_SLOW, headers,
                                  seconds=int(self.policy.body_idle_timeout_s))
                 return

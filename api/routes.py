@@ -195,8 +195,9 @@ def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> 
 
 
 def _job_status(service: Any, job: Job, language: str) -> JobStatusResponse:
-    done = job.state is JobState.DONE and job.context is not None
-    result = to_response(job.result, job.context) if done else None
+    body = job.context  # the body a v2 job echoes (set by create below)
+    result = (to_response(job.result, body) if job.state is JobState.DONE
+              and isinstance(body, Txt2ImgBody) and job.result is not None else None)
     return JobStatusResponse(
         id=job.id, state=job.state.value, position=service.queue_position(job),
         progress=1.0 if job.state is JobState.DONE else job.progress.fraction,

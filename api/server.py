@@ -11,6 +11,7 @@ limits a shared server needs are ours to set:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import socket
@@ -83,6 +84,12 @@ def install_repeat_filter(names: Iterable[str] = REPEATING_LOGGERS) -> RepeatFil
     return repeat
 
 
+def _client_address(protocol: object) -> str | None:
+    """A connection's client address; not every protocol type uvicorn tracks names one."""
+    client = getattr(protocol, "client", None)
+    return client[0] if client else None
+
+
 def guarded_protocol(header_timeout_s: float, max_connections: int,
                      max_per_address: int | None = None) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a header read timeout, a connection cap, and a cap per
@@ -90,12 +97,14 @@ def guarded_protocol(header_timeout_s: float, max_connections: int,
     per_address = max_per_address or max(4, max_connections // 4)
 
     class GuardedH11Protocol(H11Protocol):
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        _header_deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._header_deadline = None
             address = self.client[0] if self.client else None
             from_there = sum(1 for other in self.connections
-                             if other.client and other.client[0] == address)
+                             if address is not None and _client_address(other) == address)
             if len(self.connections) > max_connections or from_there > per_address:
                 logger.warning("connection limit reached (%d in all, %d per address); "
                                "closing new connections", max_connections, per_address)
@@ -115,12 +124,12 @@ def guarded_protocol(header_timeout_s: float, max_connections: int,
             super().connection_lost(exc)
 
         def _arm_header_timer(self) -> None:
-            if getattr(self, "_header_deadline", None) is None:
+            if self._header_deadline is None:
                 self._header_deadline = self.loop.call_later(header_timeout_s,
                                                              self._headers_too_slow)
 
         def _disarm_header_timer(self) -> None:
-            if getattr(self, "_header_deadline", None) is not None:
+            if self._header_deadline is not None:
                 self._header_deadline.cancel()
                 self._header_deadline = None
 

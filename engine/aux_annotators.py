@@ -84,11 +84,10 @@ class _SeededNumpyRandom:
 
     def __init__(self, seed: int) -> None:
         self._seed = seed
-        self._saved: dict | tuple | None = None
 
     def __enter__(self) -> None:
         _NUMPY_RANDOM_LOCK.acquire()
-        self._saved = np.random.get_state()
+        self._saved = np.random.get_state()  # set on entry, put back on exit
         np.random.seed(self._seed)
 
     def __exit__(self, *exc_info: object) -> None:
@@ -163,6 +162,6 @@ class AuxAnnotators:
         logger.info("loading annotator %s (%s) from %s", name, annotator.detector_class, folder)
         try:
             return detector_class.from_pretrained(str(folder))
-        except Exception as error:  # noqa: BLE001 - any failure of third-party loading code
+        except Exception as error:  # any failure of third-party loading code
             logger.warning("annotator %s failed to load: %s", name, type(error).__name__)
             raise ModelError("model_load_failed", name=annotator.weights) from error

@@ -170,7 +170,8 @@ def run(args) -> int:
     print(translate(args.lang, "cli.prompt_tokens", tokens=info.tokens, chunks=info.chunks,
                     context_length=info.context_length))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for generated, path in zip(result.images, _output_paths(args.out, len(result.images))):
+    for generated, path in zip(result.images, _output_paths(args.out, len(result.images)),
+                               strict=True):
         path.write_bytes(encode_png(generated))  # with its parameters, as the app saves them
         print(translate(args.lang, "cli.seed_used", path=path, seed=generated.seed))
     return 0

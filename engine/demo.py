@@ -167,10 +167,10 @@ def _write_repos(made: Path) -> list[tuple[Path, str]]:
     repos = [(base, BASE_REPO)]
     for spec in CONTROLNETS:
         repos.append((tiny.write_controlnet(made / spec.id, base, seed=spec.seed), spec.repo))
-    for spec in LORAS:
-        tiny.write_pai_legacy_lora(made / spec.id / LORA_FILE, base, seed=spec.seed)
-        _write_preview(made / spec.id / PREVIEW_FILE, spec.seed)
-        repos.append((made / spec.id, spec.repo))
+    for lora in LORAS:
+        tiny.write_pai_legacy_lora(made / lora.id / LORA_FILE, base, seed=lora.seed)
+        _write_preview(made / lora.id / PREVIEW_FILE, lora.seed)
+        repos.append((made / lora.id, lora.repo))
     repos.append((tiny.write_depth_model(made / "dpt"), DEPTH_MODEL_REPO))
     return repos
 

@@ -65,7 +65,7 @@ class DownloadCancelled(Exception):
     """Raised inside the transfer loop, which leaves the partial file for a later resume."""
 
 
-def progress_class(job: "DownloadJob"):
+def progress_class(job: DownloadJob):
     """A tqdm whose updates feed ``job``; huggingface_hub drives it byte by byte."""
     from huggingface_hub.utils import tqdm
 

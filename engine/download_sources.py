@@ -52,7 +52,7 @@ class DownloadSource:
     @classmethod
     def from_choice(cls, kind: str | None, custom_endpoint: str | None = None,
                     environ: Mapping[str, str] | None = None,
-                    allow_private: bool = False) -> "DownloadSource":
+                    allow_private: bool = False) -> DownloadSource:
         """A flag or setting wins; else HF_ENDPOINT from the environment; else the hub.
         ``custom_endpoint`` is the custom source's address, or another ModelScope address;
         one on a loopback, link-local or private network is refused unless ``allow_private``
@@ -92,7 +92,8 @@ def check_public_endpoint(endpoint: str) -> None:
         found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         raise InvalidRequest("endpoint_unresolved", host=host) from None
-    if not found or not all(_is_public(info[4][0]) for info in found):
+    # An address family's sockaddr starts with the host text (TCP asks only for IPv4 and IPv6).
+    if not found or not all(_is_public(str(info[4][0])) for info in found):
         raise InvalidRequest("private_endpoint", host=host)
 
 
@@ -157,7 +158,7 @@ def matches(path: str, patterns: list[str]) -> bool:
 
 
 def fetch_plan(repo: str, patterns: list[str], source: DownloadSource, cache_dir,
-               token: str | None = None) -> DownloadPlan:
+               token: str | bool | None = None) -> DownloadPlan:
     """The files of ``repo`` the app needs, with their sizes and hashes, from ``source``."""
     from huggingface_hub import HfApi
 
@@ -176,6 +177,10 @@ def fetch_plan(repo: str, patterns: list[str], source: DownloadSource, cache_dir
             lfs.sha256 if lfs else None, None if lfs else sibling.blob_id))
     if not files:
         raise ModelError("download_no_files", repo=repo)
+    if info.sha is None:
+        # The hub always names the commit; an answer without one cannot be pinned or filed.
+        # The code is the one this case reported before it was checked here.
+        raise ModelError("download_network_error", repo=repo)
     return DownloadPlan(repo, info.sha, tuple(files), source.endpoint)
 
 

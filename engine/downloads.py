@@ -16,6 +16,7 @@ import logging
 import shutil
 import threading
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -24,8 +25,8 @@ from engine.download_jobs import (
     FINISHED, DownloadCancelled, DownloadJob, DownloadState, DownloadStatus, progress_class,
 )
 from engine.download_sources import (
-    HUGGINGFACE, DownloadPlan, DownloadSource, RemoteFile, disk_full, download_error, fetch_plan, file_digest,
-    pinned,
+    HUGGINGFACE, DownloadPlan, DownloadSource, RemoteFile, disk_full, download_error, fetch_plan,
+    file_digest, pinned,
 )
 from engine.errors import EngineError, ModelError
 from engine.manifest import Manifest, ManifestEntry
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 DISK_MARGIN_BYTES = 200 * 1024 * 1024
 LOCK_POLL_S = 0.5  # how often a download waiting for another process checks for 取消
 DELETE_WAIT_S = 10
+
+# Fetches one file of a plan to its target path, counting its bytes into the job.
+_Fetch = Callable[[DownloadJob, DownloadPlan, RemoteFile, Path], None]
 
 
 class Downloader:
@@ -65,13 +69,15 @@ class Downloader:
             raise self.store.not_downloaded(entry)
         if source.is_modelscope and entry.modelscope_repo is None:
             raise ModelError("download_not_on_modelscope", name=entry.id)
-        return self._launch(entry, source, self._download)
+        return self._launch(entry, source, lambda job: self._download(job, source))
 
     def import_folder(self, model_id: str, folder: Path) -> DownloadJob:
         """Take a model from a local folder: hashed, copied into the cache, verified."""
-        return self._launch(self._entry(model_id), Path(folder), self._import)
+        folder = Path(folder)
+        return self._launch(self._entry(model_id), folder, lambda job: self._import(job, folder))
 
-    def _launch(self, entry: ManifestEntry, origin, work) -> DownloadJob:
+    def _launch(self, entry: ManifestEntry, origin: DownloadSource | Path,
+                work: Callable[[DownloadJob], None]) -> DownloadJob:
         with self._lock:
             running = self._jobs.get(entry.id)
             if running is not None and not running.finished.is_set():
@@ -93,7 +99,7 @@ class Downloader:
         if job is not None:
             job.cancel()
 
-    def _run(self, job: DownloadJob, work) -> None:
+    def _run(self, job: DownloadJob, work: Callable[[DownloadJob], None]) -> None:
         try:
             with self._repo_lock(job):
                 work(job)
@@ -129,16 +135,16 @@ class Downloader:
         finally:
             lock.release()
 
-    def _download(self, job: DownloadJob) -> None:
+    def _download(self, job: DownloadJob, source: DownloadSource) -> None:
         entry = job.entry
-        plan, fetch = self._plan(entry, job.source)
+        plan, fetch = self._plan(entry, source)
         plan = pinned(plan, entry.sha256)
-        if not job.source.is_modelscope:
-            plan = self._hashes_from_etags(job, plan)
+        if not source.is_modelscope:
+            plan = self._hashes_from_etags(job, plan, source)
         if not required_paths_present(entry, {f.path for f in plan.files}):
             # Never fetch gigabytes that could not load (a mirror with another layout).
             raise ModelError("download_layout_unexpected", repo=entry.repo,
-                             source=job.source.endpoint)
+                             source=source.endpoint)
         conversion = self._conversion(entry)
         if conversion and conversion.commit == plan.commit and not self.store.is_pending(entry):
             # Its originals were replaced by the fp16 copy on purpose: nothing to fetch again.
@@ -156,16 +162,18 @@ class Downloader:
             fetch(job, plan, remote, target)
         self._finish(job, plan)
 
-    def _plan(self, entry: ManifestEntry, source: DownloadSource):
+    def _plan(self, entry: ManifestEntry, source: DownloadSource) -> tuple[DownloadPlan, _Fetch]:
         """What to fetch, and the function that fetches one file of it, for this source."""
         patterns = files_for(entry)
         if not source.is_modelscope:
             plan = fetch_plan(entry.repo, patterns, source, self.store.cache_root,
                               token_for(source, self.token))
             # Fetched from ``repo``, filed under the entry's own cache folder.
-            return replace(plan, repo=entry.cache_repo), self._fetch_file
+            return replace(plan, repo=entry.cache_repo), partial(self._fetch_file, source=source)
         from engine.modelscope_source import download_modelscope_file, fetch_modelscope_plan
 
+        if entry.modelscope_repo is None:  # start() refused it already; this tells the types
+            raise ModelError("download_not_on_modelscope", name=entry.id)
         remote = fetch_modelscope_plan(entry.modelscope_repo, patterns, source.endpoint, None)
 
         def fetch(job: DownloadJob, plan: DownloadPlan, file: RemoteFile, target: Path) -> None:
@@ -175,7 +183,8 @@ class Downloader:
         # Filed in the cache under the hub id: loading never knows where the files came from.
         return replace(remote, repo=entry.cache_repo), fetch
 
-    def _hashes_from_etags(self, job: DownloadJob, plan: DownloadPlan) -> DownloadPlan:
+    def _hashes_from_etags(self, job: DownloadJob, plan: DownloadPlan,
+                           source: DownloadSource) -> DownloadPlan:
         """A file the source listed with no hash gets the SHA-256 its resolve answer names
         (the hub's ETag for LFS files), asked for before the first byte is written."""
         from engine.hub_transfer import etag_sha256
@@ -184,15 +193,14 @@ class Downloader:
         for remote in plan.files:
             if not (remote.sha256 or remote.git_sha1):
                 remote = replace(remote, sha256=etag_sha256(
-                    job.entry.repo, plan.commit, remote.path, job.source.endpoint,
-                    token_for(job.source, self.token)))
+                    job.entry.repo, plan.commit, remote.path, source.endpoint,
+                    token_for(source, self.token)))
             files.append(remote)
         return replace(plan, files=tuple(files))
 
-    def _import(self, job: DownloadJob) -> None:
+    def _import(self, job: DownloadJob, folder: Path) -> None:
         from engine.folder_import import copy_into_snapshot, plan_from_folder
 
-        folder = job.source
         job.start_counting(0, 0)
         def hashed(count: int) -> None:
             if job.cancel_requested.is_set():
@@ -216,7 +224,7 @@ class Downloader:
         self.records.write("verified", plan)
         self.records.remove("pending", plan.repo)
         if self.convert is not None:
-            self._convert(job, plan)
+            self._convert(job, plan, self.convert)
         if plan.unhashed:
             logger.warning("%s: the source gave no hash for %s; only sizes were checked",
                            entry.id, ", ".join(plan.unhashed))
@@ -225,23 +233,24 @@ class Downloader:
                    size_only=bool(plan.unhashed))
         logger.info("%s downloaded and verified (%d bytes)", entry.id, plan.total_bytes)
 
-    def _convert(self, job: DownloadJob, plan: DownloadPlan) -> None:
+    def _convert(self, job: DownloadJob, plan: DownloadPlan,
+                 convert: Callable[[ManifestEntry, Path], int]) -> None:
         """A failed conversion is a warning: the verified download works as it is."""
         job.update(state=DownloadState.CONVERTING)
         try:
-            saved = self.convert(job.entry, self.store.snapshot_path(plan.repo, plan.commit))
+            saved = convert(job.entry, self.store.snapshot_path(plan.repo, plan.commit))
         except ModelError as error:
             job.update(error_code=error.code, error_params=error.params)
             return
         job.update(saved_bytes=saved)
 
     def _fetch_file(self, job: DownloadJob, plan: DownloadPlan, remote: RemoteFile,
-                    target: Path) -> None:
+                    target: Path, source: DownloadSource) -> None:
         from engine.hub_transfer import fetch_hub_file
 
         try:
-            fetch_hub_file(job.entry.repo, plan.commit, remote, target, job.source.endpoint,
-                           token_for(job.source, self.token), progress_class(job))
+            fetch_hub_file(job.entry.repo, plan.commit, remote, target, source.endpoint,
+                           token_for(source, self.token), progress_class(job))
         except DownloadCancelled:
             raise
         except OSError as error:

@@ -40,7 +40,7 @@ from engine.requests import (
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
-from engine.text_encoding import encode_prompts, prompt_info, read_text_context
+from engine.text_encoding import TextContext, encode_prompts, prompt_info, read_text_context
 from engine.validation import (
     check_prompt_text, normalise_sampler, validate_control, validate_request,
 )
@@ -87,11 +87,11 @@ def latent_preview(latents: torch.Tensor | None) -> Image.Image | None:
 @dataclasses.dataclass
 class _TokenCounter:
     tokenizer: object
-    context: object
+    context: TextContext
     lock: threading.Lock
 
     @classmethod
-    def load(cls, folder: Path) -> "_TokenCounter":
+    def load(cls, folder: Path) -> _TokenCounter:
         from types import SimpleNamespace
 
         from transformers import AutoConfig, AutoTokenizer
@@ -168,7 +168,7 @@ class Engine:
         with counter.lock:
             return prompt_info(parse_prompt(prompt), counter.tokenizer, counter.context)
 
-    def _token_counter(self, folder: Path) -> "_TokenCounter":
+    def _token_counter(self, folder: Path) -> _TokenCounter:
         with self._counters_lock:
             if folder not in self._counters:
                 self._counters[folder] = _TokenCounter.load(folder)
@@ -204,6 +204,7 @@ class Engine:
         if request.width and request.height:
             return request.width, request.height
         if isinstance(request, Img2ImgRequest):
+            assert request.init_image is not None  # validate_request refuses a missing image
             width, height = ImageOps.exif_transpose(request.init_image).size
         else:
             width, height = base.default_size
@@ -219,10 +220,12 @@ class Engine:
             # Only the plain img2img pipeline takes its size from the init image alone.
             job.call_args.update(width=job.width, height=job.height)
         if isinstance(request, Img2ImgRequest):
+            assert request.init_image is not None  # validate_request refuses a missing image
             init = image_ops.resize(image_ops.to_rgb(request.init_image), *size,
                                     request.resize_mode)
             job.call_args.update(image=init, strength=request.strength)
         if isinstance(request, InpaintRequest):
+            assert request.mask is not None  # validate_request refuses a missing image
             mask = image_ops.to_mask(request.mask, request.mask_blur, request.invert_mask)
             mask = image_ops.resize(mask, *size, request.resize_mode)
             job.call_args["mask_image"] = mask
@@ -248,7 +251,8 @@ class Engine:
         controlnet = job.call_args.pop("_controlnet", None)
         pipe = self.pipelines.pipeline(base, request.kind, controlnet)
         pipe.scheduler = base.pipe.scheduler
-        encoded = encode_prompts(parse_prompt(request.prompt), parse_prompt(request.negative_prompt),
+        encoded = encode_prompts(parse_prompt(request.prompt),
+                                 parse_prompt(request.negative_prompt),
                                  base.pipe.tokenizer, base.pipe.text_encoder, base.text_context,
                                  self.placement.device)
         results = []
@@ -267,7 +271,7 @@ class Engine:
                     continue
                 decoded = [self._keep_unmasked(pipe, job, image)
                            for image in self._decode(base, latents)]
-            for image, seed in zip(decoded, seeds):
+            for image, seed in zip(decoded, seeds, strict=True):
                 results.append(GeneratedImage(image, seed, self._parameters(job, seed, encoded)))
         return results, (encoded.positive_info, encoded.negative_info)
 
@@ -335,6 +339,7 @@ class Engine:
         entry = self.store.entry(name)
         if entry is not None and entry.kind is ModelKind.LORA:
             folder = self.store.resolve(name)
+            assert entry.weight_file is not None  # the manifest refuses a LoRA without one
             return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
                               manifest_base=entry.base)
         if self.settings.allow_file_paths and Path(name).expanduser().is_file():

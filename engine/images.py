@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
@@ -69,7 +71,7 @@ def _fit_and_pad(image: Image.Image, width: int, height: int) -> Image.Image:
     return Image.fromarray(np.pad(fitted, padding, mode="edge"))
 
 
-def open_image_file(path, max_pixels: int) -> Image.Image:
+def open_image_file(path: str | Path, max_pixels: int) -> Image.Image:
     """Open an image file, refusing decompression bombs before decoding any pixels."""
     from engine.errors import InvalidRequest
 

@@ -20,6 +20,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
+from PIL import Image
+
 from engine.errors import EngineError, JobCancelled, ResourceError, SkipImage
 from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
 
@@ -92,7 +94,8 @@ class Job:
         self.skip_event = threading.Event()  # drop the current batch, go on with the next
         self.finished = threading.Event()
         self.context: object = None  # what the submitter keeps with the job (an API body)
-        self.preview = None  # the latest rough picture of the first image, while running
+        # The latest rough picture of the first image, while running.
+        self.preview: Image.Image | None = None
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
@@ -230,14 +233,15 @@ class JobQueue:
             if update.preview is not None:
                 job.preview = update.preview
 
+        error: EngineError | None  # JobCancelled, a failure, or none
         state, error = JobState.DONE, None
         try:
-            job.result = self._run(job.request, on_progress, job.cancel_event)  # type: ignore[assignment]
+            job.result = self._run(job.request, on_progress, job.cancel_event)
         except JobCancelled as cancelled:
             state, error = JobState.CANCELLED, cancelled
         except EngineError as failure:
             state, error = JobState.FAILED, failure
-        except Exception:  # noqa: BLE001 - the queue must outlive any one job
+        except Exception:  # the queue must outlive any one job
             logger.exception("job %s failed", job.id)
             state, error = JobState.FAILED, ResourceError("job_failed")
         with self._lock:

@@ -77,7 +77,7 @@ def read_lora_file(path: Path, name: str, allow_pickle: bool) -> dict[str, torch
         _check_safetensors_header(path, name)
         try:
             return load_file(str(path))
-        except Exception:
+        except Exception:  # noqa: BLE001 - safetensors raises its own untyped errors
             raise ModelError("lora_corrupt", name=name) from None
     if path.suffix not in PICKLE_SUFFIXES:
         raise ModelError("lora_unsupported_file", name=name)
@@ -87,7 +87,7 @@ def read_lora_file(path: Path, name: str, allow_pickle: bool) -> dict[str, torch
         raise ModelError("weights_only_disabled")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the unpickler fails in many ways on a bad file
         raise ModelError("lora_corrupt", name=name) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError("lora_corrupt", name=name)

@@ -95,7 +95,7 @@ class ManifestEntry(_Strict):
         return f"{self.repo}.{self.id}" if self.files else self.repo
 
     @model_validator(mode="after")
-    def _fields_for_kind(self) -> "ManifestEntry":
+    def _fields_for_kind(self) -> ManifestEntry:
         if any(not re.fullmatch(r"[0-9a-f]{64}", value) for value in self.sha256.values()):
             raise ValueError("sha256 values are 64 lowercase hex digits")
         if self.kind is ModelKind.BASE and self.default_size is None:
@@ -112,7 +112,7 @@ class ManifestEntry(_Strict):
             raise ValueError("a LoRA needs weight_file")
         return self
 
-    def _annotator_fields(self) -> "ManifestEntry":
+    def _annotator_fields(self) -> ManifestEntry:
         if not self.files:
             raise ValueError("an annotator lists the files it needs")
         # Plain names: a file lands in the snapshot folder under this name.

@@ -41,6 +41,7 @@ def files_for(entry: ManifestEntry) -> list[str]:
     if entry.files:
         return list(entry.files)
     if entry.kind is ModelKind.LORA:
+        assert entry.weight_file is not None  # the manifest refuses a LoRA without one
         return [entry.weight_file] + ([entry.preview_image] if entry.preview_image else [])
     if entry.kind is ModelKind.BASE:
         return BASE_FILES

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,7 +34,9 @@ class LoadedBase:
     reference: str
     folder: Path
     entry: ManifestEntry | None
-    pipe: object
+    # A diffusers pipeline: its unet, vae, scheduler... are set at run time (register_modules),
+    # so no static type names them.
+    pipe: Any
     scheduler_config: dict
     text_context: TextContext
     model_hash: str | None = None

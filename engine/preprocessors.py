@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
@@ -17,6 +17,9 @@ from PIL import Image
 from engine.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.errors import InvalidRequest
 from engine.requests import ControlSpec
+
+if TYPE_CHECKING:
+    from transformers import Pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ class Preprocessors:
         self._resolve_folder = resolve_folder
         self._aux = aux
         self._device = device
-        self._depth = None
+        self._depth: Pipeline | None = None
         self._lock = threading.Lock()
 
     def _depth_estimator(self):

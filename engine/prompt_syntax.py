@@ -1,4 +1,5 @@
-"""Parser for the AUTOMATIC1111 prompt syntax: (emphasis), [de-emphasis], (text:1.3), BREAK and <lora:...> tags.
+"""Parser for the AUTOMATIC1111 prompt syntax: (emphasis), [de-emphasis], (text:1.3), BREAK and
+<lora:...> tags.
 
 Pure standard library, so the UI and the validator can use it without importing torch.
 Every string parses: malformed syntax degrades to literal text, never to an exception.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class ParsedPrompt:
         return "".join(f.text for f in self.fragments if not _is_break(f))
 
 
-# `\d+(?:\.\d*)?` rather than `\d*\.?\d*`: the nested optional digits backtrack quadratically on long digit runs.
+# `\d+(?:\.\d*)?` rather than `\d*\.?\d*`: the nested optional digits backtrack quadratically
+# on long digit runs.
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 
 # The name excludes `<` so a failed match never scans past the next tag: keeps the search linear.
@@ -54,7 +57,8 @@ _TOKEN = re.compile(
     r"|[\\:]"  # a lone backslash or colon is just text
 )
 
-# Lookarounds instead of A1111's `\s*\bBREAK\b\s*`, whose leading `\s*` is quadratic on long runs of spaces.
+# Lookarounds instead of A1111's `\s*\bBREAK\b\s*`, whose leading `\s*` is quadratic on long runs
+# of spaces.
 _BREAK = re.compile(r"(?<!\S)BREAK(?!\S)")
 
 _OPENER = {")": "(", "]": "["}
@@ -75,12 +79,16 @@ def _extract_loras(text: str) -> tuple[str, list[LoraReference]]:
     return _LORA.sub(take, text), loras
 
 
-def _tokenize(text: str) -> list[list]:
+# One token of _tokenize: [kind, value], a list because a closer sets its opener's factor later.
+_Token = list[Any]
+
+
+def _tokenize(text: str) -> list[_Token]:
     """Pair brackets first, so each opener knows its factor before any text inside it is weighed.
 
     Items are ["(" or "[", factor], [")" or "]", None] for matched closers, and ["", text].
     """
-    items: list[list] = []
+    items: list[_Token] = []
     open_at: dict[str, list[int]] = {"(": [], "[": []}
     for match in _TOKEN.finditer(text):
         token, number = match.group(0), match.group(1)
@@ -111,8 +119,9 @@ def _split_breaks(text: str, weight: float) -> list[PromptFragment]:
     return pieces
 
 
-def _weigh(items: list[list]) -> list[PromptFragment]:
-    # Running products per bracket kind: ( and [ pairs may interleave, but each kind nests on its own.
+def _weigh(items: list[_Token]) -> list[PromptFragment]:
+    # Running products per bracket kind: ( and [ pairs may interleave, but each kind nests on its
+    # own.
     products = {"(": [1.0], "[": [1.0]}
     pieces: list[PromptFragment] = []
     for kind, value in items:
@@ -140,6 +149,7 @@ def _merge(pieces: list[PromptFragment]) -> tuple[PromptFragment, ...]:
 
 
 def parse_prompt(text: str) -> ParsedPrompt:
-    # LoRA tags go first, as in A1111's extra-networks pass, so brackets in a LoRA name are not syntax.
+    # LoRA tags go first, as in A1111's extra-networks pass, so brackets in a LoRA name are not
+    # syntax.
     remaining, loras = _extract_loras(text)
     return ParsedPrompt(_merge(_weigh(_tokenize(remaining))), tuple(loras))

@@ -65,9 +65,12 @@ class Txt2ImgRequest(GenerationRequest):
 
 @dataclass(frozen=True, kw_only=True)
 class Img2ImgRequest(GenerationRequest):
-    """Size defaults to the init image's size (rounded down to a multiple of 8)."""
+    """Size defaults to the init image's size (rounded down to a multiple of 8).
 
-    init_image: Image.Image
+    An image of None is a missing one (the validator refuses it) or one a job record dropped.
+    """
+
+    init_image: Image.Image | None
     strength: float = 0.75
     resize_mode: ResizeMode = ResizeMode.JUST_RESIZE
 
@@ -78,7 +81,7 @@ class Img2ImgRequest(GenerationRequest):
 class InpaintRequest(Img2ImgRequest):
     """White in ``mask`` is repainted, black is kept."""
 
-    mask: Image.Image
+    mask: Image.Image | None  # None as for init_image
     mask_blur: int = 4
     invert_mask: bool = False
 
@@ -91,7 +94,7 @@ class ControlSpec:
 
     model: str
     control_type: str
-    image: Image.Image
+    image: Image.Image | None  # None as for Img2ImgRequest.init_image
     weight: float = 1.0
     start: float = 0.0
     end: float = 1.0

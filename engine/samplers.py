@@ -7,7 +7,10 @@ The table is plain data (no torch import) so the UI and the validator can list a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 SIGMA_SCHEDULES = ("karras", "exponential", "beta")
 ALL_SCHEDULES = ("automatic", *SIGMA_SCHEDULES, "sgm_uniform")
@@ -82,7 +85,7 @@ def split_legacy_sampler_name(name: str) -> tuple[str, str | None]:
     return name, None
 
 
-def build_scheduler(base_config: dict, sampler: str, schedule: str):
+def build_scheduler(base_config: dict[str, Any], sampler: str, schedule: str) -> SchedulerMixin:
     """Make the sampler's scheduler from the model's own config, keeping betas and prediction."""
     import diffusers
 
@@ -94,4 +97,5 @@ def build_scheduler(base_config: dict, sampler: str, schedule: str):
         overrides[_SIGMA_FLAGS[schedule]] = True
     elif schedule == "sgm_uniform":
         overrides["timestep_spacing"] = "trailing"
-    return scheduler_class.from_config(base_config, **overrides)
+    scheduler: SchedulerMixin = scheduler_class.from_config(base_config, **overrides)
+    return scheduler

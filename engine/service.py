@@ -10,7 +10,7 @@ import logging
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from PIL import Image
 
@@ -34,13 +34,16 @@ from engine.requests import (
 from engine.settings import EngineSettings
 from engine.single_file import is_single_file
 
+if TYPE_CHECKING:
+    from engine.generation import Engine  # torch and diffusers: imported only when built
+
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ProgressUpdate], None]
 MAX_WAITING_JOBS = 32
 
 
-def default_engine_factory(settings: EngineSettings, manifest: Manifest):
+def default_engine_factory(settings: EngineSettings, manifest: Manifest) -> Engine:
     from engine.logging_setup import quiet_libraries
 
     quiet_libraries()
@@ -67,7 +70,7 @@ class ImageService:
 
     def __init__(self, settings: EngineSettings, manifest: Manifest,
                  output_dir: Path | None = None, active_model: str | None = None,
-                 engine_factory: Callable[[EngineSettings, Manifest], object] | None = None):
+                 engine_factory: Callable[[EngineSettings, Manifest], Engine] | None = None):
         self.settings = settings
         self.manifest = manifest
         self.store = ModelStore(settings, manifest)
@@ -78,7 +81,7 @@ class ImageService:
         self._broken: set[str] = set()
         self._state_lock = threading.Lock()
         self._engine_factory = engine_factory or default_engine_factory
-        self._engine = None
+        self._engine: Engine | None = None
         self._engine_error: BaseException | None = None
         self._engine_ready = threading.Event()
         self._start_lock = threading.Lock()
@@ -109,7 +112,7 @@ class ImageService:
     def _build_engine(self, preload: bool) -> None:
         try:
             self._engine = self._engine_factory(self.settings, self.manifest)
-        except Exception as error:  # noqa: BLE001 - reported to every caller of .engine
+        except Exception as error:  # reported to every caller of .engine
             logger.exception("the engine could not start")
             self._engine_error = error
         finally:
@@ -159,7 +162,7 @@ class ImageService:
                 state = ModelState.READY
         record = self.store.records.read("verified", entry.cache_repo)
         return ModelStatus(entry, state, size, active=entry.id == self._active,
-                           progress=download.fraction if downloading else None,
+                           progress=download.fraction if download and downloading else None,
                            converted=converted is not None,
                            source=record.source if record else "",
                            size_only=bool(record and record.unhashed))
@@ -369,7 +372,8 @@ class ImageService:
         import psutil
 
         ram = psutil.virtual_memory()
-        report = {"ram": {"free": ram.available, "used": ram.used, "total": ram.total}}
+        report: dict[str, dict[str, Any]] = {
+            "ram": {"free": ram.available, "used": ram.used, "total": ram.total}}
         if self._engine is not None and self._engine.placement.device.type == "cuda":
             import torch
 

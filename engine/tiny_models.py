@@ -14,11 +14,15 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from engine.model_store import repo_folder_name
 from engine.single_file import PAI_VOCAB_SIZE
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ def _write_tokenizer(folder: Path, context_length: int) -> None:
     })
 
 
-def _text_encoder(spec: TinyBaseSpec) -> tuple[torch.nn.Module, str]:
+def _text_encoder(spec: TinyBaseSpec) -> tuple[PreTrainedModel, str]:
     from transformers import BertConfig, BertModel, CLIPTextConfig, CLIPTextModel
 
     if spec.text_encoder == "clip":
@@ -112,11 +116,11 @@ def _text_encoder(spec: TinyBaseSpec) -> tuple[torch.nn.Module, str]:
             eos_token_id=3,
         )
         return CLIPTextModel(config), "CLIPTextModel"
-    config = BertConfig(
+    bert_config = BertConfig(
         vocab_size=PAI_VOCAB_SIZE, hidden_size=spec.cross_attention_dim, intermediate_size=37,
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=spec.context_length,
     )
-    return BertModel(config, add_pooling_layer=False), "BertModel"
+    return BertModel(bert_config, add_pooling_layer=False), "BertModel"
 
 
 def _unet(spec: TinyBaseSpec):
@@ -250,7 +254,8 @@ def write_depth_model(root: Path, seed: int = 20) -> Path:
     _randomise(model, seed, scale=0.1)
     root = Path(root)
     model.save_pretrained(root)
-    DPTImageProcessor(size={"height": 64, "width": 64}, keep_aspect_ratio=False).save_pretrained(root)
+    processor = DPTImageProcessor(size={"height": 64, "width": 64}, keep_aspect_ratio=False)
+    processor.save_pretrained(root)
     return root
 
 

@@ -87,7 +87,8 @@ def _check_sampling(request: GenerationRequest, limits: Limits) -> None:
                              schedule=request.schedule)
     _check_int("invalid_steps", request.steps, limits.min_steps, limits.max_steps)
     _check_number("invalid_guidance", request.guidance, limits.min_guidance, limits.max_guidance)
-    if not _is_int(request.seed) or not (request.seed == -1 or 0 <= request.seed <= limits.max_seed):
+    if not _is_int(request.seed) or not (request.seed == -1
+                                         or 0 <= request.seed <= limits.max_seed):
         raise InvalidRequest("invalid_seed", value=repr(request.seed), max=limits.max_seed)
 
 

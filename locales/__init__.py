@@ -7,7 +7,7 @@ warnings under ``warnings.<code>``, filled with the error's parameters.
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -36,7 +36,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
-@lru_cache(maxsize=None)
+@cache
 def messages(language: str) -> dict[str, str]:
     if language not in LANGUAGES:
         language = DEFAULT_LANGUAGE

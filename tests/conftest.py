@@ -9,10 +9,10 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+from dataclasses import dataclass
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 TINY_PAI_SIZE = 64  # the tiny PAI base's latent 8 x the VAE's factor 8
 

@@ -138,7 +138,8 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def lfs_pointer(sha256: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n".encode()
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\n"
+            f"size {size}\n").encode()
 
 
 def index_file(path: str, local: Path, lfs_suffixes: frozenset[str]) -> RepoEntry:
@@ -265,7 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
         except HubError as error:
             self._send_error(error, send_body)
         except ConnectionError as error:
-            # The client went away (or stop() cut the connection) mid-body (a cancel); nothing more to say to it.
+            # The client went away (or stop() cut the connection) mid-body (a cancel); nothing more
+            # to say to it.
             logger.debug("client left during %s %s: %s", self.command, path, error)
             self.close_connection = True
         finally:

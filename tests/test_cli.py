@@ -117,7 +117,7 @@ def test_controlnet_from_the_command_line_uses_the_control_image(tiny_repos, tmp
     parameters = Image.open(outputs["edges"]).info["parameters"]
     assert "Module: canny" in parameters and "Weight: 0.7" in parameters
     assert "Threshold A: 50" in parameters and "Threshold B: 150" in parameters
-    for (request, _), image in zip(made, controls.values()):
+    for (request, _), image in zip(made, controls.values(), strict=True):
         read = np.asarray(request.control.image.convert("RGB"))
         assert np.array_equal(read, np.asarray(image))
     (_, edges), (_, plain) = made

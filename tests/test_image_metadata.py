@@ -30,7 +30,8 @@ def test_ours_come_back_exactly_with_a1111_text_beside_them():
     data = encode_png(GeneratedImage(Image.new("RGB", (8, 8)), 1234, OURS))
     found = read_image_parameters(Image.open(io.BytesIO(data)))
     assert found.source == "huajing" and found.parameters == OURS
-    assert "Schedule type: Karras" in found.text and 'Lora hashes: "poem: abcdef012345"' in found.text
+    assert "Schedule type: Karras" in found.text
+    assert 'Lora hashes: "poem: abcdef012345"' in found.text
 
 
 def test_a1111_infotext():

@@ -112,6 +112,7 @@ def test_chinese_texts_leave_only_names_in_english():
 
 
 def test_field_names_are_translated_in_errors():
-    assert error_text("zh-CN", "missing_image", {"field": "init_image"}) == "缺少初始图像，或无法读取为图片。"
+    assert (error_text("zh-CN", "missing_image", {"field": "init_image"})
+            == "缺少初始图像，或无法读取为图片。")
     assert "inpainting mask" in error_text("en", "missing_image", {"field": "mask"})
     assert "/tmp/a.png" in error_text("en", "image_too_large", {"field": "/tmp/a.png"})

@@ -60,7 +60,7 @@ def test_lora_changes_follows_weight_and_unloads_exactly(fresh_engine, tiny_repo
 
 
 def test_prompt_tag_equals_the_lora_field(fresh_engine):
-    by_tag = fresh_engine.generate(txt2img(prompt="雾蒙蒙的日出在湖面上 <lora:%s:0.4>" % POEM))
+    by_tag = fresh_engine.generate(txt2img(prompt=f"雾蒙蒙的日出在湖面上 <lora:{POEM}:0.4>"))
     by_field = fresh_engine.generate(txt2img(loras=(LoraWeight(POEM, 0.4),)))
     assert difference(by_tag, by_field) == 0
 

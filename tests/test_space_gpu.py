@@ -46,7 +46,7 @@ class FakeSpaces(types.ModuleType):
         self.wrapped: list[str] = []
         self.calls: Counter[str] = Counter()
 
-    def GPU(self, function: Callable | None = None, **_options: Any):  # noqa: N802 - its name
+    def GPU(self, function: Callable | None = None, **_options: Any):  # named like spaces.GPU
         if function is None:
             return lambda inner: self.GPU(inner)
         name = function.__qualname__

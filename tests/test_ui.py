@@ -576,7 +576,7 @@ def test_png_info_sends_its_parameters_to_txt2img(ui, fake, tmp_path):
     sent = session.predict(api_name=send)
 
     api = session.view_api(return_format="dict", print_info=False)["named_endpoints"][send]
-    values = dict(zip((item["label"] for item in api["returns"]), sent))
+    values = dict(zip((item["label"] for item in api["returns"]), sent, strict=True))
     assert values[label("common.prompt")] == PROMPT
     assert values[label("common.negative_prompt")] == "模糊"
     assert (values[label("common.sampler")], values[label("common.schedule")]) == (

@@ -141,7 +141,7 @@ def _updates_by_elem_id(ui, result) -> dict[str, dict]:
     outputs = [block for block in function.outputs if not getattr(block, "skip_api", False)]
     assert len(outputs) == len(result)
     return {getattr(block, "elem_id", None): update
-            for block, update in zip(outputs, result) if isinstance(update, dict)}
+            for block, update in zip(outputs, result, strict=True) if isinstance(update, dict)}
 
 
 ADMIN_FIELDS = ("settings-output-dir", "settings-custom-endpoint", "settings-source",
@@ -169,7 +169,7 @@ def test_the_page_disables_admin_buttons_for_non_admins_only(shared):
 
     for user, admin in (("bob", False), ("alice", True)):
         updates = dict(zip((getattr(b, "elem_id", None) for b in function.outputs),
-                           function.fn(None, Visitor(user))))
+                           function.fn(None, Visitor(user)), strict=True))
         for elem_id in ADMIN_BUTTONS:
             assert updates[elem_id].get("interactive") is admin, (elem_id, admin)
         assert updates["settings-save"] == {"__type__": "update"}  # saving stays open to all

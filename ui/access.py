@@ -31,7 +31,7 @@ class Access:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Any, throttle: Any = None) -> "Access":
+    def from_settings(cls, settings: Any, throttle: Any = None) -> Access:
         """From ``app_settings.AppSettings``."""
         return cls(throttle=throttle, admins=frozenset(settings.admins),
                    local_admin=settings.single_user,

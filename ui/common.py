@@ -79,7 +79,7 @@ def prompt_widgets(texts: Texts, limits: Limits, elem_prefix: str) -> PromptWidg
 
 
 def prompt_row(texts: Texts, limits: Limits, elem_prefix: str,
-               runner: "JobRunner") -> tuple[PromptWidgets, Any, Any]:
+               runner: JobRunner) -> tuple[PromptWidgets, Any, Any]:
     """The prompts with 生成, 中止 and 跳过 beside them, as every generation tab starts."""
     with gr.Row():
         prompts = prompt_widgets(texts, limits, elem_prefix)
@@ -240,10 +240,12 @@ class JobRunner:
                 self._jobs[session].remove(job)
         if job.error is not None:
             raise self.texts.engine_failure(job.error)
-        self._save(job.result)
-        for warning in job.result.warnings:
+        result = job.result
+        assert result is not None  # a generation job that did not fail has its result
+        self._save(result)
+        for warning in result.warnings:
             gr.Warning(self.texts.warning(warning.code, warning.params))
-        return job.result
+        return result
 
     def switch_model(self, model_id: str, caller: gr.Request | None,
                      progress: Any = None) -> None:

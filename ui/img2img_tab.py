@@ -114,6 +114,7 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = common_request_fields(values, prompts, parameters, values[model])
         fields.update(strength=values[strength], resize_mode=ResizeMode(values[resize_mode]))
+        job: Img2ImgRequest  # an InpaintRequest is one too
         if values[mode] == INPAINT:
             background = (values[editor] or {}).get("background")
             mask = values[mask_upload] or mask_from_editor(values[editor])

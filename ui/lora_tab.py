@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -72,7 +73,7 @@ def build_lora_tab(service: ImageServiceLike, texts: Texts) -> LoraTab:
                              interactive=False, show_label=False, height=160, buttons=[],
                              elem_classes=["lora-preview"], elem_id=f"lora-preview-{index}")
                 card_text = gr.Markdown(_card_text(choice, texts.language))
-                texts.bind(card_text, value=lambda language, c=choice: _card_text(c, language))
+                texts.bind(card_text, value=partial(_card_text, choice))
                 enabled = texts.make(gr.Checkbox, label="lora.enable", value=False,
                                      elem_id=f"lora-enable-{index}")
                 weight = texts.make(gr.Slider, label="lora.weight",

@@ -44,7 +44,7 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
         raise ValueError("a widget that a page load changes has no bound texts")
 
     # The state defaults to None so that API clients, which have no browser, may leave it out.
-    def on_load(state: Any = None, request: gr.Request = None):
+    def on_load(state: Any = None, request: gr.Request | None = None):
         saved = store.load()
         language, sampler = personal_choices(state, saved)
         changes = view.admin_changes(access.is_admin(request), access)
