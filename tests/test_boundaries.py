@@ -17,12 +17,12 @@ def _modules_after(statement: str) -> set[str]:
 
 
 def test_engine_does_not_import_gradio():
-    loaded = _modules_after("import engine.generation, engine.cli, engine.tiny_models")
+    loaded = _modules_after("import engine.generate.engine, engine.cli, engine.demo.tiny_models")
     assert "torch" in loaded and "gradio" not in loaded
 
 
 def test_request_types_import_without_torch():
     loaded = _modules_after(
         "import engine.requests, engine.validation, engine.limits, engine.errors, "
-        "engine.samplers, engine.manifest, engine.settings, engine.prompt_syntax, locales")
+        "engine.samplers, engine.store.manifest, engine.settings, engine.prompt_syntax, locales")
     assert not loaded & {"torch", "diffusers", "transformers", "gradio", "controlnet_aux"}

@@ -17,7 +17,7 @@ RAISED = re.compile(
 def codes_in_engine() -> set[str]:
     codes = {"cancelled", "manifest_invalid"}  # set inside JobCancelled and ManifestError
     for folder in ("engine", "api", "ui"):  # wherever an error code is raised
-        for path in (ROOT / folder).glob("*.py"):
+        for path in (ROOT / folder).rglob("*.py"):
             codes |= set(RAISED.findall(path.read_text(encoding="utf-8")))
     return codes
 

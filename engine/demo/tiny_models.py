@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from engine.model_store import repo_folder_name
-from engine.single_file import PAI_VOCAB_SIZE
+from engine.store.model_store import repo_folder_name
+from engine.store.single_file import PAI_VOCAB_SIZE
 
 logger = logging.getLogger(__name__)
 
