@@ -41,13 +41,13 @@ def engine_settings(settings: AppSettings, memory_mode: str):
 def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):
     """The image service; its engine (and, with --demo, the demo models) start in the
     background, so the page is served before torch is even imported."""
-    from engine.manifest import load_manifest, parse_manifest
+    from engine.store.manifest import load_manifest, parse_manifest
     from engine.service import ImageService, default_engine_factory
 
     config = engine_settings(settings, memory_mode)
     if not settings.demo:
         return ImageService(config, load_manifest(config.manifest_path), output_dir=output_dir)
-    from engine.demo import build_demo, demo_manifest_yaml, demo_set_at, demo_settings
+    from engine.demo.build import build_demo, demo_manifest_yaml, demo_set_at, demo_settings
 
     root = settings.data_dir / "demo"
     demo_set = demo_set_at(root)

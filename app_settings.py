@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from engine.download_sources import SOURCE_KINDS
+from engine.downloads.sources import SOURCE_KINDS
 from engine.errors import InvalidRequest
 from engine.samplers import DEFAULT_SAMPLER, SAMPLERS
 from engine.settings import DEVICES, MEMORY_MODES, PRECISIONS

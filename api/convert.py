@@ -14,9 +14,9 @@ from PIL import Image
 
 from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
 from engine.errors import InvalidRequest, ResourceError, WarningCode
-from engine.infotext import format_infotext
+from engine.metadata.infotext import format_infotext
 from engine.limits import Limits
-from engine.outputs import encode_png
+from engine.metadata.outputs import encode_png
 from engine.settings import CHECKPOINTS_FOLDER
 from engine.requests import (
     ControlNetRequest, ControlSpec, EngineWarning, GenerationRequest, GenerationResult,

@@ -31,9 +31,9 @@ from api.schemas import (
     OptionsBody, PngInfoBody, Txt2ImgBody,
 )
 from engine.errors import EngineError, ErrorCode, ResourceError
-from engine.image_metadata import read_image_parameters
+from engine.metadata.reading import read_image_parameters
 from engine.jobs import NO_SHARE, Job, JobState, ModelAction
-from engine.manifest import ModelKind
+from engine.store.manifest import ModelKind
 from engine.requests import ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
 from locales import error_text, language_of

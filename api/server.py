@@ -72,9 +72,9 @@ class RepeatFilter(logging.Filter):
 
 
 # asyncio: accept errors when descriptors run out; uvicorn.error: malformed requests;
-# engine.catalog: a skipped user model, found again on every lookup of a model name.
+# engine.store.catalog: a skipped user model, found again on every lookup of a model name.
 # api.guard: each refused request (forged hosts, foreign origins, wrong passwords).
-REPEATING_LOGGERS = ("asyncio", "uvicorn.error", "engine.catalog", "api.guard")
+REPEATING_LOGGERS = ("asyncio", "uvicorn.error", "engine.store.catalog", "api.guard")
 
 
 def install_repeat_filter(names: Iterable[str] = REPEATING_LOGGERS) -> RepeatFilter:

@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--crowd", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
-    from engine.manifest import ModelKind
+    from engine.store.manifest import ModelKind
 
     with tempfile.TemporaryDirectory() as folder:
         fake, server, thread, url = _serve(Path(folder))

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from engine.download_sources import SOURCE_KINDS
+from engine.downloads.sources import SOURCE_KINDS
 from engine.samplers import DEFAULT_SAMPLER
 from locales import DEFAULT_LANGUAGE, LANGUAGES, error_text, translate, warning_text
 
@@ -145,8 +145,8 @@ def _output_paths(out: Path, count: int) -> list[Path]:
 
 def run(args) -> int:
     from engine.errors import EngineError
-    from engine.generation import Engine
-    from engine.outputs import encode_png
+    from engine.generate.engine import Engine
+    from engine.metadata.outputs import encode_png
     from engine.settings import EngineSettings
 
     settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
@@ -212,10 +212,10 @@ def _progress_line(language: str, status) -> str:
 
 def download(args, model_id: str | None = None) -> int:
     """Download with a progress line on the terminal; Ctrl-C cancels (a later run resumes)."""
-    from engine.download_sources import DownloadSource
-    from engine.download_jobs import DownloadState
+    from engine.downloads.sources import DownloadSource
+    from engine.downloads.jobs import DownloadState
     from engine.errors import EngineError
-    from engine.manifest import load_manifest
+    from engine.store.manifest import load_manifest
     from engine.service import ImageService
     from engine.settings import EngineSettings
 

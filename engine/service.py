@@ -14,28 +14,28 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from PIL import Image
 
-from engine.catalog import (
+from engine.store.catalog import (
     LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, folder_files, folder_size,
     local_checkpoints, lora_choice_from_entry, lora_choice_from_file, lora_files,
     pickled_checkpoints, required_paths_present, single_file_checkpoints, user_model_name,
 )
-from engine.download_sources import DownloadSource
-from engine.download_jobs import FINISHED, DownloadJob, DownloadStatus
-from engine.downloads import Downloader
+from engine.downloads.sources import DownloadSource
+from engine.downloads.jobs import FINISHED, DownloadJob, DownloadStatus
+from engine.downloads.downloader import Downloader
 from engine.errors import EngineError, ModelError, ResourceError
 from engine.jobs import Job, JobQueue, ModelAction, QueuedRequest
 from engine.limits import Limits
-from engine.manifest import Manifest, ManifestEntry, ModelKind
-from engine.model_store import ModelStore
-from engine.preprocessors import CONTROL_TYPES
+from engine.store.manifest import Manifest, ManifestEntry, ModelKind
+from engine.store.model_store import ModelStore
+from engine.generate.preprocessors import CONTROL_TYPES
 from engine.requests import (
     ControlSpec, GenerationRequest, GenerationResult, ProgressUpdate, PromptInfo,
 )
 from engine.settings import EngineSettings
-from engine.single_file import is_single_file
+from engine.store.single_file import is_single_file
 
 if TYPE_CHECKING:
-    from engine.generation import Engine  # torch and diffusers: imported only when built
+    from engine.generate.engine import Engine  # torch and diffusers: imported only when built
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def default_engine_factory(settings: EngineSettings, manifest: Manifest) -> Engi
     from engine.logging_setup import quiet_libraries
 
     quiet_libraries()
-    from engine.generation import Engine  # torch and diffusers: seconds to import
+    from engine.generate.engine import Engine  # torch and diffusers: seconds to import
 
     return Engine(settings, manifest)
 
@@ -172,7 +172,8 @@ class ImageService:
     def _convert(self, entry: ManifestEntry, snapshot: Path) -> int:
         """Weights that do not load for conversion would not load for a job either: the
         model shows as broken (until it loads after all), not ready."""
-        from engine.conversion import convert_to_fp16  # torch: only once a download is done
+        # torch: only once a download is done
+        from engine.downloads.conversion import convert_to_fp16
 
         try:
             saved = convert_to_fp16(self.store, entry, snapshot)
@@ -318,7 +319,7 @@ class ImageService:
     def _load_base(self, model: str) -> None:
         import torch
 
-        from engine.pipelines import free_memory
+        from engine.generate.pipelines import free_memory
 
         try:
             self.engine.pipelines.base(model)
@@ -383,7 +384,7 @@ class ImageService:
         return report
 
     def save(self, result: GenerationResult) -> list[Path]:
-        from engine.outputs import save_generated
+        from engine.metadata.outputs import save_generated
 
         if self.output_dir is None:
             return []

@@ -22,7 +22,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- inpainting keeps what it should ------------------------------------------------------
     Mutation(
         "inpaint: no paste-back of the original",
-        "engine/generation.py",
+        "engine/generate/engine.py",
         "        if job.overlay is None:\n            return image\n",
         "        return image\n",
         (
@@ -39,7 +39,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "inpaint: mask not given to the pipeline",
-        "engine/generation.py",
+        "engine/generate/engine.py",
         'job.call_args["mask_image"] = mask',
         'job.call_args["mask_image"] = Image.new("L", mask.size, 255)',
         ("tests/test_engine.py::test_inpaint_repaints_according_to_the_mask",),
@@ -61,7 +61,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- seeds, resize modes, ControlNet ------------------------------------------------------
     Mutation(
         "seed -1 always the same seed",
-        "engine/generation.py",
+        "engine/generate/engine.py",
         "secrets.randbelow(SEED_MODULUS)",
         "1234567",
         ("tests/test_engine.py::test_random_seed_is_reported_and_reproduces",),
@@ -75,7 +75,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ControlNet guidance start/end ignored",
-        "engine/generation.py",
+        "engine/generate/engine.py",
         "control_guidance_start=float(control.start), control_guidance_end=float(control.end)",
         "",
         ("tests/test_engine.py::test_controlnet_guidance_start_and_end_matter",),
@@ -247,7 +247,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "from-folder: no verification",
-        "engine/downloads.py",
+        "engine/downloads/downloader.py",
         "        self._verify(plan)\n        self.store.point_main_at(plan.repo, plan.commit)\n",
         "        self.store.point_main_at(plan.repo, plan.commit)\n",
         (
@@ -256,7 +256,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "from-folder: manifest hashes ignored",
-        "engine/downloads.py",
+        "engine/downloads/downloader.py",
         "plan = pinned(plan_from_folder(job.entry, folder, hashed), job.entry.sha256)",
         "plan = plan_from_folder(job.entry, folder, hashed)",
         (
@@ -265,7 +265,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "from-folder: required files not checked",
-        "engine/folder_import.py",
+        "engine/downloads/folder_import.py",
         "if not folder.is_dir() or not required_files_present(entry, folder):",
         "if not folder.is_dir():",
         ("tests/test_cli_download.py::test_from_folder_refuses_a_folder_missing_a_required_file",),
@@ -309,7 +309,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ctrl-c: partial snapshot visible",
-        "engine/downloads.py",
+        "engine/downloads/downloader.py",
         '        self.records.write("pending", plan)\n'
         "        job.start_counting(plan.total_bytes - sum(f.size for f in missing), "
         "plan.total_bytes)\n",
@@ -322,7 +322,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ckpt: refusal opens it with torch.load",
-        "engine/model_store.py",
+        "engine/store/model_store.py",
         '            raise ModelError("checkpoint_pickle", name=named[0].name)\n',
         '            __import__("torch").load(named[0], weights_only=False)\n',
         (
@@ -333,7 +333,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ckpt: no refusal",
-        "engine/model_store.py",
+        "engine/store/model_store.py",
         "        self._refuse_pickle(reference)\n",
         "",
         (
@@ -344,7 +344,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ckpt: not listed",
-        "engine/catalog.py",
+        "engine/store/catalog.py",
         'PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")',
         'PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")',
         ("tests/test_ckpt_refusal.py::test_a_ckpt_is_listed_with_the_reason_but_not_offered",),
@@ -426,7 +426,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "errors: an unregistered code raised in a variable",
-        "engine/download_sources.py",
+        "engine/downloads/sources.py",
         'code = "download_unauthorized" if status == 401 else "download_repo_not_found"',
         'code = "download_unauthorized" if status == 401 else "download_repo_missing"',
         ("tests/test_downloads.py::test_server_errors_have_their_own_codes",),
@@ -469,7 +469,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "locales: a download state without texts",
-        "engine/download_jobs.py",
+        "engine/downloads/jobs.py",
         '    PENDING = "pending"\n',
         '    PENDING = "pending"\n    QUEUED = "queued"\n',
         ("tests/test_locales.py::test_every_download_and_model_state_has_a_text",),

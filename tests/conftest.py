@@ -36,10 +36,12 @@ class TinyRepos:
 
 
 def _build_tiny_repos(root: Path) -> TinyRepos:
-    from engine import tiny_models as tiny
-    from engine.manifest import ModelKind, load_manifest
+    from engine.demo import tiny_models as tiny
+    from engine.store.manifest import ModelKind, load_manifest
     from engine.settings import DEFAULT_MANIFEST
-    from engine.tiny_annotators import place_annotators_in_hub_cache, write_tiny_annotators_repo
+    from engine.demo.tiny_annotators import (
+        place_annotators_in_hub_cache, write_tiny_annotators_repo,
+    )
 
     hub = root / "hub"
     made = root / "made"
@@ -97,7 +99,7 @@ def make_settings(repos: TinyRepos, **overrides):
 @pytest.fixture(scope="session")
 def engine(tiny_repos):
     """One engine for the session: models load once. Tests must leave it as they found it."""
-    from engine.generation import Engine
+    from engine.generate.engine import Engine
 
     return Engine(make_settings(tiny_repos))
 

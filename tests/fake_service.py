@@ -18,15 +18,15 @@ from typing import Callable
 from PIL import Image
 
 from engine.jobs import Job, JobQueue, ModelAction
-from engine.download_sources import DownloadSource
-from engine.download_jobs import DownloadState, DownloadStatus
-from engine.catalog import (
+from engine.downloads.sources import DownloadSource
+from engine.downloads.jobs import DownloadState, DownloadStatus
+from engine.store.catalog import (
     LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, lora_choice_from_entry,
 )
 from engine.errors import JobCancelled, ModelError, SkipImage
 from engine.limits import Limits
-from engine.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
-from engine.preprocessors import CONTROL_TYPES
+from engine.store.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
+from engine.generate.preprocessors import CONTROL_TYPES
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, ControlSpec, GeneratedImage, GenerationRequest, GenerationResult,
@@ -211,7 +211,7 @@ class FakeImageService:
         return any(name in (e.id, e.repo) for e in self.entries(ModelKind.LORA))
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """What ``engine.generation.Engine.prepare`` does, without torch."""
+        """What ``engine.generate.engine.Engine.prepare`` does, without torch."""
         sampler, schedule = normalise_sampler(request.sampler, request.schedule)
         loras = tuple(request.loras)
         if isinstance(request.prompt, str):
@@ -287,7 +287,7 @@ class FakeImageService:
 
     def _parameters(self, request: GenerationRequest, seed: int, width: int,
                     height: int) -> dict:
-        """Shaped like ``engine.generation.Engine._parameters``."""
+        """Shaped like ``engine.generate.engine.Engine._parameters``."""
         info = self.prompt_info(request.model, request.prompt)
         entry = self.manifest.get(request.model)
         parameters = {
@@ -308,7 +308,7 @@ class FakeImageService:
     def save(self, result: GenerationResult) -> list[Path]:
         if self.output_dir is None:
             return []
-        from engine.outputs import save_generated
+        from engine.metadata.outputs import save_generated
 
         paths = save_generated(result.images, self.output_dir)
         self.saved.extend(paths)

@@ -16,12 +16,12 @@ from huggingface_hub import constants
 from PIL import Image
 
 from conftest import make_settings
-from engine.aux_annotators import ANNOTATORS_REPO
-from engine.catalog import ModelState
-from engine.download_jobs import DownloadState
-from engine.download_sources import DownloadSource
+from engine.generate.aux_annotators import ANNOTATORS_REPO
+from engine.store.catalog import ModelState
+from engine.downloads.jobs import DownloadState
+from engine.downloads.sources import DownloadSource
 from engine.errors import EngineError
-from engine.manifest import load_manifest
+from engine.store.manifest import load_manifest
 from engine.requests import ControlSpec
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST

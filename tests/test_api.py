@@ -18,7 +18,7 @@ from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
 from api.routes import ApiOptions, install
 from engine.demo import build_demo, demo_manifest_yaml, demo_settings
 from engine.errors import ModelError
-from engine.manifest import parse_manifest
+from engine.store.manifest import parse_manifest
 from engine.service import ImageService
 from engine.settings import EngineSettings
 from helpers import sample_image
@@ -44,8 +44,8 @@ def _with_other_base(demo) -> str:
     import torch
     import yaml
 
-    from engine import tiny_models as tiny
-    from engine.demo import BASE_SAMPLE_SIZE, demo_manifest
+    from engine.demo import tiny_models as tiny
+    from engine.demo.build import BASE_SAMPLE_SIZE, demo_manifest
 
     with torch.random.fork_rng(devices=[]):  # the factory seeds torch's global generator
         folder = tiny.write_base_model(demo.root / "other-base", tiny.TinyBaseSpec(
@@ -527,7 +527,7 @@ def test_oversized_bodies_are_refused(service):
 
 
 def test_models_in_the_models_folder_are_listed_and_selectable(tmp_path):
-    from engine.catalog import LocalKind, LocalModelStatus
+    from engine.store.catalog import LocalKind, LocalModelStatus
     from fake_service import FakeImageService
 
     fake = FakeImageService()
@@ -546,7 +546,7 @@ def test_save_images_on_a_failing_disk_returns_the_images_with_a_warning(
         tmp_path, monkeypatch, fault):
     import errno
 
-    from engine import outputs
+    from engine.metadata import outputs
     from fake_service import FakeImageService
 
     output_dir = tmp_path / "outputs"

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from conftest import make_settings
-from engine.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
+from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.errors import InvalidRequest, ModelError
-from engine.manifest import ModelKind, load_manifest
-from engine.model_store import ModelStore
+from engine.store.manifest import ModelKind, load_manifest
+from engine.store.model_store import ModelStore
 from engine.settings import DEFAULT_MANIFEST
 
 RESOLUTION = 128
@@ -126,7 +126,7 @@ def test_empty_cache_means_not_downloaded_naming_the_model_to_download(tiny_repo
 
 def test_a_missing_weight_file_is_incomplete_and_never_fetched(tiny_repos, tmp_path):
     """MiDaS downloads a missing file itself (from GitHub): it must never be asked to."""
-    from engine.tiny_annotators import place_annotators_in_hub_cache
+    from engine.demo.tiny_annotators import place_annotators_in_hub_cache
 
     store = store_at(tiny_repos, tmp_path / "cache")
     entry = store.manifest.get("annotator-midas")
@@ -140,7 +140,7 @@ def test_a_missing_weight_file_is_incomplete_and_never_fetched(tiny_repos, tmp_p
 
 def test_every_detector_has_its_files_in_the_manifest():
     """The manifest lists exactly the files controlnet-aux 0.0.10's from_pretrained reads."""
-    from engine import tiny_annotators as tiny
+    from engine.demo import tiny_annotators as tiny
 
     manifest = load_manifest(DEFAULT_MANIFEST)
     expected = {"annotator-lineart": {tiny.LINEART_FILE, tiny.LINEART_COARSE_FILE},

@@ -403,7 +403,7 @@ def test_switch_to_english_and_back(page, browser, app):
 
 @pytest.fixture
 def fake_ui(tmp_path):
-    from engine.catalog import LocalKind, LocalModelStatus
+    from engine.store.catalog import LocalKind, LocalModelStatus
     from fake_service import FakeImageService
     from ui_client import running_ui
 

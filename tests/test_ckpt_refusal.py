@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 
 from api.routes import ApiOptions, install
 from conftest import make_settings
-from engine.catalog import LocalKind
+from engine.store.catalog import LocalKind
 from engine.cli import main as cli_main
 from engine.errors import EngineError
-from engine.generation import Engine
-from engine.manifest import load_manifest
+from engine.generate.engine import Engine
+from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
 from helpers import txt2img

@@ -90,7 +90,7 @@ def test_controlnet_from_the_command_line_uses_the_control_image(tiny_repos, tmp
     """Canny edges of a square, and of a plain grey picture. The tiny ControlNet's random
     weights move the picture by a grey level at most, so the control image shows in the
     control map the engine makes of what the command line read: edges, and none."""
-    from engine.generation import Engine
+    from engine.generate.engine import Engine
 
     made = []
     generate = Engine.generate

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_settings
-from engine.catalog import ModelState
+from engine.store.catalog import ModelState
 from engine.cli import main as cli_main
 from engine.errors import EngineError
-from engine.generation import Engine
-from engine.manifest import Manifest, load_manifest
+from engine.generate.engine import Engine
+from engine.store.manifest import Manifest, load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
 from helpers import txt2img
@@ -98,11 +98,11 @@ def copy_of_model(tiny_repos, tmp_path) -> Path:
 def pinned_manifest(tiny_repos, monkeypatch) -> None:
     """The shipped manifest, knowing the true SHA-256 of the model's files (as a release of the
     manifest pins them): a damaged file in a folder can then be told from a good one."""
-    import engine.manifest
+    import engine.store.manifest
 
     pins = sha256_pins(tiny_repos.pai_base)
-    shipped = engine.manifest.load_manifest
-    monkeypatch.setattr(engine.manifest, "load_manifest",
+    shipped = engine.store.manifest.load_manifest
+    monkeypatch.setattr(engine.store.manifest, "load_manifest",
                         lambda path: with_pins(shipped(path), pins))
 
 

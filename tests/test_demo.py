@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.demo import (
+from engine.demo.build import (
     BASE_ID, DEMO_MANIFEST_NAME, DEMO_VERSION, MARKER_NAME, build_demo, demo_settings, is_complete,
 )
-from engine.manifest import ModelKind, load_manifest
+from engine.store.manifest import ModelKind, load_manifest
 from engine.requests import ControlNetRequest, ControlSpec, LoraWeight, Txt2ImgRequest
 from engine.settings import DEFAULT_MANIFEST, EngineSettings
 from helpers import sample_image
@@ -28,7 +28,7 @@ def demo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_engine(demo):
-    from engine.generation import Engine
+    from engine.generate.engine import Engine
 
     return Engine(demo_settings(demo, EngineSettings(device="cpu", precision="fp32")))
 
@@ -124,7 +124,7 @@ def test_a_set_without_its_marker_is_rebuilt(demo, tmp_path):
 
 
 def test_lora_styles_have_preview_pictures(demo):
-    from engine.manifest import load_manifest
+    from engine.store.manifest import load_manifest
     from engine.service import ImageService
 
     service = ImageService(demo_settings(demo, EngineSettings(device="cpu")),

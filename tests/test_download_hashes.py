@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_settings
-from engine.catalog import ModelState
-from engine.download_jobs import DownloadState
-from engine.download_sources import DownloadSource, as_sha256
-from engine.manifest import load_manifest
+from engine.store.catalog import ModelState
+from engine.downloads.jobs import DownloadState
+from engine.downloads.sources import DownloadSource
+from engine.store.files import as_sha256
+from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
 from hub_server import Faults, HubServer

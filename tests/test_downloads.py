@@ -17,11 +17,11 @@ from huggingface_hub.utils import _http
 from PIL import Image
 
 from conftest import make_settings
-from engine.catalog import ModelState
-from engine.download_sources import DownloadSource
-from engine.download_jobs import DownloadState
+from engine.store.catalog import ModelState
+from engine.downloads.sources import DownloadSource
+from engine.downloads.jobs import DownloadState
 from engine.errors import EngineError
-from engine.manifest import load_manifest
+from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
 from helpers import txt2img
@@ -201,10 +201,10 @@ def test_a_500_on_a_file_after_retries(server, tmp_path, tiny_repos, no_backoff)
 
 def test_not_enough_disk_space_fails_before_any_byte(server, tmp_path, tiny_repos,
                                                      monkeypatch):
-    import engine.downloads
+    import engine.downloads.downloader
 
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(engine.downloads.shutil, "disk_usage",
+    monkeypatch.setattr(engine.downloads.downloader.shutil, "disk_usage",
                         lambda path: usage._replace(free=1024))
     service = make_service(tmp_path, tiny_repos)
     status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
@@ -433,7 +433,7 @@ def test_the_hub_token_never_goes_to_a_mirror(server, tmp_path, tiny_repos, monk
 
 
 def test_a_failed_newer_download_leaves_the_older_model_working(server, tmp_path, tiny_repos):
-    from engine.download_sources import DownloadPlan
+    from engine.store.files import DownloadPlan
 
     service = make_service(tmp_path, tiny_repos)
     service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import TINY_PAI_SIZE, make_settings
 from engine.errors import EngineError, JobCancelled
-from engine.generation import Engine
+from engine.generate.engine import Engine
 from engine.requests import ResizeMode
 from engine.samplers import SAMPLERS
 from helpers import (
@@ -456,8 +456,8 @@ def test_half_an_emoji_is_refused_not_crashed(engine):
 
 
 def test_out_of_memory_while_loading_is_not_a_broken_model(tiny_repos, monkeypatch):
-    from engine.catalog import ModelState
-    from engine.manifest import load_manifest
+    from engine.store.catalog import ModelState
+    from engine.store.manifest import load_manifest
     from engine.service import ImageService
     from engine.settings import DEFAULT_MANIFEST
 
@@ -466,7 +466,7 @@ def test_out_of_memory_while_loading_is_not_a_broken_model(tiny_repos, monkeypat
     def no_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(service.engine.pipelines, "_load_base", no_memory)
+    monkeypatch.setattr(service.engine.generate.pipelines, "_load_base", no_memory)
     with pytest.raises(EngineError) as caught:
         service.activate("pai-general-large")
     assert caught.value.code == "out_of_memory"

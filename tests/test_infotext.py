@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from engine.infotext import format_infotext, parse_infotext, read_png_parameters
+from engine.metadata.infotext import format_infotext, parse_infotext, read_png_parameters
 
 BASE = {
     "mode": "txt2img", "model": "pai-artist-large", "prompt": "江南水乡，小桥流水，水墨画",

@@ -10,12 +10,12 @@ import re
 import pytest
 
 from api.guard import GuardCode
-from engine.catalog import ModelState
-from engine.download_jobs import DownloadState
+from engine.store.catalog import ModelState
+from engine.downloads.jobs import DownloadState
 from engine.errors import (
     ErrorCode, JobCancelled, ModelError, SkipImage, UnregisteredCode, WarningCode,
 )
-from engine.manifest import ManifestError
+from engine.store.manifest import ManifestError
 from engine.requests import EngineWarning
 from locales import LANGUAGES, error_text, language_of, messages, translate, warning_text
 

@@ -10,8 +10,8 @@ import torch
 
 from conftest import make_settings
 from engine.errors import EngineError
-from engine.generation import Engine
-from engine.lora import LoraFormat, detect_format, read_lora_file
+from engine.generate.engine import Engine
+from engine.generate.lora import LoraFormat, detect_format, read_lora_file
 from engine.requests import LoraWeight
 from helpers import difference, txt2img
 

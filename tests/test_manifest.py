@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from engine.manifest import ManifestError, ModelKind, load_manifest, parse_manifest
+from engine.store.manifest import ManifestError, ModelKind, load_manifest, parse_manifest
 from engine.settings import DEFAULT_MANIFEST
 
 PAI_REPOS = {

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from conftest import make_settings
-from engine.devices import pick_placement
+from engine.generate.devices import pick_placement
 from engine.errors import EngineError
-from engine.generation import Engine
+from engine.generate.engine import Engine
 from helpers import txt2img
 
 

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.routes import ApiOptions, install
-from engine import tiny_models as tiny
-from engine.demo import BASE_REPO, build_demo, demo_manifest_yaml, demo_settings
-from engine.manifest import ModelKind, parse_manifest
+from engine.demo import tiny_models as tiny
+from engine.demo.build import BASE_REPO, build_demo, demo_manifest_yaml, demo_settings
+from engine.store.manifest import ModelKind, parse_manifest
 from engine.service import ImageService
 from engine.settings import EngineSettings
 from locales import error_text
@@ -140,7 +140,7 @@ def test_a_corrupt_pickle_is_model_load_failed_not_a_500(world):
 
 def test_the_command_line_still_names_any_folder(world):
     store = dataclasses.replace(world.service.settings, allow_file_paths=True)
-    from engine.model_store import ModelStore
+    from engine.store.model_store import ModelStore
 
     cli = ModelStore(store, world.service.manifest)
     assert cli.base_folder(str(world.outside_folder)) == world.outside_folder
@@ -150,8 +150,8 @@ def test_the_command_line_still_names_any_folder(world):
 def test_lora_links_out_of_the_lora_folder_are_neither_listed_nor_loaded(tiny_repos, tmp_path):
     from conftest import make_settings
     from engine.errors import EngineError
-    from engine.generation import Engine
-    from engine.manifest import load_manifest
+    from engine.generate.engine import Engine
+    from engine.store.manifest import load_manifest
     from engine.settings import DEFAULT_MANIFEST
     from helpers import txt2img
 

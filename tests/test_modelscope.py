@@ -15,10 +15,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 from modelscope_hub import HubConfig, _download_control, _legacy_api, constants
 
-from engine.download_sources import MODELSCOPE_ENDPOINT, file_digest
-from engine.download_jobs import DownloadCancelled
+from engine.downloads.sources import MODELSCOPE_ENDPOINT
+from engine.store.files import file_digest
+from engine.downloads.jobs import DownloadCancelled
 from engine.errors import ModelError
-from engine.modelscope_source import download_modelscope_file, fetch_modelscope_plan
+from engine.downloads.modelscope import download_modelscope_file, fetch_modelscope_plan
 from modelscope_server import ACCELERATION_PROBE, ModelScopeServer
 
 REPO = "test-org/tiny-pipeline"
@@ -125,8 +126,8 @@ def test_plan_commit_is_a_stable_folder_name_from_the_content(server):
 
     assert first.commit == second.commit
     assert len(first.commit) == 40 and int(first.commit, 16) >= 0
-    # The recipe of engine.folder_import: the same files imported from a folder land in the
-    # same snapshot folder.
+    # The recipe of engine.downloads.folder_import: the same files imported from a folder land
+    # in the same snapshot folder.
     ordered = sorted(first.files, key=lambda f: PurePosixPath(f.path))
     assert first.commit == hashlib.sha1(
         "".join(f"{f.path}:{f.sha256};" for f in ordered).encode()).hexdigest()
@@ -304,7 +305,7 @@ MS_BASE_REPO = "PAI/pai-diffusion-artist-large-zh"
 
 def _service(tmp_path, tiny_repos):
     from conftest import make_settings
-    from engine.manifest import load_manifest
+    from engine.store.manifest import load_manifest
     from engine.service import ImageService
     from engine.settings import DEFAULT_MANIFEST
 
@@ -315,14 +316,14 @@ def _service(tmp_path, tiny_repos):
 
 
 def _modelscope(server):
-    from engine.download_sources import DownloadSource
+    from engine.downloads.sources import DownloadSource
 
     return DownloadSource.from_choice("modelscope", server.endpoint, allow_private=True)
 
 
 def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos, tmp_path):
-    from engine.catalog import ModelState
-    from engine.download_jobs import DownloadState
+    from engine.store.catalog import ModelState
+    from engine.downloads.jobs import DownloadState
     from helpers import txt2img
 
     service = _service(tmp_path, tiny_repos)
@@ -339,7 +340,7 @@ def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos,
 
 
 def test_modelscope_refuses_what_it_does_not_host_or_cannot_load(tiny_repos, tmp_path):
-    from engine.download_jobs import DownloadState
+    from engine.downloads.jobs import DownloadState
 
     service = _service(tmp_path, tiny_repos)
     partial = tmp_path / "no-text-encoder"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine import outputs
+from engine.metadata import outputs
 from engine.errors import ResourceError
-from engine.infotext import format_infotext, parse_infotext, read_png_parameters
-from engine.outputs import save_generated
+from engine.metadata.infotext import format_infotext, parse_infotext, read_png_parameters
+from engine.metadata.outputs import save_generated
 from engine.requests import GeneratedImage
 
 DAY = datetime(2025, 3, 14, 15, 9, 26)

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from engine.download_sources import DownloadSource
+from engine.downloads.sources import DownloadSource
 from engine.errors import EngineError
 
 

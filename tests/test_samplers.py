@@ -11,7 +11,7 @@ from engine.samplers import (
     ALL_SCHEDULES, SAMPLERS, SIGMA_SCHEDULES, build_scheduler, find_sampler, find_schedule,
     split_legacy_sampler_name,
 )
-from engine.tiny_models import DPM_SOLVER_CONFIG
+from engine.demo.tiny_models import DPM_SOLVER_CONFIG
 
 _FLAGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas",
           "beta": "use_beta_sigmas", "sgm_uniform": "timestep_spacing"}

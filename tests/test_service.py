@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from conftest import make_settings
-from engine.catalog import ModelState
+from engine.store.catalog import ModelState
 from engine.errors import EngineError
-from engine.manifest import ModelKind, load_manifest
+from engine.store.manifest import ModelKind, load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
 from helpers import txt2img

@@ -19,7 +19,7 @@ import pytest
 from api.server import build_server
 from app import build_http_app
 from app_settings import AppSettings, Preferences, PreferencesStore
-from engine.manifest import ModelKind
+from engine.store.manifest import ModelKind
 from fake_service import FakeImageService
 from helpers import send_chunked_until_answered
 from ui.app import UiOptions, build_ui

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from conftest import make_settings
-from engine.catalog import LocalKind
+from engine.store.catalog import LocalKind
 from engine.errors import EngineError
-from engine.generation import Engine
-from engine.manifest import load_manifest
+from engine.generate.engine import Engine
+from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
 from helpers import pixels, txt2img

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.prompt_syntax import parse_prompt
-from engine.text_encoding import encode_prompts, read_text_context, split_into_chunks
+from engine.generate.text_encoding import encode_prompts, read_text_context, split_into_chunks
 
 
 @pytest.fixture(scope="module")

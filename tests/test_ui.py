@@ -24,9 +24,9 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from app_settings import Preferences, PreferencesStore
-from engine.catalog import LoraChoice
-from engine.infotext import format_infotext, parse_infotext
-from engine.outputs import save_generated
+from engine.store.catalog import LoraChoice
+from engine.metadata.infotext import format_infotext, parse_infotext
+from engine.metadata.outputs import save_generated
 from engine.requests import (
     ControlNetRequest, Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
 )
@@ -707,8 +707,8 @@ def test_every_text_the_ui_uses_exists_in_both_languages(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def real_ui(tmp_path_factory):
-    from engine.demo import build_demo, demo_manifest_yaml, demo_settings
-    from engine.manifest import parse_manifest
+    from engine.demo.build import build_demo, demo_manifest_yaml, demo_settings
+    from engine.store.manifest import parse_manifest
     from engine.service import ImageService
     from engine.settings import EngineSettings
 
@@ -845,7 +845,7 @@ def test_skip_drops_the_current_batch_of_my_job():
 
 
 def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_path):
-    from engine.catalog import LocalKind, LocalModelStatus
+    from engine.store.catalog import LocalKind, LocalModelStatus
 
     fake = FakeImageService()
     with running_ui(fake, tmp_path) as ui:

@@ -12,9 +12,9 @@ from typing import Any, Callable
 import gradio as gr
 
 from app_settings import Preferences, PreferencesStore
-from engine.download_sources import CUSTOM, DownloadSource
+from engine.downloads.sources import CUSTOM, DownloadSource
 from engine.errors import NOT_ON_DISK, EngineError
-from engine.manifest import ModelKind
+from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.common import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab

@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 
 from engine.errors import EngineError
-from engine.infotext import format_infotext
+from engine.metadata.infotext import format_infotext
 from engine.jobs import NO_SHARE, ModelAction
 from engine.limits import Limits
 from engine.requests import GenerationRequest, GenerationResult

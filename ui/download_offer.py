@@ -11,10 +11,10 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from engine.download_sources import DownloadSource
-from engine.download_jobs import FINISHED, DownloadState
+from engine.downloads.sources import DownloadSource
+from engine.downloads.jobs import FINISHED, DownloadState
 from engine.errors import EngineError
-from engine.manifest import ModelKind
+from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.common import JobRunner
 from ui.models_tab import download_text

@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from engine.catalog import LoraChoice
+from engine.store.catalog import LoraChoice
 from ui.service import ImageServiceLike
 from ui.texts import Texts
 

@@ -11,11 +11,11 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from engine.catalog import LocalModelStatus, ModelState, ModelStatus
-from engine.download_sources import DownloadSource
-from engine.download_jobs import DownloadState
+from engine.store.catalog import LocalModelStatus, ModelState, ModelStatus
+from engine.downloads.sources import DownloadSource
+from engine.downloads.jobs import DownloadState
 from engine.errors import EngineError
-from engine.manifest import ModelKind
+from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.service import ImageServiceLike
 from ui.texts import Texts

@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from engine.image_metadata import read_image_parameters
+from engine.metadata.reading import read_image_parameters
 from ui.common import ParameterWidgets, PromptWidgets
 from ui.texts import Texts
 

@@ -10,12 +10,12 @@ from typing import Callable, Protocol
 
 from PIL import Image
 
-from engine.catalog import LocalModelStatus, LoraChoice, ModelStatus
-from engine.download_sources import DownloadSource
-from engine.download_jobs import DownloadStatus
+from engine.store.catalog import LocalModelStatus, LoraChoice, ModelStatus
+from engine.downloads.sources import DownloadSource
+from engine.downloads.jobs import DownloadStatus
 from engine.jobs import Job, ModelAction
 from engine.limits import Limits
-from engine.manifest import ManifestEntry, ModelKind
+from engine.store.manifest import ManifestEntry, ModelKind
 from engine.requests import (
     ControlSpec, GenerationRequest, GenerationResult, ProgressUpdate, PromptInfo,
 )

@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from app_settings import Preferences, PreferencesStore, output_folder
-from engine.download_sources import SOURCE_KINDS, DownloadSource
+from engine.downloads.sources import SOURCE_KINDS, DownloadSource
 from engine.errors import EngineError
 from engine.samplers import SAMPLERS
 from engine.settings import MEMORY_MODES

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from engine.download_sources import DownloadPlan, RemoteFile
+from engine.store.files import DownloadPlan, RemoteFile
 
 RECORDS_DIR = ".huajing"
 

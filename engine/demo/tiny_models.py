@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.model_store import repo_folder_name
-from engine.single_file import PAI_VOCAB_SIZE
+from engine.store.model_store import repo_folder_name
+from engine.store.single_file import PAI_VOCAB_SIZE
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

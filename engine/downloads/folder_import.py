@@ -10,13 +10,14 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from engine.catalog import required_files_present
-from engine.download_sources import (
-    DownloadPlan, RemoteFile, content_commit, matches, sha256_of,
+from engine.store.catalog import required_files_present
+from engine.downloads.sources import (
+    content_commit, matches,
 )
 from engine.errors import ModelError
-from engine.manifest import ManifestEntry
-from engine.model_store import files_for
+from engine.store.files import DownloadPlan, RemoteFile, sha256_of
+from engine.store.manifest import ManifestEntry
+from engine.store.model_store import files_for
 
 FOLDER_SOURCE_PREFIX = "folder:"
 

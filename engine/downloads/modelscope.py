@@ -17,10 +17,11 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 from urllib.parse import urlsplit
 
-from engine.download_sources import (
-    DownloadPlan, RemoteFile, content_commit, disk_full, matches,
+from engine.downloads.sources import (
+    content_commit, disk_full, matches,
 )
 from engine.errors import EngineError, ModelError
+from engine.store.files import DownloadPlan, RemoteFile
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def download_modelscope_file(plan: DownloadPlan, remote: RemoteFile, target: Pat
     The SDK writes into a hidden staging folder next to ``target`` (its ``.incomplete`` file
     there is what a later call resumes from); only a verified file is renamed onto ``target``.
     """
-    from engine.download_jobs import DownloadCancelled
+    from engine.downloads.jobs import DownloadCancelled
 
     if cancelled():
         raise DownloadCancelled()

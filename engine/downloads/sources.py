@@ -1,4 +1,5 @@
-"""Where models come from (下载源) and what a download of one model consists of.
+"""Where models come from (下载源) and how a download of one model is planned (the plan's
+types and the hash checks are in ``engine.store.files``).
 
 Every call names its endpoint explicitly (``endpoint=``), so the user's choice in 设置 or on the
 command line is honoured per call rather than through an import-time environment variable.
@@ -10,14 +11,13 @@ import fnmatch
 import hashlib
 import ipaddress
 import logging
-import re
 import socket
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 from urllib.parse import urlsplit
 
 from engine.errors import EngineError, InvalidRequest, ModelError, ResourceError
+from engine.store.files import DownloadPlan, RemoteFile
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ SOURCE_KINDS = (HUGGINGFACE, HF_MIRROR, MODELSCOPE, CUSTOM)
 MODELSCOPE_ENDPOINT = "https://modelscope.cn"
 _ENDPOINTS = {HUGGINGFACE: "https://huggingface.co", HF_MIRROR: "https://hf-mirror.com",
               MODELSCOPE: MODELSCOPE_ENDPOINT}
-HASH_CHUNK = 4 * 1024 * 1024
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -107,31 +105,6 @@ def _is_public(address_text: str) -> bool:
     return address.is_global and not address.is_multicast
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    path: str
-    size: int
-    sha256: str | None  # large (LFS) files: the hub's ETag is this hash
-    git_sha1: str | None  # small files: the git blob id
-
-
-@dataclass(frozen=True)
-class DownloadPlan:
-    repo: str
-    commit: str
-    files: tuple[RemoteFile, ...]
-    source: str = ""  # the endpoint it came from, or a local folder
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-    @property
-    def unhashed(self) -> tuple[str, ...]:
-        """Files that came with no hash at all: only their size could be checked."""
-        return tuple(f.path for f in self.files if not (f.sha256 or f.git_sha1))
-
-
 def content_commit(files: tuple[RemoteFile, ...]) -> str:
     """A stable snapshot name for files that come without a commit id (a local folder, a
     ModelScope listing): the same content always files into the same folder."""
@@ -145,12 +118,6 @@ def pinned(plan: DownloadPlan, known: Mapping[str, str]) -> DownloadPlan:
     files = tuple(replace(f, sha256=known[f.path], git_sha1=None) if f.path in known else f
                   for f in plan.files)
     return replace(plan, files=files)
-
-
-def as_sha256(value: str | None) -> str | None:
-    """``value`` (e.g. an ETag) when it is a SHA-256 in hex, else None."""
-    value = (value or "").strip().lower()
-    return value if SHA256_HEX.fullmatch(value) else None
 
 
 def matches(path: str, patterns: list[str]) -> bool:
@@ -212,34 +179,7 @@ def download_error(error: BaseException, repo: str) -> EngineError:
     return ModelError("download_network_error", repo=repo)
 
 
-def _read_into(digest, path: Path, on_bytes: Callable[[int], None] | None = None):
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
-            digest.update(chunk)
-            if on_bytes is not None:
-                on_bytes(len(chunk))
-    return digest
-
-
-def sha256_of(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
-    """The file's SHA-256; ``on_bytes`` hears of each chunk read (progress, or a cancel)."""
-    return _read_into(hashlib.sha256(), path, on_bytes).hexdigest()
-
-
 def disk_full(needed_bytes: int, free_bytes: int = 0) -> ResourceError:
     """The error for a full disk, in GB as its message says."""
     return ResourceError("disk_full", need=f"{needed_bytes / 1024**3:.2f}",
                          free=f"{free_bytes / 1024**3:.2f}")
-
-
-def file_digest(path: Path, expected: RemoteFile) -> bool:
-    """Whether the file on disk is exactly the one the hub described."""
-    if path.stat().st_size != expected.size:
-        return False
-    if expected.sha256:
-        digest = hashlib.sha256()
-    elif expected.git_sha1:
-        digest = hashlib.sha1(b"blob %d\0" % expected.size)
-    else:
-        return True  # the hub gave no hash: the size is all there is to check
-    return _read_into(digest, path).hexdigest() == (expected.sha256 or expected.git_sha1)

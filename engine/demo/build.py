@@ -160,8 +160,8 @@ def _build_into(scratch: Path) -> None:
 
 def _write_repos(made: Path) -> list[tuple[Path, str]]:
     """(folder, repo id) for every repo of the set, written under ``made``."""
-    from engine import tiny_models as tiny
-    from engine.preprocessors import DEPTH_MODEL_REPO
+    from engine.demo import tiny_models as tiny
+    from engine.generate.preprocessors import DEPTH_MODEL_REPO
 
     base = tiny.write_base_model(made / "base", tiny.TinyBaseSpec(sample_size=BASE_SAMPLE_SIZE))
     repos = [(base, BASE_REPO)]
@@ -176,7 +176,9 @@ def _write_repos(made: Path) -> list[tuple[Path, str]]:
 
 
 def _place_annotators(made: Path, hub: Path) -> None:
-    from engine.tiny_annotators import place_annotators_in_hub_cache, write_tiny_annotators_repo
+    from engine.demo.tiny_annotators import (
+        place_annotators_in_hub_cache, write_tiny_annotators_repo,
+    )
 
     folder = write_tiny_annotators_repo(made / "annotators")
     place_annotators_in_hub_cache(folder, _annotator_entries(), hub)
@@ -184,7 +186,7 @@ def _place_annotators(made: Path, hub: Path) -> None:
 
 def _annotator_entries():
     """The main manifest's preprocessor weights: the same detectors, the same files."""
-    from engine.manifest import ModelKind, load_manifest
+    from engine.store.manifest import ModelKind, load_manifest
     from engine.settings import DEFAULT_MANIFEST
 
     return load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.ANNOTATOR)
@@ -210,7 +212,7 @@ def _remove_leftover_scratch(root: Path) -> None:
 
 
 def _place(folder: Path, repo: str, hub: Path) -> None:
-    from engine.tiny_models import place_in_hub_cache
+    from engine.demo.tiny_models import place_in_hub_cache
 
     place_in_hub_cache(folder, repo, hub)
     logger.debug("placed %s", repo)
@@ -316,6 +318,6 @@ def demo_manifest() -> dict:
 
 def demo_manifest_yaml() -> str:
     header = (f"# The built-in demo model set (version {DEMO_VERSION}), written by "
-              "engine/demo.py.\n# Random weights: every image is noise.\n")
+              "engine/demo/build.py.\n# Random weights: every image is noise.\n")
     body = yaml.safe_dump(demo_manifest(), allow_unicode=True, sort_keys=False, width=100)
     return header + body

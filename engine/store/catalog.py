@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.manifest import ManifestEntry, ModelKind
+from engine.store.manifest import ManifestEntry, ModelKind
 
 logger = logging.getLogger(__name__)
 

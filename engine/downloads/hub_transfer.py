@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from engine.download_sources import RemoteFile, as_sha256
+from engine.store.files import RemoteFile, as_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -151,7 +151,7 @@ class AuxAnnotators:
         detector_class = getattr(controlnet_aux, annotator.detector_class)
         if annotator.weights is None:
             return detector_class()
-        from engine.lora import weights_only_forced_off
+        from engine.generate.lora import weights_only_forced_off
 
         if weights_only_forced_off():
             # controlnet-aux calls torch.load without weights_only, so the override applies.

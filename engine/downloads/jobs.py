@@ -1,5 +1,5 @@
 """A download as the UI, the API and the CLI see it: its state, bytes, speed and ETA, and the
-job object a download thread reports into (``engine.downloads.Downloader`` runs them).
+job object a download thread reports into (``engine.downloads.downloader.Downloader`` runs them).
 No torch, no gradio: the UI shows these types.
 """
 
@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from engine.download_sources import DownloadSource
-from engine.manifest import ManifestEntry
+from engine.downloads.sources import DownloadSource
+from engine.store.manifest import ManifestEntry
 
 
 class DownloadState(str, enum.Enum):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image
 
-from engine.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
+from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.errors import InvalidRequest
 from engine.requests import ControlSpec
 

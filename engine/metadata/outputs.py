@@ -21,7 +21,7 @@ from pathlib import Path
 from PIL import PngImagePlugin
 
 from engine.errors import ResourceError
-from engine.infotext import format_infotext
+from engine.metadata.infotext import format_infotext
 from engine.requests import GeneratedImage
 
 logger = logging.getLogger(__name__)

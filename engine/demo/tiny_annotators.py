@@ -24,7 +24,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from engine.manifest import ManifestEntry
+from engine.store.manifest import ManifestEntry
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def place_annotators_in_hub_cache(folder: Path, entries: Iterable[ManifestEntry]
                                   cache_dir: Path) -> None:
     """Each annotator entry's files of the replica ``folder``, as a download of that entry
     would leave them in ``cache_dir`` (under its own cache folder, ``entry.cache_repo``)."""
-    from engine.tiny_models import place_in_hub_cache
+    from engine.demo.tiny_models import place_in_hub_cache
 
     for entry in entries:
         with tempfile.TemporaryDirectory() as scratch:

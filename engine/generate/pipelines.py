@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from engine.devices import Placement
+from engine.generate.devices import Placement
 from engine.errors import ModelError
-from engine.lora import LoraAdapters, weights_only_forced_off
-from engine.manifest import ManifestEntry
-from engine.model_store import ModelStore
+from engine.generate.lora import LoraAdapters, weights_only_forced_off
+from engine.store.manifest import ManifestEntry
+from engine.store.model_store import ModelStore
 from engine.requests import JobKind
-from engine.text_encoding import TextContext, read_text_context
+from engine.generate.text_encoding import TextContext, read_text_context
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class PipelineManager:
     def _from_single_file(self, path: Path, common: dict):
         from diffusers import AutoencoderKL, StableDiffusionPipeline
 
-        from engine.single_file import read_shape
+        from engine.store.single_file import read_shape
 
         shape = read_shape(path)
         config = self.store.single_file_config(path, shape)

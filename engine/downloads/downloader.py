@@ -1,8 +1,8 @@
 """Model downloads: progress, cancel, resume, free-space check, hash verification.
 
 Files go into the hub cache's snapshot folder through huggingface_hub's ``http_get``
-(``engine.hub_transfer``: a cut-off file resumes from its ``.part`` file, also in a later call
-or process) or the ModelScope SDK. Before the first byte a *pending* record is written;
+(``engine.downloads.hub_transfer``: a cut-off file resumes from its ``.part`` file, also in
+a later call or process) or the ModelScope SDK. Before the first byte a *pending* record is written;
 only when every file matched its SHA-256 (or git blob id) is it replaced by a *verified* one.
 ``ModelStore`` refuses to load a model whose record is still pending, so a download that was
 cut off or killed never loads as a complete model.
@@ -20,17 +20,17 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from engine.catalog import required_paths_present
-from engine.download_jobs import (
+from engine.store.catalog import required_paths_present
+from engine.downloads.jobs import (
     FINISHED, DownloadCancelled, DownloadJob, DownloadState, DownloadStatus, progress_class,
 )
-from engine.download_sources import (
-    HUGGINGFACE, DownloadPlan, DownloadSource, RemoteFile, disk_full, download_error, fetch_plan,
-    file_digest, pinned,
+from engine.downloads.sources import (
+    HUGGINGFACE, DownloadSource, disk_full, download_error, fetch_plan, pinned,
 )
 from engine.errors import EngineError, ModelError
-from engine.manifest import Manifest, ManifestEntry
-from engine.model_store import ModelStore, delete_cached_file, files_for, repo_folder_name
+from engine.store.files import DownloadPlan, RemoteFile, file_digest
+from engine.store.manifest import Manifest, ManifestEntry
+from engine.store.model_store import ModelStore, delete_cached_file, files_for, repo_folder_name
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Downloader:
                               token_for(source, self.token))
             # Fetched from ``repo``, filed under the entry's own cache folder.
             return replace(plan, repo=entry.cache_repo), partial(self._fetch_file, source=source)
-        from engine.modelscope_source import download_modelscope_file, fetch_modelscope_plan
+        from engine.downloads.modelscope import download_modelscope_file, fetch_modelscope_plan
 
         if entry.modelscope_repo is None:  # start() refused it already; this tells the types
             raise ModelError("download_not_on_modelscope", name=entry.id)
@@ -187,7 +187,7 @@ class Downloader:
                            source: DownloadSource) -> DownloadPlan:
         """A file the source listed with no hash gets the SHA-256 its resolve answer names
         (the hub's ETag for LFS files), asked for before the first byte is written."""
-        from engine.hub_transfer import etag_sha256
+        from engine.downloads.hub_transfer import etag_sha256
 
         files = []
         for remote in plan.files:
@@ -199,7 +199,7 @@ class Downloader:
         return replace(plan, files=tuple(files))
 
     def _import(self, job: DownloadJob, folder: Path) -> None:
-        from engine.folder_import import copy_into_snapshot, plan_from_folder
+        from engine.downloads.folder_import import copy_into_snapshot, plan_from_folder
 
         job.start_counting(0, 0)
         def hashed(count: int) -> None:
@@ -246,7 +246,7 @@ class Downloader:
 
     def _fetch_file(self, job: DownloadJob, plan: DownloadPlan, remote: RemoteFile,
                     target: Path, source: DownloadSource) -> None:
-        from engine.hub_transfer import fetch_hub_file
+        from engine.downloads.hub_transfer import fetch_hub_file
 
         try:
             fetch_hub_file(job.entry.repo, plan.commit, remote, target, source.endpoint,

@@ -14,15 +14,15 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-from engine.catalog import (
+from engine.store.catalog import (
     PICKLE_SUFFIXES, local_checkpoints, pickled_checkpoints, single_file_checkpoints,
     user_model_name,
 )
-from engine.download_sources import sha256_of
 from engine.errors import ModelError
-from engine.manifest import Manifest, ManifestEntry, ModelKind
-from engine.records import DownloadRecords
-from engine.single_file import CheckpointShape, config_folder_for, is_single_file, read_shape
+from engine.store.files import sha256_of
+from engine.store.manifest import Manifest, ManifestEntry, ModelKind
+from engine.store.records import DownloadRecords
+from engine.store.single_file import CheckpointShape, config_folder_for, is_single_file, read_shape
 from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class ModelStore:
     def complete_folder(self, model_id: str) -> Path:
         """A manifest model's folder in the cache, holding every file it needs: for loaders
         that would fetch a missing file themselves (controlnet-aux does)."""
-        from engine.catalog import required_files_present
+        from engine.store.catalog import required_files_present
 
         entry = self.entry(model_id)
         if entry is None:

@@ -21,17 +21,17 @@ import torch
 from PIL import Image, ImageOps
 
 from engine import images as image_ops
-from engine.aux_annotators import AuxAnnotators
-from engine.catalog import stays_inside
-from engine.devices import Placement, pick_placement
+from engine.generate.aux_annotators import AuxAnnotators
+from engine.store.catalog import stays_inside
+from engine.generate.devices import Placement, pick_placement
 from engine.errors import (
     EngineError, JobCancelled, ModelError, ResourceError, SkipImage, WarningCode,
 )
-from engine.lora import LoraSource
-from engine.manifest import Manifest, ModelKind, load_manifest
-from engine.model_store import ModelStore
-from engine.pipelines import LoadedBase, PipelineManager, free_memory
-from engine.preprocessors import CONTROL_TYPES, Preprocessors
+from engine.generate.lora import LoraSource
+from engine.store.manifest import Manifest, ModelKind, load_manifest
+from engine.store.model_store import ModelStore
+from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
+from engine.generate.preprocessors import CONTROL_TYPES, Preprocessors
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, EngineWarning, GeneratedImage, GenerationRequest, GenerationResult,
@@ -40,7 +40,9 @@ from engine.requests import (
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
-from engine.text_encoding import TextContext, encode_prompts, prompt_info, read_text_context
+from engine.generate.text_encoding import (
+    TextContext, encode_prompts, prompt_info, read_text_context,
+)
 from engine.validation import (
     check_prompt_text, normalise_sampler, validate_control, validate_request,
 )

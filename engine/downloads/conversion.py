@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from engine.catalog import folder_size
-from engine.download_sources import DownloadPlan, RemoteFile, sha256_of
+from engine.store.catalog import folder_size
 from engine.errors import ModelError
-from engine.manifest import ManifestEntry, ModelKind
-from engine.model_store import COMPLETE_MARKER, ModelStore, delete_cached_file
+from engine.store.files import DownloadPlan, RemoteFile, sha256_of
+from engine.store.manifest import ManifestEntry, ModelKind
+from engine.store.model_store import COMPLETE_MARKER, ModelStore, delete_cached_file
 
 logger = logging.getLogger(__name__)
 

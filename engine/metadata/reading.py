@@ -9,8 +9,8 @@ from typing import Any
 
 from PIL import Image
 
-from engine.infotext import parse_infotext, read_png_parameters
-from engine.outputs import REQUEST_CHUNK
+from engine.metadata.infotext import parse_infotext, read_png_parameters
+from engine.metadata.outputs import REQUEST_CHUNK
 from engine.samplers import find_sampler, find_schedule
 
 # ComfyUI's sampler names for the ones we know under A1111's names.
