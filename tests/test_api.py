@@ -16,7 +16,7 @@ from PIL import Image, PngImagePlugin
 
 from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
 from api.routes import ApiOptions, install
-from engine.demo import build_demo, demo_manifest_yaml, demo_settings
+from engine.demo.build import build_demo, demo_manifest_yaml, demo_settings
 from engine.errors import ModelError
 from engine.store.manifest import parse_manifest
 from engine.service import ImageService
