@@ -58,6 +58,21 @@ class _ImportReader(ast.NodeVisitor):
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _inside_function
 
+    def visit_If(self, node: ast.If) -> None:
+        """``if TYPE_CHECKING:`` imports are for the type checker: they never run, so they
+        count like an import inside a function (the ui/api rule still sees them)."""
+        test = node.test
+        name = test.attr if isinstance(test, ast.Attribute) else getattr(test, "id", "")
+        if name != "TYPE_CHECKING":
+            self.generic_visit(node)
+            return
+        self.function_depth += 1
+        for statement in node.body:
+            self.visit(statement)
+        self.function_depth -= 1
+        for statement in node.orelse:
+            self.visit(statement)
+
     def _add(self, name: str, node: ast.stmt) -> None:
         self.found.append(Import(name, node.lineno, self.function_depth == 0))
 
