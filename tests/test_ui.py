@@ -27,6 +27,8 @@ from app_settings import Preferences, PreferencesStore
 from engine.store.catalog import LoraChoice
 from engine.metadata.infotext import format_infotext, parse_infotext
 from engine.metadata.outputs import save_generated
+from engine.store.manifest import Manifest, Recommended, load_manifest
+from engine.settings import DEFAULT_MANIFEST
 from engine.requests import (
     ControlNetRequest, Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
 )
@@ -329,6 +331,34 @@ def test_controlnet_generation_returns_the_map_and_the_images(ui, fake, tmp_path
     assert request.sampler == "Euler a"  # the ControlNet tab's own default
     control = parse_infotext(info)["control"]
     assert (control["type"], control["weight"]) == ("depth", 0.8)
+
+
+def _with_recommended(manifest: Manifest, **by_id: dict) -> Manifest:
+    models = tuple(entry.model_copy(update={"recommended": Recommended(**by_id[entry.id])})
+                   if entry.id in by_id else entry for entry in manifest.models)
+    return manifest.model_copy(update={"models": models})
+
+
+def test_controlnet_tab_starts_at_the_manifests_recommended_settings(tmp_path):
+    """The ControlNet offered first sets sampler, steps and guidance; what it leaves out (the
+    schedule) comes from the active base. None of them is a widget's built-in default."""
+    from ui.app import UiOptions, build_ui
+
+    manifest = _with_recommended(
+        load_manifest(DEFAULT_MANIFEST),
+        **{"pai-artist-large": {"sampler": "DPM++ 2M", "schedule": "karras", "steps": 25},
+           "pai-artist-large-controlnet-canny": {"sampler": "DDIM", "steps": 33,
+                                                 "guidance": 4.5}})
+    service = FakeImageService(manifest, active_model="pai-artist-large")
+    demo = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "s.json"))
+    shown = {block.elem_id: block.value for block in demo.blocks.values()
+             if str(getattr(block, "elem_id", None)).startswith("controlnet-")
+             and hasattr(block, "value")}
+
+    assert shown["controlnet-model"] == "pai-artist-large-controlnet-canny"
+    assert (shown["controlnet-sampler"], shown["controlnet-steps"],
+            shown["controlnet-guidance"], shown["controlnet-schedule"]) == ("DDIM", 33, 4.5,
+                                                                           "karras")
 
 
 # -- token counter ---------------------------------------------------------------------------
