@@ -151,6 +151,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         'mask = Image.new("L", background.size, 255)',
         ("tests/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
     ),
+    Mutation(
+        "ui: ControlNet tab ignores the manifest's recommended settings",
+        "ui/controlnet_tab.py",
+        "            parameters = parameter_widgets(texts, limits, sampler,\n"
+        "                                           service.default_size(service.active_model),\n"
+        '                                           "controlnet", recommended)\n',
+        '            parameters = parameter_widgets(texts, limits, "Euler a",\n'
+        "                                           service.default_size(service.active_model),\n"
+        '                                           "controlnet")\n',
+        ("tests/test_ui.py::test_controlnet_tab_starts_at_the_manifests_recommended_settings",),
+    ),
     # -- the prompt parser -------------------------------------------------------------------
     Mutation(
         "prompt: long prompts parse to nothing",

@@ -15,6 +15,16 @@ from pathlib import Path
 import pytest
 
 TINY_PAI_SIZE = 64  # the tiny PAI base's latent 8 x the VAE's factor 8
+# Tests that use one of these fixtures (directly or through another fixture) load the tiny
+# torch/diffusers models: they get the `engine` marker here, so none can be left unmarked.
+ENGINE_FIXTURES = frozenset({"tiny_repos", "engine"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,12 @@ JOB_WAIT_S = 120
 LINEART = "annotator-lineart"
 
 # Importing controlnet-aux warns about optional packages and timm renames; not ours to fix.
+# Every test downloads from a local hub server (the tiny repos make them `engine` tests too).
 pytestmark = [
     pytest.mark.filterwarnings(f"ignore::{category}:{module}")
     for category in ("UserWarning", "FutureWarning", "DeprecationWarning")
     for module in ("controlnet_aux", "timm", "torch")
-]
+] + [pytest.mark.servers]
 
 
 @pytest.fixture

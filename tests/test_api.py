@@ -84,6 +84,7 @@ def decode(data: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(data)))
 
 
+@pytest.mark.engine
 def test_txt2img_answers_like_a1111(client):
     response = client.post("/sdapi/v1/txt2img", json={
         "prompt": "雾蒙蒙的日出在湖面上", "seed": 42, "batch_size": 2, "unknown_field": 1,
@@ -100,12 +101,14 @@ def test_txt2img_answers_like_a1111(client):
     assert decode(body["images"][0]).info["parameters"] == info["infotexts"][0]
 
 
+@pytest.mark.engine
 def test_defaults_follow_a1111(client):
     response = client.post("/sdapi/v1/txt2img", json={"prompt": "山", "steps": 2})
     info = json.loads(response.json()["info"])
     assert (info["width"], info["height"], info["sampler_name"]) == (512, 512, "Euler")
 
 
+@pytest.mark.engine
 def test_bad_input_is_a_4xx_with_a_chinese_message(client):
     response = client.post("/sdapi/v1/txt2img", json={"prompt": "山", "steps": 2, "width": 65})
     assert response.status_code == 400
@@ -118,6 +121,7 @@ def test_bad_input_is_a_4xx_with_a_chinese_message(client):
     assert client.post("/sdapi/v1/txt2img", json={"steps": "many"}).status_code == 422
 
 
+@pytest.mark.engine
 def test_img2img_inpaint_and_bad_images(client):
     init = b64_png(sample_image(80, 64))
     plain = client.post("/sdapi/v1/img2img", json={
@@ -157,6 +161,7 @@ def test_inpaint_fields_reach_the_request_as_a1111_means_them(invert):
     assert (request.mask.getpixel((40, 32)), request.mask.getpixel((5, 5))) == (255, 0)
 
 
+@pytest.mark.engine
 def test_controlnet_unit_in_alwayson_scripts(client):
     unit = {"enabled": True, "input_image": b64_png(sample_image()), "module": "canny",
             "model": "demo-controlnet-canny", "weight": 1.0, "threshold_a": 100,
@@ -169,6 +174,7 @@ def test_controlnet_unit_in_alwayson_scripts(client):
     assert "ControlNet 0" in json.loads(response.json()["info"])["infotexts"][0]
 
 
+@pytest.mark.engine
 def test_lists_and_a_switch_to_the_other_model_for_the_next_generation(client, service):
     titles = [m["title"] for m in client.get("/sdapi/v1/sd-models").json()]
     assert titles == ["demo-base", OTHER_BASE]
@@ -198,6 +204,7 @@ def test_lists_and_a_switch_to_the_other_model_for_the_next_generation(client, s
     assert client.get("/sdapi/v1/cmd-flags").json() == {}
 
 
+@pytest.mark.engine
 def test_png_info_round_trip_regenerates_the_identical_image(client):
     first = client.post("/sdapi/v1/txt2img", json={
         "prompt": "亭台楼阁，(水墨绘画:1.2)", "negative_prompt": "油画", "seed": 7,
@@ -213,6 +220,7 @@ def test_png_info_round_trip_regenerates_the_identical_image(client):
     assert decode(again["images"][0]).tobytes() == decode(first["images"][0]).tobytes()
 
 
+@pytest.mark.engine
 def test_async_jobs_answer_at_once_and_only_the_owner_may_cancel(client, service):
     gate = threading.Event()
     original = service.generate
@@ -293,6 +301,7 @@ def test_the_job_status_answers_in_the_language_asked_for(header, language):
     assert stranger.json()["detail"] == error_text(language, "job_not_yours", {"id": job["id"]})
 
 
+@pytest.mark.engine
 def test_interrupt_and_progress_mid_job(client, service):
     started = threading.Event()
     original = service.generate
@@ -316,6 +325,7 @@ def test_interrupt_and_progress_mid_job(client, service):
     assert answer.json()["state"] == "cancelled"
 
 
+@pytest.mark.engine
 def test_a_full_queue_answers_503_in_chinese(tmp_path_factory):
     demo = build_demo(tmp_path_factory.mktemp("demo-busy"))
     busy = ImageService(demo_settings(demo, EngineSettings(device="cpu", precision="fp32")),
@@ -335,6 +345,7 @@ def test_a_full_queue_answers_503_in_chinese(tmp_path_factory):
         gate.set()
 
 
+@pytest.mark.engine
 def test_auth_guards_every_route(service):
     # Many free tries: this test is about every route, not the back-off (see test_guard.py).
     guarded = make_client(service, guard={"throttle": LoginThrottle(free_tries=1000)},
@@ -351,6 +362,7 @@ def test_auth_guards_every_route(service):
     text = guarded.get("/sdapi/v1/cmd-flags", auth=("alice", "s3cret")).text
     assert "s3cret" not in text
 
+@pytest.mark.servers
 def test_same_port_as_the_ui_and_the_same_password(tmp_path):
     import httpx
 
@@ -383,6 +395,7 @@ def test_same_port_as_the_ui_and_the_same_password(tmp_path):
         thread.join(10)
 
 
+@pytest.mark.engine
 def test_memory_unload_reload_and_detect(client, service):
     memory = client.get("/sdapi/v1/memory").json()
     assert memory["ram"]["total"] > 0
@@ -433,6 +446,7 @@ def fuzz_client(factory) -> TestClient:
     return _FUZZ_CLIENTS["client"]
 
 
+@pytest.mark.engine
 def test_progress_shows_a_preview_of_the_running_job(client, service):
     paused, resume = threading.Event(), threading.Event()
     original = service.generate
@@ -463,6 +477,7 @@ def test_progress_shows_a_preview_of_the_running_job(client, service):
     assert service.jobs.get(job["id"]).wait(60)
 
 
+@pytest.mark.engine
 def test_skip_drops_the_current_batch_and_goes_on(client, service):
     paused, resume = threading.Event(), threading.Event()
     original = service.generate
@@ -491,6 +506,7 @@ def test_skip_drops_the_current_batch_and_goes_on(client, service):
     assert json.loads(done["result"]["info"])["all_seeds"] == [4]  # batch 2 of seeds 3, 4
 
 
+@pytest.mark.engine
 def test_review_regressions(client):
     nan = client.post("/sdapi/v1/txt2img", content='{"prompt": "山", "cfg_scale": NaN}',
                       headers={"content-type": "application/json"})
@@ -520,6 +536,7 @@ def test_review_regressions(client):
     assert "enable_hr" in json.loads(unsupported["info"])["ignored_fields"]
 
 
+@pytest.mark.engine
 def test_oversized_bodies_are_refused(service):
     small = make_client(service, guard={"max_large_body_bytes": 1000})
     answer = small.post("/sdapi/v1/txt2img", json={"prompt": "山" * 2000})
@@ -566,6 +583,7 @@ def test_save_images_on_a_failing_disk_returns_the_images_with_a_warning(
     assert str(tmp_path) not in response.text  # the server's folder is not named
 
 
+@pytest.mark.engine
 def test_a_finished_v2_job_keeps_its_result_but_not_its_input_images(client, service):
     init = b64_png(Image.new("RGB", (64, 64), "white"))
     created = client.post("/sdapi/v2/jobs", json={

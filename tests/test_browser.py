@@ -26,6 +26,8 @@ from browser_app import (
 )
 from locales import error_text, translate
 
+pytestmark = [pytest.mark.browser, pytest.mark.servers, pytest.mark.engine]
+
 ZH_TABS = {"txt2img": "文生图", "img2img": "图生图", "controlnet": "可控生成",
            "lora": "LoRA 风格", "models": "模型管理", "pnginfo": "图片信息", "settings": "设置"}
 # Something each tab shows once its content is on the page.

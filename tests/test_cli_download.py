@@ -218,6 +218,7 @@ def hub(tiny_repos):
         yield server
 
 
+@pytest.mark.servers
 def test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes(tiny_repos, tmp_path,
                                                                       hub):
     cache, models = tmp_path / "cache", tmp_path / "models"

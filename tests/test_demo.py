@@ -37,6 +37,7 @@ def _pixels(result) -> np.ndarray:
     return np.asarray(result.images[0].image, dtype=np.int16)
 
 
+@pytest.mark.engine
 def test_demo_manifest_validates_and_lists_the_set(demo):
     assert demo.manifest_path.name == DEMO_MANIFEST_NAME
     manifest = load_manifest(demo.manifest_path)
@@ -57,6 +58,7 @@ def test_demo_manifest_validates_and_lists_the_set(demo):
                                                      and entry.examples)
 
 
+@pytest.mark.engine
 def test_demo_settings_point_at_the_set_offline(demo):
     base = EngineSettings(device="cpu", precision="fp32")
     settings = demo_settings(demo, base)
@@ -66,12 +68,14 @@ def test_demo_settings_point_at_the_set_offline(demo):
     assert base.hub_cache_dir is None and not base.offline
 
 
+@pytest.mark.engine
 def test_txt2img_at_the_default_size(demo_engine):
     result = demo_engine.generate(Txt2ImgRequest(**FAST))
     assert result.images[0].image.size == (DEMO_SIDE, DEMO_SIDE)
     assert _pixels(result).std() > 0
 
 
+@pytest.mark.engine
 @pytest.mark.parametrize("control_type", ["canny", "depth"])
 def test_controlnet_job(demo_engine, control_type):
     control = ControlSpec(model=f"demo-controlnet-{control_type}", control_type=control_type,
@@ -82,6 +86,7 @@ def test_controlnet_job(demo_engine, control_type):
     assert not result.warnings
 
 
+@pytest.mark.engine
 def test_lora_changes_the_image(demo_engine):
     plain = demo_engine.generate(Txt2ImgRequest(**FAST))
     styled = demo_engine.generate(Txt2ImgRequest(**FAST, loras=(LoraWeight("demo-lora-ink"),)))
@@ -91,6 +96,7 @@ def test_lora_changes_the_image(demo_engine):
     assert np.abs(_pixels(plain) - _pixels(styled)).max() > 0
 
 
+@pytest.mark.engine
 def test_a_complete_set_is_not_rebuilt(demo):
     weights = next(demo.hub_cache.glob("models--huajing-demo--tiny-base/snapshots/*/unet/*.bin"))
     before = weights.stat().st_mtime_ns
@@ -106,6 +112,7 @@ def test_marker_of_another_version_is_not_complete(tmp_path):
     assert is_complete(tmp_path)
 
 
+@pytest.mark.engine
 def test_a_set_without_its_marker_is_rebuilt(demo, tmp_path):
     # A copy, so the shared set stays as the engine tests found it.
     root = tmp_path / "set"
@@ -123,6 +130,7 @@ def test_a_set_without_its_marker_is_rebuilt(demo, tmp_path):
     assert len(load_manifest(rebuilt.manifest_path).models) == 6 + 5  # 5 annotators
 
 
+@pytest.mark.engine
 def test_lora_styles_have_preview_pictures(demo):
     from engine.store.manifest import load_manifest
     from engine.service import ImageService

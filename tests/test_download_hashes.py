@@ -58,6 +58,7 @@ def status_of(service: ImageService):
     return next(s for s in service.model_statuses() if s.entry.id == LORA_ID)
 
 
+@pytest.mark.servers
 def test_a_sha256_etag_stands_in_for_the_missing_listed_hash(server, lora_folder, tmp_path,
                                                              tiny_repos):
     service = make_service(tmp_path, tiny_repos)
@@ -70,6 +71,7 @@ def test_a_sha256_etag_stands_in_for_the_missing_listed_hash(server, lora_folder
     assert not any("authorization" in r.headers for r in server.requests_log)
 
 
+@pytest.mark.servers
 def test_wrong_bytes_are_refused_by_the_etag(server, tmp_path, tiny_repos):
     server.file_faults[KEY] = Faults(corrupt=True)  # same size, true headers, other bytes
     service = make_service(tmp_path, tiny_repos)
@@ -78,6 +80,7 @@ def test_wrong_bytes_are_refused_by_the_etag(server, tmp_path, tiny_repos):
     assert status_of(service).state is ModelState.PARTIAL
 
 
+@pytest.mark.servers
 def test_no_hash_at_all_is_downloaded_and_shown_as_size_checked_only(server, tmp_path,
                                                                      tiny_repos, monkeypatch):
     from locales import translate
@@ -97,6 +100,7 @@ def test_no_hash_at_all_is_downloaded_and_shown_as_size_checked_only(server, tmp
     assert service.verify(LORA_ID)  # the sizes still match
 
 
+@pytest.mark.servers
 def test_the_cli_says_size_checked_only(server, tmp_path, capsys):
     from engine.cli import main
 
@@ -109,6 +113,7 @@ def test_the_cli_says_size_checked_only(server, tmp_path, capsys):
     assert "只核对了大小" in out and "已下载并校验完成" not in out
 
 
+@pytest.mark.servers
 def test_the_manifests_pin_still_decides(server, tmp_path, tiny_repos):
     """A pinned hash needs no ETag, and a wrong pin fails even with a true ETag."""
     service = make_service(tmp_path, tiny_repos)

@@ -81,6 +81,7 @@ def state_of(service: ImageService, model_id: str) -> ModelState:
     return next(s.state for s in service.model_statuses() if s.entry.id == model_id)
 
 
+@pytest.mark.servers
 def test_downloads_only_the_needed_files_then_loads(server, tmp_path, tiny_repos):
     service = make_service(tmp_path, tiny_repos)
     seen = []
@@ -100,6 +101,7 @@ def test_downloads_only_the_needed_files_then_loads(server, tmp_path, tiny_repos
     assert service.generate(txt2img()).images
 
 
+@pytest.mark.servers
 def test_cancel_leaves_an_unloadable_partial_model_and_a_retry_completes(
         server, tmp_path, tiny_repos):
     server.faults = Faults(throttle_bytes_per_s=200_000)
@@ -118,6 +120,7 @@ def test_cancel_leaves_an_unloadable_partial_model_and_a_retry_completes(
     assert service.generate(txt2img()).images
 
 
+@pytest.mark.servers
 def test_a_cancelled_download_resumes_where_it_stopped(server, served_repos, tmp_path,
                                                        tiny_repos, monkeypatch):
     # The client writes whole 10 MiB chunks; tiny files need tiny chunks to be cut mid-way.
@@ -143,6 +146,7 @@ def test_a_cancelled_download_resumes_where_it_stopped(server, served_repos, tmp
     assert again.done_bytes == again.total_bytes
 
 
+@pytest.mark.servers
 def test_a_dropped_connection_is_retried(server, tmp_path, tiny_repos, no_backoff):
     server.file_faults[f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"] = Faults(
         drop_after_bytes=100_000, drop_times=1)
@@ -152,6 +156,7 @@ def test_a_dropped_connection_is_retried(server, tmp_path, tiny_repos, no_backof
     assert service.verify("pai-artist-large")
 
 
+@pytest.mark.servers
 def test_a_server_that_ignores_range_still_gives_the_right_bytes(server, tmp_path, tiny_repos,
                                                                   no_backoff):
     key = f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"
@@ -162,6 +167,7 @@ def test_a_server_that_ignores_range_still_gives_the_right_bytes(server, tmp_pat
     assert service.verify("pai-artist-large")
 
 
+@pytest.mark.servers
 def test_wrong_bytes_are_caught_deleted_and_never_loaded(server, tmp_path, tiny_repos):
     key = f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"
     server.file_faults[key] = Faults(corrupt=True)
@@ -178,6 +184,7 @@ def test_wrong_bytes_are_caught_deleted_and_never_loaded(server, tmp_path, tiny_
     assert caught.value.code == "model_incomplete"
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("status_code, error_code", [
     (401, "download_unauthorized"), (404, "download_repo_not_found"),
     (500, "download_server_error"),
@@ -191,6 +198,7 @@ def test_server_errors_have_their_own_codes(server, tmp_path, tiny_repos, no_bac
     assert state_of(service, "pai-artist-large") is ModelState.MISSING
 
 
+@pytest.mark.servers
 def test_a_500_on_a_file_after_retries(server, tmp_path, tiny_repos, no_backoff):
     server.status_for[f"{BASE_REPO}/unet/diffusion_pytorch_model.bin"] = StatusFault(500)
     service = make_service(tmp_path, tiny_repos)
@@ -199,6 +207,7 @@ def test_a_500_on_a_file_after_retries(server, tmp_path, tiny_repos, no_backoff)
     assert status.error_params["status"] == "500"
 
 
+@pytest.mark.servers
 def test_not_enough_disk_space_fails_before_any_byte(server, tmp_path, tiny_repos,
                                                      monkeypatch):
     import engine.downloads.downloader
@@ -212,6 +221,7 @@ def test_not_enough_disk_space_fails_before_any_byte(server, tmp_path, tiny_repo
     assert not server.requests_to("/resolve/", method="GET")
 
 
+@pytest.mark.servers
 def test_two_requests_share_one_download(server, served_repos, tmp_path, tiny_repos):
     server.faults = Faults(throttle_bytes_per_s=400_000)
     service = make_service(tmp_path, tiny_repos)
@@ -233,6 +243,7 @@ def test_offline_fails_at_once_with_size_and_advice(tmp_path, tiny_repos):
                                    "size": "4.2"}
 
 
+@pytest.mark.servers
 def test_the_chosen_mirror_is_the_one_reached(served_repos, tmp_path, tiny_repos):
     with HubServer(served_repos) as hub, HubServer(served_repos) as mirror:
         service = make_service(tmp_path, tiny_repos)
@@ -259,6 +270,7 @@ def _disk_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink())
 
 
+@pytest.mark.servers
 def test_conversion_to_fp16_safetensors(server, tmp_path, tiny_repos, monkeypatch):
     service = make_service(tmp_path, tiny_repos, convert_downloads=True)
     status = service.download("pai-artist-large", source(server)).wait(JOB_WAIT_S)
@@ -288,6 +300,7 @@ def test_conversion_to_fp16_safetensors(server, tmp_path, tiny_repos, monkeypatc
     assert next(s for s in service.model_statuses() if s.entry.id == "pai-artist-large").converted
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("part", ["unet", "text_encoder"])
 def test_weights_that_do_not_load_for_conversion_mark_the_model_broken(
         served_repos, tmp_path, tiny_repos, part):
@@ -307,6 +320,7 @@ def test_weights_that_do_not_load_for_conversion_mark_the_model_broken(
     assert caught.value.code == "model_load_failed"
 
 
+@pytest.mark.servers
 def test_a_damaged_fp16_copy_fails_verify_and_a_new_download_restores_the_model(
         server, tmp_path, tiny_repos):
     service = make_service(tmp_path, tiny_repos, convert_downloads=True)
@@ -325,6 +339,7 @@ def test_a_damaged_fp16_copy_fails_verify_and_a_new_download_restores_the_model(
     assert state_of(service, "pai-artist-large") is ModelState.READY
 
 
+@pytest.mark.servers
 def test_verify_notices_a_damaged_file_and_delete_removes_everything(server, tmp_path,
                                                                       tiny_repos):
     service = make_service(tmp_path, tiny_repos)
@@ -341,6 +356,7 @@ def test_verify_notices_a_damaged_file_and_delete_removes_everything(server, tmp
     assert not (tmp_path / "cache" / "models--alibaba-pai--pai-diffusion-artist-large-zh").exists()
 
 
+@pytest.mark.servers
 def test_a_killed_download_process_restarts_cleanly(server, tmp_path, tiny_repos):
     """``python -m engine download`` killed mid-file; the next run finishes and verifies."""
     server.faults = Faults(throttle_bytes_per_s=100_000)
@@ -368,6 +384,7 @@ def test_a_killed_download_process_restarts_cleanly(server, tmp_path, tiny_repos
     assert service.verify("pai-artist-large")
 
 
+@pytest.mark.servers
 def test_the_source_is_recorded_and_shown(server, tmp_path, tiny_repos):
     from ui.models_tab import status_rows
 
@@ -402,6 +419,7 @@ def test_import_refuses_a_folder_that_is_not_the_model(tmp_path, tiny_repos, ser
     assert state_of(service, "pai-artist-large") is ModelState.MISSING
 
 
+@pytest.mark.servers
 def test_sd_models_reports_the_verified_hash(server, tmp_path, tiny_repos, served_repos):
     import hashlib
 
@@ -424,6 +442,7 @@ def test_sd_models_reports_the_verified_hash(server, tmp_path, tiny_repos, serve
     assert result.images[0].parameters["model_hash"] == expected[:10]
 
 
+@pytest.mark.servers
 def test_the_hub_token_never_goes_to_a_mirror(server, tmp_path, tiny_repos, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_token")
     service = make_service(tmp_path, tiny_repos)
@@ -432,6 +451,7 @@ def test_the_hub_token_never_goes_to_a_mirror(server, tmp_path, tiny_repos, monk
     assert not any("authorization" in r.headers for r in server.requests_log)
 
 
+@pytest.mark.servers
 def test_a_failed_newer_download_leaves_the_older_model_working(server, tmp_path, tiny_repos):
     from engine.store.files import DownloadPlan
 
@@ -450,6 +470,7 @@ def _txt2img_command(server, tmp_path, *extra):
             "--out", str(tmp_path / "out.png"), "--no-convert", *extra]
 
 
+@pytest.mark.servers
 def test_cli_asks_before_downloading_a_missing_model_on_first_use(
         server, tmp_path, monkeypatch, capsys):
     from engine.cli import main
@@ -473,6 +494,7 @@ def test_cli_asks_before_downloading_a_missing_model_on_first_use(
     assert "已下载并校验完成" in capsys.readouterr().out
 
 
+@pytest.mark.servers
 def test_cli_download_flag_gives_consent_up_front(server, tmp_path, monkeypatch):
     from engine.cli import main
 
@@ -481,6 +503,7 @@ def test_cli_download_flag_gives_consent_up_front(server, tmp_path, monkeypatch)
     assert (tmp_path / "out.png").is_file()
 
 
+@pytest.mark.servers
 def test_the_manifests_known_hash_decides_over_what_the_source_says(server, served_repos,
                                                                     tmp_path, tiny_repos):
     import hashlib
@@ -506,6 +529,7 @@ def test_the_manifests_known_hash_decides_over_what_the_source_says(server, serv
     assert {f.path: f.sha256 for f in record.files}["pytorch_lora_weights.bin"] == real
 
 
+@pytest.mark.servers
 def test_a_disk_that_fills_up_mid_file_says_so_and_keeps_the_app_working(
         server, tmp_path, tiny_repos, monkeypatch):
     import errno
@@ -527,6 +551,7 @@ def test_a_disk_that_fills_up_mid_file_says_so_and_keeps_the_app_working(
     assert status.state is DownloadState.DONE and service.verify("pai-artist-large")
 
 
+@pytest.mark.servers
 def test_verify_waits_for_its_turn_while_files_arrive_or_another_process_works(
         server, tmp_path, tiny_repos):
     server.faults = Faults(throttle_bytes_per_s=200_000)
@@ -546,6 +571,7 @@ def test_verify_waits_for_its_turn_while_files_arrive_or_another_process_works(
     assert service.verify("pai-artist-large")
 
 
+@pytest.mark.servers
 def test_two_processes_downloading_one_model_fetch_it_once(server, served_repos, tmp_path,
                                                            tiny_repos):
     server.faults = Faults(throttle_bytes_per_s=400_000)
@@ -563,6 +589,7 @@ def test_two_processes_downloading_one_model_fetch_it_once(server, served_repos,
     assert app.verify("pai-artist-large") and cli.verify("pai-artist-large")
 
 
+@pytest.mark.servers
 def test_a_converted_model_loads_from_any_models_folder(server, tmp_path, tiny_repos):
     service = make_service(tmp_path, tiny_repos, convert_downloads=True)
     assert service.download("pai-artist-large", source(server)).wait(

@@ -52,7 +52,7 @@ def repo_folders(tmp_path_factory) -> dict[str, Path]:
     return {REPO: tiny, BIG_REPO: big}
 
 
-pytestmark = pytest.mark.usefixtures("hub_online")
+pytestmark = [pytest.mark.usefixtures("hub_online"), pytest.mark.servers]
 
 
 class SleepRecorder:

@@ -88,6 +88,7 @@ def chunked_head(path: str, extra: str = "") -> str:
             f"Content-Type: application/json\r\n{extra}\r\n")
 
 
+@pytest.mark.servers
 def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read():
     with serving(policy()) as (url, inner):
         # The server answers 401 to the headers alone: the body is never waited for.
@@ -99,6 +100,7 @@ def test_an_anonymous_body_is_refused_before_a_byte_of_it_is_read():
         assert inner.received == []
 
 
+@pytest.mark.servers
 def test_a_chunked_body_past_the_limit_is_cut_off_with_413():
     with serving(policy()) as (url, inner):
         head = chunked_head("/sdapi/v1/txt2img", f"Authorization: {basic('alice', 's3cret')}\r\n")
@@ -108,6 +110,7 @@ def test_a_chunked_body_past_the_limit_is_cut_off_with_413():
         assert inner.received == []  # the app never got a whole (oversized) body
 
 
+@pytest.mark.servers
 def test_a_declared_length_past_the_limit_is_refused_at_once():
     with serving(policy()) as (url, inner):
         head = (f"POST /sdapi/v1/txt2img HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -117,6 +120,7 @@ def test_a_declared_length_past_the_limit_is_refused_at_once():
         assert inner.received == []
 
 
+@pytest.mark.servers
 def test_bodies_within_the_limit_reach_the_app_with_the_user():
     with serving(policy()) as (url, inner):
         answer = httpx.post(f"{url}/sdapi/v1/txt2img", content=b"y" * 200_000,
@@ -128,6 +132,7 @@ def test_bodies_within_the_limit_reach_the_app_with_the_user():
         assert inner.users == ["bob"]
 
 
+@pytest.mark.servers
 def test_gets_of_the_page_pass_to_its_own_login_but_api_gets_need_a_user():
     with serving(policy()) as (url, inner):
         assert httpx.get(f"{url}/").status_code == 200  # Gradio shows its login page
@@ -137,6 +142,7 @@ def test_gets_of_the_page_pass_to_its_own_login_but_api_gets_need_a_user():
         assert inner.users == [None]
 
 
+@pytest.mark.servers
 def test_a_login_cookie_is_a_user():
     sessions = {"good-token": "alice"}
     cookie_policy = policy(session_user=lambda cookies: sessions.get(cookies.get("access-token")))
@@ -149,6 +155,7 @@ def test_a_login_cookie_is_a_user():
         assert forged.status_code == 401
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:7860", "127.0.0.1.nip.io",
                                   "", "localhost.evil.example"])
 def test_a_forged_host_is_refused(host):
@@ -162,6 +169,7 @@ def test_a_forged_host_is_refused(host):
         assert ours.status_code == 200
 
 
+@pytest.mark.servers
 def test_an_allowed_host_name_is_served():
     named = policy(users={}, allowed_hosts=AllowedHosts(["127.0.0.1", "studio.lan"]))
     with serving(named) as (url, _inner):
@@ -169,6 +177,7 @@ def test_an_allowed_host_name_is_served():
         assert httpx.get(f"{url}/", headers={"host": "STUDIO.LAN."}).status_code == 200
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("path", ["/sdapi/v1/interrupt", "/sdapi/v1/skip",
                                   "/sdapi/v1/unload-checkpoint", "/gradio_api/run/save"])
 def test_a_foreign_origin_cannot_change_anything_even_without_a_body(path):
@@ -184,6 +193,7 @@ def test_a_foreign_origin_cannot_change_anything_even_without_a_body(path):
         assert read.status_code == 200  # reading is not changing; CORS keeps answers private
 
 
+@pytest.mark.servers
 def test_refusals_are_translated():
     with serving(policy()) as (url, _inner):
         english = httpx.get(f"{url}/sdapi/v1/progress", headers={"accept-language": "en-GB"})
@@ -192,6 +202,7 @@ def test_refusals_are_translated():
         assert "需要登录" in chinese.json()["detail"]
 
 
+@pytest.mark.servers
 def test_wrong_passwords_back_off_per_user_and_per_address():
     throttle = LoginThrottle(free_tries=3, max_wait_s=60)
     with serving(policy(throttle=throttle)) as (url, _inner):
@@ -236,6 +247,7 @@ def test_throttle_memory_is_bounded():
     assert len(throttle._failures) == 100
 
 
+@pytest.mark.servers
 def test_half_open_connections_are_closed_and_the_server_keeps_answering():
     with serving(policy(users={}), header_timeout_s=0.5, max_connections=40) as (url, _inner):
         host, port = url.split("//", 1)[1].split(":")
@@ -261,6 +273,7 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@pytest.mark.servers
 def test_a_slow_second_request_on_a_kept_alive_connection_is_closed_too():
     with serving(policy(users={}), header_timeout_s=0.5) as (url, _inner):
         host, port = url.split("//", 1)[1].split(":")
@@ -304,6 +317,7 @@ def test_repeated_log_lines_are_written_once_per_interval():
     assert records[-1] == "another kind"
 
 
+@pytest.mark.servers
 def test_connections_over_the_cap_are_closed_at_once():
     with serving(policy(users={}), header_timeout_s=60, max_connections=10,
                  max_per_address=10) as (url, _inner):
@@ -341,6 +355,7 @@ def test_the_names_a_server_answers_to():
     assert settings.allowed_hosts == ("studio.lan", "a.b")
 
 
+@pytest.mark.servers
 def test_another_port_on_this_machine_is_another_site():
     named = AllowedHosts(["127.0.0.1", "localhost"], named=["studio.example"])
     with serving(policy(users={}, allowed_hosts=named)) as (url, inner):
@@ -357,6 +372,7 @@ def test_another_port_on_this_machine_is_another_site():
             assert answer.status_code == 200, origin
 
 
+@pytest.mark.servers
 def test_one_address_cannot_take_every_connection():
     with serving(policy(users={}), header_timeout_s=60, max_connections=20,
                  max_per_address=5) as (url, _inner):
@@ -376,6 +392,7 @@ def test_one_address_cannot_take_every_connection():
                 sock.close()
 
 
+@pytest.mark.servers
 def test_a_stalled_body_gives_its_place_back():
     quick = policy(users={}, body_idle_timeout_s=0.5)
     with serving(quick) as (url, inner):
@@ -388,6 +405,7 @@ def test_a_stalled_body_gives_its_place_back():
         assert inner.received == []
 
 
+@pytest.mark.servers
 def test_a_link_on_another_site_signs_no_one_out():
     with serving(policy(users={})) as (url, inner):
         cross = httpx.get(f"{url}/logout", headers={"sec-fetch-site": "cross-site"})
@@ -396,6 +414,7 @@ def test_a_link_on_another_site_signs_no_one_out():
             == 200
 
 
+@pytest.mark.servers
 def test_a_name_guessed_from_elsewhere_does_not_lock_its_user_out():
     throttle = LoginThrottle(free_tries=2, max_wait_s=60)
     guesser = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"))

@@ -82,6 +82,7 @@ def _answer(response) -> tuple[int, str, str]:
     return response.status_code, body.get("error"), body.get("detail")
 
 
+@pytest.mark.engine
 def test_paths_outside_the_checkpoints_folder_all_get_the_same_answer(world):
     for reference in _refusals(world):
         response = world.client.post("/sdapi/v1/options",
@@ -92,6 +93,7 @@ def test_paths_outside_the_checkpoints_folder_all_get_the_same_answer(world):
     assert world.service.active_model == "demo-base"
 
 
+@pytest.mark.engine
 def test_override_settings_and_v2_jobs_refuse_the_same_paths(world):
     for reference in (str(world.outside_folder), "/etc", "linked", "~/x"):
         body = {**SMALL, "override_settings": {"sd_model_checkpoint": reference}}
@@ -110,6 +112,7 @@ def test_override_settings_and_v2_jobs_refuse_the_same_paths(world):
             assert _answer(created)[:2] == (404, "unknown_model"), reference
 
 
+@pytest.mark.engine
 def test_own_models_are_listed_by_their_name_in_the_folder_and_selectable(world):
     response = world.client.get("/sdapi/v1/sd-models")
     assert str(world.root) not in response.text  # neither the models folder nor the cache
@@ -127,6 +130,7 @@ def test_own_models_are_listed_by_their_name_in_the_folder_and_selectable(world)
         world.service.activate("demo-base")
 
 
+@pytest.mark.engine
 def test_a_corrupt_pickle_is_model_load_failed_not_a_500(world):
     response = world.client.post("/sdapi/v1/options", json={"sd_model_checkpoint": CORRUPT_REPO},
                                  headers={"Accept-Language": "en"})
@@ -138,6 +142,7 @@ def test_a_corrupt_pickle_is_model_load_failed_not_a_500(world):
     assert world.client.post("/sdapi/v1/txt2img", json=SMALL).status_code == 200
 
 
+@pytest.mark.engine
 def test_the_command_line_still_names_any_folder(world):
     store = dataclasses.replace(world.service.settings, allow_file_paths=True)
     from engine.store.model_store import ModelStore

@@ -105,6 +105,7 @@ def raises_code(call, code: str) -> ModelError:
 
 # -- the plan -------------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_plan_lists_only_the_matching_files_with_sizes_and_sha256(server, repo_folder):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
 
@@ -120,6 +121,7 @@ def test_plan_lists_only_the_matching_files_with_sizes_and_sha256(server, repo_f
                                                           "Recursive": "True"}
 
 
+@pytest.mark.servers
 def test_plan_commit_is_a_stable_folder_name_from_the_content(server):
     first = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
     second = fetch_modelscope_plan(REPO, list(reversed(PATTERNS)), server.endpoint, None)
@@ -133,12 +135,14 @@ def test_plan_commit_is_a_stable_folder_name_from_the_content(server):
         "".join(f"{f.path}:{f.sha256};" for f in ordered).encode()).hexdigest()
 
 
+@pytest.mark.servers
 def test_plan_without_matching_files_is_refused(server):
     error = raises_code(lambda: fetch_modelscope_plan(REPO, ["text_encoder/*"], server.endpoint,
                                                       None), "download_no_files")
     assert error.params == {"repo": REPO}
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("repo, forced, code", [
     ("test-org/missing", None, "download_repo_not_found"),
     (REPO, 404, "download_repo_not_found"),
@@ -158,6 +162,7 @@ def test_plan_errors_map_to_codes(server, sdk_waits, repo, forced, code):
         assert sdk_waits == [1, 2, 4]  # the SDK's 4 listing attempts
 
 
+@pytest.mark.servers
 def test_plan_from_a_stopped_server_is_a_network_error(server, sdk_waits):
     server.stop()
 
@@ -168,6 +173,7 @@ def test_plan_from_a_stopped_server_is_a_network_error(server, sdk_waits):
 
 # -- one file -------------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_download_lands_at_the_target_with_progress(server, repo_folder, tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
 
@@ -181,6 +187,7 @@ def test_download_lands_at_the_target_with_progress(server, repo_folder, tmp_pat
         {"Revision": "master", "FilePath": WEIGHTS}]
 
 
+@pytest.mark.servers
 def test_cancel_before_the_start_asks_nothing(server, tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
 
@@ -191,6 +198,7 @@ def test_cancel_before_the_start_asks_nothing(server, tmp_path):
     assert [r.path for r in server.requests_log] == [LISTING]
 
 
+@pytest.mark.servers
 def test_cancel_mid_file_leaves_no_file_and_the_next_call_resumes(server, repo_folder,
                                                                   tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
@@ -212,6 +220,7 @@ def test_cancel_mid_file_leaves_no_file_and_the_next_call_resumes(server, repo_f
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
 
 
+@pytest.mark.servers
 def test_a_dropped_connection_resumes_with_a_range(server, repo_folder, tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
     server.drop_after[f"{REPO}/{WEIGHTS}"] = 100_000
@@ -224,6 +233,7 @@ def test_a_dropped_connection_resumes_with_a_range(server, repo_folder, tmp_path
     assert ranges == [None, "bytes=100000-"]
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize("forced, code", [
     (404, "download_file_not_found"),
     (401, "download_unauthorized"),
@@ -242,6 +252,7 @@ def test_download_errors_map_to_codes(server, sdk_waits, tmp_path, forced, code)
     assert not (tmp_path / "snapshot" / WEIGHTS).exists()
 
 
+@pytest.mark.servers
 def test_download_from_a_stopped_server_is_a_network_error(server, sdk_waits, tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
     server.stop()
@@ -250,6 +261,7 @@ def test_download_from_a_stopped_server_is_a_network_error(server, sdk_waits, tm
     assert sdk_waits == [0, 2, 4, 8, 16]  # the SDK's 6 download attempts
 
 
+@pytest.mark.servers
 def test_wrong_bytes_are_a_checksum_mismatch_and_never_reach_the_target(server, sdk_waits,
                                                                        tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
@@ -264,6 +276,7 @@ def test_wrong_bytes_are_a_checksum_mismatch_and_never_reach_the_target(server, 
 
 # -- endpoint, token, global state ----------------------------------------------------------
 
+@pytest.mark.servers
 def test_only_the_given_endpoint_and_token_are_used(server, repo_folder, home, tmp_path,
                                                     monkeypatch):
     # Decoys: an environment pointing elsewhere and a login stored in ~/.modelscope.
@@ -291,6 +304,7 @@ def test_the_default_endpoint_is_the_sdks():
     assert MODELSCOPE_ENDPOINT == constants.DEFAULT_ENDPOINT
 
 
+@pytest.mark.servers
 def test_nothing_is_written_to_the_home_folder(server, home, tmp_path):
     plan = fetch_modelscope_plan(REPO, PATTERNS, server.endpoint, None)
     download(server, plan, WEIGHTS, tmp_path)
@@ -321,6 +335,7 @@ def _modelscope(server):
     return DownloadSource.from_choice("modelscope", server.endpoint, allow_private=True)
 
 
+@pytest.mark.servers
 def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos, tmp_path):
     from engine.store.catalog import ModelState
     from engine.downloads.jobs import DownloadState
@@ -339,6 +354,7 @@ def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos,
     assert service.generate(txt2img()).images
 
 
+@pytest.mark.servers
 def test_modelscope_refuses_what_it_does_not_host_or_cannot_load(tiny_repos, tmp_path):
     from engine.downloads.jobs import DownloadState
 

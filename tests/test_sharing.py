@@ -72,6 +72,7 @@ def job_state(url: str, job: dict, auth=None) -> str:
     return answer.json()["state"]
 
 
+@pytest.mark.servers
 def test_two_users_neither_interrupt_nor_watch_each_other(tmp_path, gated_fake):
     with shared_app(tmp_path, gated_fake, auth=(ALICE, BOB)) as (url, _settings):
         job = start_job(url, ALICE, prompt="爱丽丝的画")
@@ -97,6 +98,7 @@ def test_two_users_neither_interrupt_nor_watch_each_other(tmp_path, gated_fake):
         assert states == {"cancelled"}
 
 
+@pytest.mark.servers
 def test_a_single_user_install_interrupts_whatever_runs(tmp_path, gated_fake):
     """Loopback, no accounts: everyone is the one local user, as in AUTOMATIC1111."""
     with shared_app(tmp_path, gated_fake) as (url, _settings):
@@ -109,6 +111,7 @@ def test_a_single_user_install_interrupts_whatever_runs(tmp_path, gated_fake):
                             headers={"x-job-token": job["token"]}).json()["state"] == "cancelled"
 
 
+@pytest.mark.servers
 def test_a_forged_host_neither_generates_nor_rewrites_the_settings(tmp_path):
     fake = FakeImageService()
     with shared_app(tmp_path, fake) as (url, settings_path):
@@ -126,6 +129,7 @@ def test_a_forged_host_neither_generates_nor_rewrites_the_settings(tmp_path):
         assert httpx.get(f"{url}/").status_code == 200  # its own address still works
 
 
+@pytest.mark.servers
 def test_a_foreign_page_cannot_interrupt_or_unload(tmp_path, gated_fake):
     with shared_app(tmp_path, gated_fake) as (url, _settings):
         job = start_job(url)
@@ -141,6 +145,7 @@ def job_cancelled(fake: FakeImageService, url: str, job: dict) -> bool:
     return bool(progress["state"]["interrupted"]) or bool(fake.cancelled)
 
 
+@pytest.mark.servers
 def test_model_switches_and_waiting_clients_do_not_starve_the_server(tmp_path, gated_fake):
     """45 model switches and 40 generations wait on a long job; the page, its config, the
     progress and the listings still answer, and every switch is done once the job ends."""
@@ -180,6 +185,7 @@ def wait_until_queued(url: str, at_least: int) -> None:
     raise AssertionError("the crowd never queued")
 
 
+@pytest.mark.servers
 def test_an_anonymous_body_to_gradio_routes_meets_401_first(tmp_path):
     fake = FakeImageService()
     with shared_app(tmp_path, fake, auth=(ALICE,)) as (url, _settings):
@@ -189,6 +195,7 @@ def test_an_anonymous_body_to_gradio_routes_meets_401_first(tmp_path):
             assert answer.status_code == 401, path
 
 
+@pytest.mark.servers
 def test_gradio_login_backs_off_after_wrong_passwords(tmp_path):
     fake = FakeImageService()
     with shared_app(tmp_path, fake, auth=(ALICE,)) as (url, _settings):
@@ -199,6 +206,7 @@ def test_gradio_login_backs_off_after_wrong_passwords(tmp_path):
         assert locked.status_code == 429
 
 
+@pytest.mark.servers
 def test_oversized_bodies_leave_memory_flat(tmp_path):
     """The review's probe: 300 MB chunked bodies, without and with credentials. The anonymous
     one meets 401 before its body is read; the signed-in one is cut off at the API's 80 MB
@@ -238,6 +246,7 @@ def test_oversized_bodies_leave_memory_flat(tmp_path):
 
 
 
+@pytest.mark.servers
 def test_on_a_shared_install_only_signed_in_users_switch_and_only_admins_unload(tmp_path):
     fake = FakeImageService()
     before = fake.active_model
@@ -257,6 +266,7 @@ def test_on_a_shared_install_only_signed_in_users_switch_and_only_admins_unload(
         assert switched.json() == {"sd_model_checkpoint": other}
 
 
+@pytest.mark.servers
 def test_with_accounts_gradio_streams_need_a_user(tmp_path):
     fake = FakeImageService()
     with shared_app(tmp_path, fake, auth=(ALICE,)) as (url, _settings):

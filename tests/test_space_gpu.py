@@ -159,6 +159,7 @@ def test_gpu_decorator_is_spaces_gpu_only_when_spaces_is_installed(monkeypatch):
     assert app.gpu_decorator() is None
 
 
+@pytest.mark.servers
 def test_main_wraps_every_generation_handler_with_spaces_gpu(tmp_path, monkeypatch, zerogpu):
     with served_by_main(tmp_path, monkeypatch, StartableFake()) as composed:
         assert composed.options.gpu == zerogpu.GPU
@@ -169,6 +170,7 @@ def test_main_wraps_every_generation_handler_with_spaces_gpu(tmp_path, monkeypat
         assert not zerogpu.calls  # wrapped once at build time; nothing ran yet
 
 
+@pytest.mark.servers
 def test_a_generation_from_the_page_runs_inside_spaces_gpu(tmp_path, monkeypatch, zerogpu):
     fake = StartableFake()
     with served_by_main(tmp_path, monkeypatch, fake) as composed, \
@@ -188,6 +190,7 @@ def test_a_generation_from_the_page_runs_inside_spaces_gpu(tmp_path, monkeypatch
                                      for name in ("txt2img", "img2img", "controlnet")})
 
 
+@pytest.mark.servers
 def test_without_spaces_nothing_is_wrapped_and_generation_still_works(tmp_path, monkeypatch,
                                                                       no_spaces):
     fake = StartableFake()

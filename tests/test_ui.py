@@ -27,6 +27,8 @@ from app_settings import Preferences, PreferencesStore
 from engine.store.catalog import LoraChoice
 from engine.metadata.infotext import format_infotext, parse_infotext
 from engine.metadata.outputs import save_generated
+from engine.store.manifest import Manifest, Recommended, load_manifest
+from engine.settings import DEFAULT_MANIFEST
 from engine.requests import (
     ControlNetRequest, Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
 )
@@ -94,6 +96,7 @@ def test_ui_and_fake_import_without_torch():
 
 # -- 文生图 ----------------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui, fake):
     result = call(ui.client, "/txt2img", **by_keys(
         common__prompt=PROMPT, common__width=64, common__height=72, common__steps=3,
@@ -110,6 +113,7 @@ def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui, fake):
     assert (parsed["seed"], parsed["steps"], parsed["width"], parsed["height"]) == (5, 3, 64, 72)
 
 
+@pytest.mark.servers
 def test_txt2img_sends_a_typed_request(ui, fake):
     assert fake.active_model != "pai-general-large"
     call(ui.client, "/txt2img", **by_keys(
@@ -129,6 +133,7 @@ def test_txt2img_sends_a_typed_request(ui, fake):
     assert request.guidance == 5.5
 
 
+@pytest.mark.servers
 def test_random_seed_shows_the_seed_used(ui, fake):
     result = call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, **SMALL))
 
@@ -138,6 +143,7 @@ def test_random_seed_shows_the_seed_used(ui, fake):
     assert caption == translate(ZH, "common.seed_caption", seed=seed)
 
 
+@pytest.mark.servers
 def test_a_size_the_validator_refuses_comes_back_in_chinese(ui, fake):
     # The slider's step is not enforced on the server: the validator's message is what users see.
     with pytest.raises(AppError) as caught:
@@ -147,6 +153,7 @@ def test_a_size_the_validator_refuses_comes_back_in_chinese(ui, fake):
         "value": "100", "min": 64, "max": 2048, "step": 8})
 
 
+@pytest.mark.servers
 def test_a_nul_in_the_prompt_comes_back_in_chinese(ui, fake):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/txt2img", **by_keys(common__prompt="山\x00", **SMALL))
@@ -156,6 +163,7 @@ def test_a_nul_in_the_prompt_comes_back_in_chinese(ui, fake):
     assert all(request.prompt != "山\x00" for request in fake.requests)  # never queued
 
 
+@pytest.mark.servers
 def test_an_unknown_lora_tag_comes_back_in_chinese(ui, fake):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/txt2img", **by_keys(common__prompt="山 <lora:no-such-style:0.5>",
@@ -163,6 +171,7 @@ def test_an_unknown_lora_tag_comes_back_in_chinese(ui, fake):
     assert str(caught.value) == error_text(ZH, "unknown_lora", {"name": "no-such-style"})
 
 
+@pytest.mark.servers
 def test_a_known_lora_tag_reaches_the_infotext(ui, fake):
     result = call(ui.client, "/txt2img", **by_keys(
         common__prompt=f"{PROMPT} <lora:pai-artist-large-lora-poem:0.4>", **SMALL))
@@ -172,6 +181,7 @@ def test_a_known_lora_tag_reaches_the_infotext(ui, fake):
 
 # -- 图生图 and 局部重绘 -------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_img2img_with_an_uploaded_init_image(ui, fake, tmp_path):
     init = png(tmp_path / "init.png", size=(96, 80))
     result = call(ui.client, "/img2img", **by_keys(
@@ -188,6 +198,7 @@ def test_img2img_with_an_uploaded_init_image(ui, fake, tmp_path):
     assert parse_infotext(result[1])["strength"] == 0.5
 
 
+@pytest.mark.servers
 def test_an_init_image_sets_the_size_from_it(ui, tmp_path):
     init = png(tmp_path / "big.png", size=(1001, 603))
     upload = ui.api_name_of(ui.component_with_elem_id("img2img-init"), "change")
@@ -197,6 +208,7 @@ def test_an_init_image_sets_the_size_from_it(ui, tmp_path):
     assert (width, height) == (1000, 600)
 
 
+@pytest.mark.servers
 def test_img2img_without_an_init_image_asks_for_one(ui, fake):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/img2img", **by_keys(common__prompt=PROMPT, **SMALL))
@@ -210,6 +222,7 @@ def _sub_tab(ui, key: str):
     return tab
 
 
+@pytest.mark.servers
 def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_path):
     session = ui.connect()  # the mode is per session: leave the shared client in 图生图
     inpaint_tab, img2img_tab = (_sub_tab(ui, key) for key in ("img2img.mode_inpaint",
@@ -277,6 +290,7 @@ def test_mask_from_editor_takes_painted_strokes_of_any_layer():
     assert mask_from_editor(None) is None
 
 
+@pytest.mark.servers
 def test_seed_buttons_reuse_the_last_seed_of_the_session(ui, fake):
     session = ui.connect()
     reuse = ui.api_name_of(ui.component_with_elem_id("txt2img-reuse"), "click")
@@ -293,6 +307,7 @@ def test_seed_buttons_reuse_the_last_seed_of_the_session(ui, fake):
 
 # -- 可控生成 --------------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_controlnet_preview_returns_the_map(ui, fake, tmp_path):
     control = png(tmp_path / "control.png", size=(80, 80))
     result = call(ui.client, "/controlnet_preview", **by_keys(
@@ -307,12 +322,14 @@ def test_controlnet_preview_returns_the_map(ui, fake, tmp_path):
     assert spec.image.size == (80, 80)
 
 
+@pytest.mark.servers
 def test_controlnet_preview_without_an_image_is_refused_in_chinese(ui):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/controlnet_preview", **by_keys(common__width=64, common__height=64))
     assert str(caught.value) == error_text(ZH, "missing_control_image")
 
 
+@pytest.mark.servers
 def test_controlnet_generation_returns_the_map_and_the_images(ui, fake, tmp_path):
     control = png(tmp_path / "control.png")
     result = call(ui.client, "/controlnet", **by_keys(
@@ -331,8 +348,37 @@ def test_controlnet_generation_returns_the_map_and_the_images(ui, fake, tmp_path
     assert (control["type"], control["weight"]) == ("depth", 0.8)
 
 
+def _with_recommended(manifest: Manifest, **by_id: dict) -> Manifest:
+    models = tuple(entry.model_copy(update={"recommended": Recommended(**by_id[entry.id])})
+                   if entry.id in by_id else entry for entry in manifest.models)
+    return manifest.model_copy(update={"models": models})
+
+
+def test_controlnet_tab_starts_at_the_manifests_recommended_settings(tmp_path):
+    """The ControlNet offered first sets sampler, steps and guidance; what it leaves out (the
+    schedule) comes from the active base. None of them is a widget's built-in default."""
+    from ui.app import UiOptions, build_ui
+
+    manifest = _with_recommended(
+        load_manifest(DEFAULT_MANIFEST),
+        **{"pai-artist-large": {"sampler": "DPM++ 2M", "schedule": "karras", "steps": 25},
+           "pai-artist-large-controlnet-canny": {"sampler": "DDIM", "steps": 33,
+                                                 "guidance": 4.5}})
+    service = FakeImageService(manifest, active_model="pai-artist-large")
+    demo = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "s.json"))
+    shown = {block.elem_id: block.value for block in demo.blocks.values()
+             if str(getattr(block, "elem_id", None)).startswith("controlnet-")
+             and hasattr(block, "value")}
+
+    assert shown["controlnet-model"] == "pai-artist-large-controlnet-canny"
+    assert (shown["controlnet-sampler"], shown["controlnet-steps"],
+            shown["controlnet-guidance"], shown["controlnet-schedule"]) == ("DDIM", 33, 4.5,
+                                                                           "karras")
+
+
 # -- token counter ---------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_token_counter(ui):
     prompt_box = ui.component_with_elem_id("txt2img-prompt")
     api_name = ui.api_name_of(prompt_box, "change")
@@ -441,6 +487,7 @@ def gated(fake):
     fake.gate = None
 
 
+@pytest.mark.servers
 def test_interrupt_stops_the_job_of_the_same_session(ui, fake, gated):
     job = submit(ui.client, "/txt2img", **by_keys(common__prompt="慢慢画", **SMALL))
     assert fake.started.wait(30)
@@ -454,6 +501,7 @@ def test_interrupt_stops_the_job_of_the_same_session(ui, fake, gated):
     assert fake.cancelled and fake.cancelled[-1].prompt == "慢慢画"
 
 
+@pytest.mark.servers
 def test_interrupt_from_another_session_leaves_the_job_running(ui, fake, gated):
     cancelled_before = len(fake.cancelled)
     job = submit(ui.client, "/txt2img", **by_keys(common__prompt="别停", common__seed=4,
@@ -487,6 +535,7 @@ def _updates_labelled(client, api_name: str, result, key: str) -> list[dict]:
     return found
 
 
+@pytest.mark.servers
 def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path):
     fake = FakeImageService()
     pictures = tmp_path / "pictures"
@@ -518,6 +567,7 @@ def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path
         assert text == result[1]
 
 
+@pytest.mark.servers
 def test_a_page_opened_after_switching_language_gets_the_saved_language(tmp_path):
     PreferencesStore(tmp_path / "settings.json").save(Preferences(language="en"))
     with running_ui(FakeImageService(), tmp_path, Preferences()) as ui:
@@ -526,6 +576,7 @@ def test_a_page_opened_after_switching_language_gets_the_saved_language(tmp_path
     assert {update["label"] for update in updates} == {"Prompt"}
 
 
+@pytest.mark.servers
 def test_a_damaged_settings_file_loads_as_defaults(tmp_path):
     (tmp_path / "settings.json").write_text("{not json", encoding="utf-8")
     fake = FakeImageService()
@@ -539,6 +590,7 @@ def test_a_damaged_settings_file_loads_as_defaults(tmp_path):
     assert fake.memory_modes == []  # "normal" was already the mode
 
 
+@pytest.mark.servers
 def test_an_unwritable_output_folder_is_refused_in_chinese(ui, fake, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("", encoding="utf-8")
@@ -551,6 +603,7 @@ def test_an_unwritable_output_folder_is_refused_in_chinese(ui, fake, tmp_path):
 
 # -- 图片信息 --------------------------------------------------------------------------------
 
+@pytest.mark.servers
 def test_png_info_reads_the_parameters_of_a_saved_image(ui, fake, tmp_path):
     result = fake.generate(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT,
                                           negative_prompt="模糊", steps=2, width=64, height=64,
@@ -563,6 +616,7 @@ def test_png_info_reads_the_parameters_of_a_saved_image(ui, fake, tmp_path):
     assert text.startswith(PROMPT) and "Seed: 42" in text
 
 
+@pytest.mark.servers
 def test_png_info_sends_its_parameters_to_txt2img(ui, fake, tmp_path):
     result = fake.generate(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT,
                                           negative_prompt="模糊", sampler="Euler",
@@ -586,6 +640,7 @@ def test_png_info_sends_its_parameters_to_txt2img(ui, fake, tmp_path):
     assert (values[label("common.width")], values[label("common.height")]) == (64, 72)
 
 
+@pytest.mark.servers
 def test_png_info_of_a_png_without_parameters_is_empty(ui, tmp_path):
     plain = png(tmp_path / "plain.png")
     assert call(ui.client, "/png_info", **by_keys(pnginfo__image=handle_file(plain))) == ""
@@ -615,6 +670,7 @@ def test_apply_styles_replaces_known_tags_keeps_unknown_and_adds_trigger_words()
     assert apply_styles("花 <lora:ink:0.5>", [], known={"ink"}) == "花"
 
 
+@pytest.mark.servers
 def test_applying_styles_through_the_ui_updates_the_prompt(ui):
     """Every card ticked, every weight slider moved off its default (0.4): the tags carry the
     weights the sliders show, in the order of the cards."""
@@ -650,6 +706,7 @@ def test_status_rows_show_states_and_the_active_model(fake):
     assert {row[2] for row in english} == {"Ready", "Not downloaded"}
 
 
+@pytest.mark.servers
 def test_switching_model_sets_sizes_and_the_models_table(ui, fake):
     before = fake.active_model
     try:
@@ -721,6 +778,8 @@ def real_ui(tmp_path_factory):
         yield running
 
 
+@pytest.mark.engine
+@pytest.mark.servers
 def test_real_engine_txt2img_through_the_ui(real_ui):
     result = call(real_ui.client, "/txt2img", **by_keys(
         common__prompt=PROMPT, common__seed=7, **SMALL))
@@ -732,6 +791,8 @@ def test_real_engine_txt2img_through_the_ui(real_ui):
     assert (parsed["seed"], parsed["steps"], parsed["model"]) == (7, 2, "demo-base")
 
 
+@pytest.mark.engine
+@pytest.mark.servers
 def test_real_engine_lora_tag_in_the_prompt(real_ui):
     plain = call(real_ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, common__seed=7,
                                                        **SMALL))
@@ -746,6 +807,7 @@ def test_real_engine_lora_tag_in_the_prompt(real_ui):
     assert difference.max() > 0
 
 
+@pytest.mark.servers
 def test_download_source_is_saved_and_a_bad_custom_address_refused(tmp_path):
     fake = FakeImageService()
     with running_ui(fake, tmp_path) as ui:
@@ -761,6 +823,7 @@ def test_download_source_is_saved_and_a_bad_custom_address_refused(tmp_path):
         assert ui.store.load().download_source == "hf-mirror"
 
 
+@pytest.mark.servers
 def test_models_tab_starts_downloads_from_the_chosen_source_and_guards_delete(tmp_path):
     from app_settings import Preferences as Prefs
 
@@ -815,6 +878,7 @@ def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one(
     assert outcomes["other"].images
 
 
+@pytest.mark.servers
 def test_models_tab_imports_from_a_folder(tmp_path):
     fake = FakeImageService()
     with running_ui(fake, tmp_path) as ui:
@@ -844,6 +908,7 @@ def test_skip_drops_the_current_batch_of_my_job():
     assert [image.seed for image in result.images] == [11]
 
 
+@pytest.mark.servers
 def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_path):
     from engine.store.catalog import LocalKind, LocalModelStatus
 
@@ -870,6 +935,7 @@ def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_pa
         assert not any("old.ckpt" in label or "ink" in label for label in offered)
 
 
+@pytest.mark.servers
 def test_picking_a_model_not_on_disk_offers_a_download_and_switches_after_consent(tmp_path):
     from app_settings import Preferences as Prefs
 
@@ -891,6 +957,7 @@ def test_picking_a_model_not_on_disk_offers_a_download_and_switches_after_consen
         assert sizes == [512, 512] * 3
 
 
+@pytest.mark.servers
 def test_declining_the_download_offer_keeps_the_model_in_use(tmp_path):
     fake = FakeImageService()
     fake.missing = {"pai-food-large"}

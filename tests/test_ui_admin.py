@@ -15,6 +15,8 @@ from locales import error_text, translate
 from ui.access import Access
 from ui_client import by_keys, call, running_ui
 
+pytestmark = pytest.mark.servers
+
 ZH = "zh-CN"
 ALICE, BOB = ("alice", "alice-pw"), ("bob", "bob-pw")
 ADMIN_PASSWORD = "s3cret-admin"

@@ -16,6 +16,7 @@ from engine.jobs import NO_SHARE, ModelAction
 from engine.limits import Limits
 from engine.requests import GenerationRequest, GenerationResult
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
+from engine.store.manifest import Recommended
 from ui.service import ImageServiceLike
 from ui.texts import Texts
 
@@ -107,17 +108,27 @@ def _schedule_choices(language: str) -> list[tuple[str, str]]:
 
 
 def parameter_widgets(texts: Texts, limits: Limits, default_sampler: str,
-                      size: tuple[int, int], elem_prefix: str) -> ParameterWidgets:
+                      size: tuple[int, int], elem_prefix: str,
+                      recommended: Recommended | None = None) -> ParameterWidgets:
+    """The sampling widgets; ``recommended`` (a manifest entry's) sets the schedule, steps and
+    guidance they start at, where it names them."""
+    recommended = recommended or Recommended()
     with gr.Row():
         sampler = texts.make(gr.Dropdown, label="common.sampler", choices=list(SAMPLERS),
                              value=default_sampler, elem_id=f"{elem_prefix}-sampler")
         schedule = texts.make(gr.Dropdown, label="common.schedule",
-                              choices=_schedule_choices(texts.language), value="automatic")
+                              choices=_schedule_choices(texts.language),
+                              value=(recommended.schedule
+                                     if recommended.schedule in ALL_SCHEDULES else "automatic"),
+                              elem_id=f"{elem_prefix}-schedule")
         texts.bind(schedule, choices=_schedule_choices)
     steps = texts.make(gr.Slider, label="common.steps", minimum=limits.min_steps,
-                       maximum=limits.max_steps, step=1, value=20, elem_id=f"{elem_prefix}-steps")
+                       maximum=limits.max_steps, step=1, value=recommended.steps or 20,
+                       elem_id=f"{elem_prefix}-steps")
     guidance = texts.make(gr.Slider, label="common.guidance", minimum=limits.min_guidance,
-                          maximum=limits.max_guidance, step=0.5, value=7.0)
+                          maximum=limits.max_guidance, step=0.5,
+                          value=7.0 if recommended.guidance is None else recommended.guidance,
+                          elem_id=f"{elem_prefix}-guidance")
     with gr.Row():
         width = texts.make(gr.Slider, label="common.width", minimum=limits.min_size,
                            maximum=limits.max_size, step=limits.size_step, value=size[0],

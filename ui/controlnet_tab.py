@@ -9,6 +9,8 @@ import gradio as gr
 
 from engine.errors import EngineError
 from engine.requests import ControlNetRequest, ControlSpec
+from engine.samplers import SAMPLERS
+from engine.store.manifest import ModelKind, Recommended
 from ui.common import (
     GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, as_int,
     common_request_fields, on_generate,
@@ -80,6 +82,20 @@ def controlnet_choices(service: ImageServiceLike, base: str,
     return choices
 
 
+def recommended_settings(service: ImageServiceLike, controlnet: str | None,
+                         base: str) -> Recommended:
+    """What the tab starts at: the manifest's recommendation for the ControlNet it offers
+    first, each setting it leaves out from the base model's (PAI's ControlNets: Euler a,
+    guidance 5), else nothing (the widgets' own defaults)."""
+    found = ([entry for entry in service.controlnets_for(base) if entry.id == controlnet]
+             + [entry for entry in service.entries(ModelKind.BASE) if base in (entry.id,
+                                                                               entry.repo)])
+    merged: dict[str, Any] = {}
+    for entry in reversed(found):  # the ControlNet's own settings win over the base's
+        merged.update(entry.recommended.model_dump(exclude_none=True))
+    return Recommended(**merged)
+
+
 def _control_widgets(service: ImageServiceLike, texts: Texts) -> _ControlWidgets:
     limits = service.limits
     image = texts.make(gr.Image, label="controlnet.image", type="pil", image_mode=None,
@@ -121,9 +137,13 @@ def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRun
     with gr.Row():
         with gr.Column(scale=1):
             control = _control_widgets(service, texts)
-            parameters = parameter_widgets(texts, limits, "Euler a",
+            recommended = recommended_settings(service, control.controlnet.value,
+                                               service.active_model)
+            sampler = (recommended.sampler if recommended.sampler in SAMPLERS
+                       else default_sampler)
+            parameters = parameter_widgets(texts, limits, sampler,
                                            service.default_size(service.active_model),
-                                           "controlnet")
+                                           "controlnet", recommended)
         with gr.Column(scale=1):
             preview_button = texts.make(gr.Button, text="controlnet.preview_button",
                                         elem_id="controlnet-preview-button")
