@@ -182,16 +182,17 @@ def _generate_with_consent(engine, request, args, attempts: int = 3):
     (``--download``, or "y" at the question on a terminal). None when a download failed."""
     from engine.errors import NOT_ON_DISK, EngineError
 
+    prepared = engine.prepare(request)  # a bad request fails here, before any download
     for _ in range(attempts):  # the base, then a ControlNet, may each be missing
         try:
-            return engine.generate(request)
+            return engine.generate(prepared)
         except EngineError as error:
             if error.code not in NOT_ON_DISK or not _agrees(args, error.params):
                 raise
             missing = error.params["name"]
         if download(args, model_id=missing) != 0:
             return None
-    return engine.generate(request)
+    return engine.generate(prepared)
 
 
 def _agrees(args, params: dict) -> bool:

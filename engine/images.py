@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from engine.limits import Limits
 from engine.requests import ResizeMode
 
 
@@ -48,6 +49,12 @@ def fit_size(width: int, height: int, max_side: int, max_pixels: int, step: int 
     for side in (width * scale, height * scale):
         fitted.append(max(min_side, int(side) // step * step))
     return fitted[0], fitted[1]
+
+
+def fit_to_limits(width: int, height: int, limits: Limits, batch_size: int) -> tuple[int, int]:
+    """``fit_size`` within ``limits`` for one image of a batch of ``batch_size``."""
+    return fit_size(width, height, limits.max_size, limits.pixels_per_image(batch_size),
+                    limits.size_step, limits.min_size)
 
 
 def resize(image: Image.Image, width: int, height: int, mode: ResizeMode) -> Image.Image:

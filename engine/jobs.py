@@ -11,6 +11,7 @@ to switch never blocks a server thread on the lock a running job holds.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import threading
@@ -23,7 +24,7 @@ from typing import Callable
 from PIL import Image
 
 from engine.errors import EngineError, JobCancelled, ResourceError, SkipImage
-from engine.requests import GenerationRequest, GenerationResult, ProgressUpdate
+from engine.requests import GenerationRequest, GenerationResult, PreparedRequest, ProgressUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class ModelAction:
             service.activate(self.model)
 
 
-QueuedRequest = GenerationRequest | ModelAction
+# A generation job waits prepared (``engine.validation.prepare_request``): what runs is what waited.
+QueuedRequest = PreparedRequest | ModelAction
 Runner = Callable[[QueuedRequest, Callable[[ProgressUpdate], None], threading.Event],
                   GenerationResult | None]
 NO_SHARE = "*"  # quota key of the one user of a single-user install: the whole queue is theirs
@@ -111,8 +113,12 @@ class Job:
 
 def _without_images(request: QueuedRequest) -> QueuedRequest:
     """The request as a record: its (possibly large) input images dropped."""
-    import dataclasses
+    if isinstance(request, PreparedRequest):
+        return dataclasses.replace(request, request=_images_dropped(request.request))
+    return request
 
+
+def _images_dropped(request: GenerationRequest) -> GenerationRequest:
     from engine.requests import ControlNetRequest, Img2ImgRequest, InpaintRequest
 
     changes: dict = {}

@@ -34,5 +34,11 @@ class Limits:
     min_input_side: int = 8
     max_input_aspect: float = 16.0
 
+    def pixels_per_image(self, batch_size: int) -> int:
+        """The pixel budget's one rule: each image of a batch may have this many pixels, so
+        that width * height * batch_size <= max_batch_pixels. The validator, the engine's size
+        fitting and the UI's size suggestion all ask here."""
+        return self.max_batch_pixels // max(1, batch_size)
+
 
 DEFAULT_LIMITS = Limits()

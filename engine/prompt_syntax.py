@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from typing import Any
 
 
@@ -45,8 +46,9 @@ class ParsedPrompt:
 # on long digit runs.
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 
+# The one definition of a `<lora:name:weight>` tag: what the engine reads, what the UI replaces.
 # The name excludes `<` so a failed match never scans past the next tag: keeps the search linear.
-_LORA = re.compile(rf"<(?:lora|lyco):([^:<>]+)(?::\s*({_NUMBER})\s*)?>")
+LORA_TAG = re.compile(rf"<(?:lora|lyco):([^:<>]+)(?::\s*({_NUMBER})\s*)?>")
 
 _TOKEN = re.compile(
     r"\\[()\[\]\\]"  # escaped bracket or backslash
@@ -65,18 +67,61 @@ _OPENER = {")": "(", "]": "["}
 _DEFAULT_FACTOR = {"(": 1.1, "[": 1 / 1.1}
 
 
+def _reference(match: re.Match[str]) -> LoraReference | None:
+    """The tag a ``LORA_TAG`` match names; None when its name is only spaces (then it is text)."""
+    name = match.group(1).strip()
+    if not name:
+        return None
+    weight = match.group(2)
+    return LoraReference(name, float(weight) if weight is not None else 1.0)
+
+
+def replace_lora_tags(text: str, replace: Callable[[LoraReference], str | None]) -> str:
+    """``text`` with each ``<lora:...>`` tag replaced by ``replace(tag)`` (None: kept as is)."""
+    def one(match: re.Match[str]) -> str:
+        tag = _reference(match)
+        found = replace(tag) if tag is not None else None
+        return match.group(0) if found is None else found
+
+    return LORA_TAG.sub(one, text)
+
+
+def remove_lora_tags(text: str, names: Collection[str]) -> str:
+    """``text`` without the tags that name one of ``names``, each with the spaces before it."""
+    pieces: list[str] = []
+    kept_from = 0
+    for match in LORA_TAG.finditer(text):
+        tag = _reference(match)
+        if tag is not None and tag.name in names:
+            pieces.append(text[kept_from:match.start()].rstrip())
+            kept_from = match.end()
+    pieces.append(text[kept_from:])
+    return "".join(pieces)
+
+
 def _extract_loras(text: str) -> tuple[str, list[LoraReference]]:
     loras: list[LoraReference] = []
 
-    def take(match: re.Match[str]) -> str:
-        name = match.group(1).strip()
-        if not name:
-            return match.group(0)
-        weight = match.group(2)
-        loras.append(LoraReference(name, float(weight) if weight is not None else 1.0))
+    def take(tag: LoraReference) -> str:
+        loras.append(tag)
         return ""
 
-    return _LORA.sub(take, text), loras
+    return replace_lora_tags(text, take), loras
+
+
+def split_lora_tags(text: str) -> tuple[str, tuple[LoraReference, ...]]:
+    """The text without its ``<lora:...>`` tags, and the tags in order.
+
+    Removing a tag can join its neighbours into a new one (``<lora:<lora:a>b>``), so this
+    repeats until none is left: the text it returns has no tags. One pass per nesting level:
+    callers bound the text's length first.
+    """
+    found: list[LoraReference] = []
+    while True:
+        text, loras = _extract_loras(text)
+        if not loras:
+            return text, tuple(found)
+        found += loras
 
 
 # One token of _tokenize: [kind, value], a list because a closer sets its opener's factor later.

@@ -110,22 +110,19 @@ class ControlNetRequest(GenerationRequest):
     kind = JobKind.CONTROLNET
 
 
-def mode_parameters(request: GenerationRequest) -> dict[str, Any]:
-    """What an image's parameters say about its job kind: strength, mask, control unit."""
-    parameters: dict[str, Any] = {}
-    if isinstance(request, Img2ImgRequest):
-        parameters.update(strength=float(request.strength),
-                          resize_mode=request.resize_mode.value)
-    if isinstance(request, InpaintRequest):
-        parameters.update(mask_blur=request.mask_blur, invert_mask=request.invert_mask)
-    if isinstance(request, ControlNetRequest):
-        control = request.control
-        parameters["control"] = {
-            "model": control.model, "type": control.control_type,
-            "weight": float(control.weight), "start": float(control.start),
-            "end": float(control.end), "low_threshold": control.low_threshold,
-            "high_threshold": control.high_threshold, "preprocess": control.preprocess}
-    return parameters
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request as ``engine.validation.prepare_request`` leaves it, the one shape that is queued
+    and run: canonical sampler names, the prompt's ``<lora:...>`` tags moved into ``loras``
+    (and out of the prompt text), validated. Only that function builds one, so the engine runs
+    it without preparing or validating again.
+
+    ``written_prompt`` is the prompt as the user wrote it, tags included: what the image's
+    parameters show, as A1111 writes them.
+    """
+
+    request: GenerationRequest
+    written_prompt: str
 
 
 @dataclass(frozen=True)

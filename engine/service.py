@@ -29,7 +29,7 @@ from engine.store.manifest import Manifest, ManifestEntry, ModelKind
 from engine.store.model_store import ModelStore
 from engine.generate.preprocessors import CONTROL_TYPES
 from engine.requests import (
-    ControlSpec, GenerationRequest, GenerationResult, ProgressUpdate, PromptInfo,
+    ControlSpec, GenerationRequest, GenerationResult, PreparedRequest, ProgressUpdate, PromptInfo,
 )
 from engine.settings import EngineSettings
 from engine.store.single_file import is_single_file
@@ -329,9 +329,17 @@ class ImageService:
         free_memory()
         raise ResourceError("out_of_memory")
 
-    def generate(self, request: GenerationRequest, on_progress: ProgressCallback | None = None,
+    def prepare(self, request: GenerationRequest | PreparedRequest) -> PreparedRequest:
+        """The one request path: canonical and validated (``Engine.prepare``)."""
+        return self.engine.prepare(request)
+
+    def generate(self, request: GenerationRequest | PreparedRequest,
+                 on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
-        """Run now, in the caller's thread (the job queue's worker calls this)."""
+        """Run now, in the caller's thread (the job queue's worker calls this). A request that
+        did not come through ``submit`` is prepared first, so every one takes the same path."""
+        if not isinstance(request, PreparedRequest):
+            request = self.prepare(request)
         return self.engine.generate(request, on_progress=on_progress, cancel=cancel)
 
     @cached_property
@@ -344,13 +352,14 @@ class ImageService:
         if isinstance(request, ModelAction):
             request.apply(self)
             return None
-        return self.generate(request, on_progress=on_progress, cancel=cancel)
+        return self.generate(request, on_progress=on_progress, cancel=cancel)  # as it waited
 
     def submit(self, request: GenerationRequest, owner: str, user: str = "",
                quota_key: str = "", keep_result: bool = False) -> Job:
-        """Validate now (a bad request never waits in line), then queue."""
-        self.engine.validate(request)
-        return self.jobs.submit(request, owner, user, quota_key, keep_result)
+        """Prepare and validate now (a bad request never waits in line), then queue the
+        prepared request: the one that waits is the one that runs."""
+        prepared = self.prepare(request)
+        return self.jobs.submit(prepared, owner, user, quota_key, keep_result)
 
     def submit_model_action(self, action: ModelAction, owner: str, user: str = "",
                             quota_key: str = "") -> Job:

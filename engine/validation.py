@@ -1,11 +1,14 @@
-"""The one place where a request is checked against the ``Limits``.
+"""The one place where a request is prepared and checked against the ``Limits``.
 
-Each failure raises ``InvalidRequest`` with a stable code and the offending value, before any
-model is touched, so a bad request costs nothing and changes nothing.
+``prepare_request`` is the one request path: it canonicalises a request, validates it once and
+returns the ``PreparedRequest`` that is queued and run. Each failure raises ``InvalidRequest``
+with a stable code and the offending value, before any model is touched, so a bad request costs
+nothing and changes nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable
 
@@ -14,8 +17,10 @@ from PIL import Image
 from engine.errors import InvalidRequest, ModelError
 from engine.limits import Limits
 from engine.requests import (
-    ControlNetRequest, ControlSpec, GenerationRequest, Img2ImgRequest, InpaintRequest, ResizeMode,
+    ControlNetRequest, ControlSpec, GenerationRequest, Img2ImgRequest, InpaintRequest, LoraWeight,
+    PreparedRequest, ResizeMode,
 )
+from engine.prompt_syntax import split_lora_tags
 from engine.samplers import SAMPLERS, find_sampler, find_schedule
 
 
@@ -98,8 +103,7 @@ def _check_batch(request: GenerationRequest, limits: Limits) -> None:
     _check_int("invalid_batch_size", request.batch_size, 1, limits.max_batch_size)
     _check_int("invalid_batch_count", request.batch_count, 1, limits.max_batch_count)
     if request.width and request.height:
-        pixels = request.width * request.height * request.batch_size
-        if pixels > limits.max_batch_pixels:
+        if request.width * request.height > limits.pixels_per_image(request.batch_size):
             raise InvalidRequest("too_many_pixels", width=request.width, height=request.height,
                                  batch_size=request.batch_size, max_pixels=limits.max_batch_pixels)
 
@@ -182,3 +186,40 @@ def normalise_sampler(sampler: str, schedule: str) -> tuple[str, str]:
     if legacy_schedule and canonical_schedule in (None, "automatic"):
         canonical_schedule = legacy_schedule
     return (spec.name if spec else sampler), (canonical_schedule or schedule)
+
+
+def canonical_request(request: GenerationRequest, limits: Limits) -> GenerationRequest:
+    """Canonical sampler names, and the prompt's ``<lora:name:w>`` tags moved into ``loras``.
+
+    Idempotent: the tags leave the prompt text, so a second pass finds none; a tag already in
+    ``loras`` (same name and weight) is not added twice. A prompt too long to accept is left
+    as it is, unparsed, for the validator to refuse.
+    """
+    sampler, schedule = normalise_sampler(request.sampler, request.schedule)
+    prompt, loras = request.prompt, tuple(request.loras)
+    if isinstance(prompt, str) and len(prompt) <= limits.max_prompt_chars:
+        prompt, tags = split_lora_tags(prompt)
+        for tag in tags:
+            lora = LoraWeight(tag.name, tag.weight)
+            if lora not in loras:
+                loras += (lora,)
+    return dataclasses.replace(request, sampler=sampler, schedule=schedule, prompt=prompt,
+                               loras=loras)
+
+
+def prepare_request(request: GenerationRequest | PreparedRequest, limits: Limits, *,
+                    control_types: tuple[str, ...] = (),
+                    lora_exists: Callable[[str], bool] | None = None) -> PreparedRequest:
+    """The request as it is queued and run: canonical (``canonical_request``) and validated.
+
+    The one way to a ``PreparedRequest``; preparing one again gives an equal one.
+    """
+    if isinstance(request, PreparedRequest):
+        written, request = request.written_prompt, request.request
+    else:
+        written = request.prompt
+    if not isinstance(request, GenerationRequest):
+        raise InvalidRequest("invalid_request")
+    prepared = canonical_request(request, limits)
+    validate_request(prepared, limits, control_types=control_types, lora_exists=lora_exists)
+    return PreparedRequest(prepared, written)

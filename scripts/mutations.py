@@ -19,6 +19,74 @@ class Mutation:
 
 
 MUTATIONS: tuple[Mutation, ...] = (
+    # -- one request path, one copy of each rule ---------------------------------------------
+    Mutation(
+        "prepare: lora tags stay in the prompt",
+        "engine/validation.py",
+        "        prompt, tags = split_lora_tags(prompt)\n",
+        "        _, tags = split_lora_tags(prompt)\n",
+        ("tests/test_validation.py::"
+         "test_prepare_moves_lora_tags_out_of_the_prompt_and_keeps_what_was_written",
+         "tests/test_validation.py::test_prepare_is_idempotent"),
+    ),
+    Mutation(
+        "prepare: a lora given twice is doubled",
+        "engine/validation.py",
+        "            if lora not in loras:\n",
+        "            if True:\n",
+        ("tests/test_validation.py::test_prepare_does_not_double_a_lora_given_twice",),
+    ),
+    Mutation(
+        "service: the queue holds the request before preparation",
+        "engine/service.py",
+        "        return self.jobs.submit(prepared, owner, user, quota_key, keep_result)\n",
+        "        return self.jobs.submit(request, owner, user, quota_key, keep_result)\n",
+        ("tests/test_service.py::"
+         "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited",),
+    ),
+    Mutation(
+        "engine: a queued request is prepared and validated again",
+        "engine/generate/engine.py",
+        "        request = prepared.request\n        started = time.perf_counter()\n",
+        "        prepared = self.prepare(prepared)\n        request = prepared.request\n"
+        "        started = time.perf_counter()\n",
+        ("tests/test_service.py::"
+         "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited",),
+    ),
+    Mutation(
+        "parameters: the prompt written without its lora tags",
+        "engine/metadata/parameters.py",
+        '"prompt": prepared.written_prompt,',
+        '"prompt": request.prompt,',
+        ("tests/test_infotext.py::"
+         "test_image_parameters_show_the_prompt_as_written_with_its_lora_tags",
+         "tests/test_service.py::"
+         "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited"),
+    ),
+    Mutation(
+        "pixel budget: the rule forgets the batch size",
+        "engine/limits.py",
+        "        return self.max_batch_pixels // max(1, batch_size)\n",
+        "        return self.max_batch_pixels\n",
+        ("tests/test_validation.py::test_the_fitted_size_is_one_the_validator_accepts",
+         "tests/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch"),
+    ),
+    Mutation(
+        "pixel budget: the UI's size suggestion forgets the batch size",
+        "ui/img2img_tab.py",
+        "        return fit_to_limits(*image.size, limits, int(batch_size))\n",
+        "        return fit_to_limits(*image.size, limits, 1)\n",
+        ("tests/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch",),
+    ),
+    Mutation(
+        "lora tag: the LoRA tab has its own pattern again",
+        "ui/lora_tab.py",
+        '    text = remove_lora_tags(prompt or "", known).strip()\n',
+        '    import re\n'
+        '    text = re.sub(r"\\s*<lora:([^:<>]+)(?::[^<>]*)?>", lambda m: "" if m.group(1).strip()'
+        ' in known else m.group(0), prompt or "").strip()\n',
+        ("tests/test_ui.py::test_apply_styles_replaces_exactly_the_tags_the_engine_reads",),
+    ),
     # -- inpainting keeps what it should ------------------------------------------------------
     Mutation(
         "inpaint: no paste-back of the original",

@@ -1,14 +1,13 @@
 """A torch-free stand-in for ``engine.service.ImageService``, for the UI tests.
 
-It knows the real manifest and the real ``Limits``, validates every request with the real
-validator (after the same preparation the engine does: canonical sampler names and
-``<lora:...>`` tags moved from the prompt), reports progress per step, honours cancel, and
-returns solid-colour images whose parameters look like the engine's, so infotexts work.
+It knows the real manifest and the real ``Limits``, prepares and validates every request with
+the real preparer (``engine.validation.prepare_request``), queues the prepared request as the
+real service does, reports progress per step, honours cancel, and returns solid-colour images
+whose parameters come from the real builder (``engine.metadata.parameters``), so infotexts work.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import threading
 import time
@@ -27,13 +26,14 @@ from engine.errors import JobCancelled, ModelError, SkipImage
 from engine.limits import Limits
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
 from engine.generate.preprocessors import CONTROL_TYPES
+from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, ControlSpec, GeneratedImage, GenerationRequest, GenerationResult,
-    Img2ImgRequest, LoraWeight, ProgressUpdate, PromptInfo, mode_parameters,
+    Img2ImgRequest, PreparedRequest, ProgressUpdate, PromptInfo,
 )
 from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES
-from engine.validation import normalise_sampler, validate_control, validate_request
+from engine.validation import prepare_request, validate_control
 
 FAKE_CONTROL_TYPES = CONTROL_TYPES  # the real list (torch-free); every map here is grey
 CONTEXT_LENGTH = 32
@@ -103,9 +103,10 @@ class FakeImageService:
 
     def submit(self, request: GenerationRequest, owner: str, user: str = "",
                quota_key: str = "", keep_result: bool = False) -> Job:
-        validate_request(self.prepare(request), self.limits,
-                         control_types=FAKE_CONTROL_TYPES, lora_exists=self._lora_exists)
-        return self.jobs.submit(request, owner, user, quota_key, keep_result)
+        prepared = self.prepare(request)
+        with self._lock:
+            self.requests.append(request)
+        return self.jobs.submit(prepared, owner, user, quota_key, keep_result)
 
     def cancel(self, job: Job) -> None:
         self.jobs.cancel(job)
@@ -210,65 +211,64 @@ class FakeImageService:
     def _lora_exists(self, name: str) -> bool:
         return any(name in (e.id, e.repo) for e in self.entries(ModelKind.LORA))
 
-    def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """What ``engine.generate.engine.Engine.prepare`` does, without torch."""
-        sampler, schedule = normalise_sampler(request.sampler, request.schedule)
-        loras = tuple(request.loras)
-        if isinstance(request.prompt, str):
-            loras += tuple(LoraWeight(t.name, t.weight)
-                           for t in parse_prompt(request.prompt).loras)
-        return dataclasses.replace(request, sampler=sampler, schedule=schedule, loras=loras)
+    def prepare(self, request: GenerationRequest | PreparedRequest) -> PreparedRequest:
+        """The real preparer, with this fake's limits and LoRAs."""
+        return prepare_request(request, self.limits, control_types=FAKE_CONTROL_TYPES,
+                               lora_exists=self._lora_exists)
 
-    def generate(self, request: GenerationRequest,
+    def generate(self, request: GenerationRequest | PreparedRequest,
                  on_progress: Callable[[ProgressUpdate], None] | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
+        """A queued job arrives prepared (by ``submit``); a direct call is prepared here."""
+        if not isinstance(request, PreparedRequest):
+            prepared = self.prepare(request)
+            with self._lock:
+                self.requests.append(request)
+        else:
+            prepared = request
         with self.pipeline_lock:
-            return self._generate(request, on_progress, cancel)
+            return self._generate(prepared, on_progress, cancel)
 
-    def _generate(self, request: GenerationRequest,
+    def _generate(self, prepared: PreparedRequest,
                   on_progress: Callable[[ProgressUpdate], None] | None,
                   cancel: threading.Event | None) -> GenerationResult:
-        with self._lock:
-            self.requests.append(request)
-        prepared = self.prepare(request)
-        validate_request(prepared, self.limits, control_types=FAKE_CONTROL_TYPES,
-                         lora_exists=self._lora_exists)
-        if self.manifest.get(prepared.model) is None:
-            raise ModelError("unknown_model", name=prepared.model)
+        request = prepared.request
+        if self.manifest.get(request.model) is None:
+            raise ModelError("unknown_model", name=request.model)
         started = time.perf_counter()
-        width, height = self._size_for(prepared)
-        first_seed = prepared.seed if prepared.seed != -1 else random.randrange(SEED_MODULUS)
-        control_map = (self.preprocess(prepared.control, width, height)
-                       if isinstance(prepared, ControlNetRequest) else None)
+        width, height = self._size_for(request)
+        first_seed = request.seed if request.seed != -1 else random.randrange(SEED_MODULUS)
+        control_map = (self.preprocess(request.control, width, height)
+                       if isinstance(request, ControlNetRequest) else None)
         self.started.set()
         if self.gate is not None and not self.gate.wait(timeout=60):
             raise AssertionError("the test never opened the gate")
         images = []
-        for batch_index in range(prepared.batch_count):
+        for batch_index in range(request.batch_count):
             try:
-                self._steps(request, prepared, batch_index, on_progress, cancel)
+                self._steps(request, batch_index, on_progress, cancel)
             except SkipImage:  # as the engine does: this batch is dropped, the next goes on
                 continue
-            for i in range(prepared.batch_size):
-                index = batch_index * prepared.batch_size + i
+            for i in range(request.batch_size):
+                index = batch_index * request.batch_size + i
                 seed = (first_seed + index) % SEED_MODULUS
                 image = Image.new("RGB", (width, height), COLOURS[index % len(COLOURS)])
                 images.append(GeneratedImage(image, seed,
                                              self._parameters(prepared, seed, width, height)))
-        info = self.prompt_info(prepared.model, prepared.prompt)
-        negative_info = self.prompt_info(prepared.model, prepared.negative_prompt)
+        info = self.prompt_info(request.model, request.prompt)
+        negative_info = self.prompt_info(request.model, request.negative_prompt)
         return GenerationResult(tuple(images), control_map, (), info, negative_info,
                                 time.perf_counter() - started)
 
-    def _steps(self, request, prepared, batch_index, on_progress, cancel) -> None:
-        for step in range(1, prepared.steps + 1):
+    def _steps(self, request, batch_index, on_progress, cancel) -> None:
+        for step in range(1, request.steps + 1):
             if cancel is not None and cancel.is_set():
                 with self._lock:
                     self.cancelled.append(request)
                 raise JobCancelled()
             if self.step_delay:
                 time.sleep(self.step_delay)
-            update = ProgressUpdate(step, prepared.steps, batch_index, prepared.batch_count)
+            update = ProgressUpdate(step, request.steps, batch_index, request.batch_count)
             with self._lock:
                 self.progress.append(update)
             if on_progress is not None:
@@ -285,25 +285,15 @@ class FakeImageService:
             width, height = self.default_size(request.model)
         return request.width or width, request.height or height
 
-    def _parameters(self, request: GenerationRequest, seed: int, width: int,
+    def _parameters(self, prepared: PreparedRequest, seed: int, width: int,
                     height: int) -> dict:
-        """Shaped like ``engine.generate.engine.Engine._parameters``."""
-        info = self.prompt_info(request.model, request.prompt)
+        """The engine's own builder, with what this fake knows."""
+        request = prepared.request
         entry = self.manifest.get(request.model)
-        parameters = {
-            "mode": request.kind.value, "model": entry.id if entry else request.model,
-            "prompt": request.prompt, "negative_prompt": request.negative_prompt,
-            "sampler": request.sampler, "schedule": request.schedule, "steps": request.steps,
-            "guidance": float(request.guidance), "seed": seed, "width": width,
-            "height": height, "batch_size": request.batch_size,
-            "batch_count": request.batch_count,
-            "loras": [{"name": lora.name, "weight": float(lora.weight)}
-                      for lora in request.loras],
-            "prompt_tokens": info.tokens, "context_length": info.context_length,
-            "precision": "fp32", "version": "fake",
-        }
-        parameters.update(mode_parameters(request))
-        return parameters
+        return image_parameters(prepared, model=entry.id if entry else request.model, seed=seed,
+                                width=width, height=height,
+                                prompt_info=self.prompt_info(request.model, request.prompt),
+                                precision="fp32", version="fake")
 
     def save(self, result: GenerationResult) -> list[Path]:
         if self.output_dir is None:

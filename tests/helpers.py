@@ -84,3 +84,8 @@ def send_chunked_until_answered(host: str, port: int, head: str, total_bytes: in
                 return sock.recv(65536), sent
             except OSError:
                 return b"", sent
+
+
+def run(engine, request, **options):
+    """``engine.generate`` as every caller reaches it: through the one preparer first."""
+    return engine.generate(engine.prepare(request), **options)

@@ -591,7 +591,7 @@ def test_a_finished_v2_job_keeps_its_result_but_not_its_input_images(client, ser
     job = service.jobs.get(created["id"])
     assert job.wait(120) and job.state.value == "done"
     assert job.context.init_images == [] and init not in job.context.model_dump_json()
-    assert job.request.init_image is None
+    assert job.request.request.init_image is None  # the prepared request, as queued
     status = client.get(f"/sdapi/v2/jobs/{created['id']}",
                         headers={"x-job-token": created["token"]}).json()
     assert len(status["result"]["images"]) == 1

@@ -24,7 +24,7 @@ from engine.generate.engine import Engine
 from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
-from helpers import txt2img
+from helpers import run, txt2img
 from locales import error_text
 
 CKPT = "evil.ckpt"
@@ -83,7 +83,7 @@ def test_the_engine_refuses_a_ckpt_without_unpickling_it(tiny_repos, planted):
     engine = Engine(make_settings(tiny_repos, models_dir=planted.models_dir))
     for reference in (CKPT, str(planted.ckpt)):
         with pytest.raises(EngineError) as caught:
-            engine.generate(txt2img(model=reference))
+            run(engine, txt2img(model=reference))
         assert not planted.marker.exists()
         assert (caught.value.code, caught.value.params) == ("checkpoint_pickle",
                                                             {"name": CKPT}), reference

@@ -95,9 +95,9 @@ def test_controlnet_from_the_command_line_uses_the_control_image(tiny_repos, tmp
     made = []
     generate = Engine.generate
 
-    def recording(self, request, *args, **kwargs):
-        result = generate(self, request, *args, **kwargs)
-        made.append((request, result))
+    def recording(self, prepared, *args, **kwargs):
+        result = generate(self, prepared, *args, **kwargs)
+        made.append((prepared.request, result))
         return result
 
     monkeypatch.setattr(Engine, "generate", recording)

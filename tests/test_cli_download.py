@@ -27,7 +27,7 @@ from engine.generate.engine import Engine
 from engine.store.manifest import Manifest, load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
-from helpers import txt2img
+from helpers import run, txt2img
 from hub_server import Faults, HubServer
 from locales import error_text, translate
 
@@ -121,7 +121,7 @@ def test_from_folder_installs_the_model_where_the_store_finds_it(tiny_repos, tmp
     assert state_of(service) is ModelState.READY and refused_code(service) is None
     assert service.verify(BASE)
     engine = Engine(make_settings(tiny_repos, hub_cache_dir=cache, models_dir=models))
-    assert engine.generate(txt2img(steps=2)).images
+    assert run(engine, txt2img(steps=2)).images
 
 
 def test_from_folder_refuses_a_folder_missing_a_required_file(tiny_repos, tmp_path,

@@ -14,7 +14,7 @@ from engine.demo.build import (
 from engine.store.manifest import ModelKind, load_manifest
 from engine.requests import ControlNetRequest, ControlSpec, LoraWeight, Txt2ImgRequest
 from engine.settings import DEFAULT_MANIFEST, EngineSettings
-from helpers import sample_image
+from helpers import run, sample_image
 
 PROMPT = "雾蒙蒙的日出在湖面上"
 DEMO_SIDE = 256
@@ -70,7 +70,7 @@ def test_demo_settings_point_at_the_set_offline(demo):
 
 @pytest.mark.engine
 def test_txt2img_at_the_default_size(demo_engine):
-    result = demo_engine.generate(Txt2ImgRequest(**FAST))
+    result = run(demo_engine, Txt2ImgRequest(**FAST))
     assert result.images[0].image.size == (DEMO_SIDE, DEMO_SIDE)
     assert _pixels(result).std() > 0
 
@@ -80,7 +80,7 @@ def test_txt2img_at_the_default_size(demo_engine):
 def test_controlnet_job(demo_engine, control_type):
     control = ControlSpec(model=f"demo-controlnet-{control_type}", control_type=control_type,
                           image=sample_image(DEMO_SIDE, DEMO_SIDE))
-    result = demo_engine.generate(ControlNetRequest(**FAST, control=control))
+    result = run(demo_engine, ControlNetRequest(**FAST, control=control))
     assert result.images[0].image.size == (DEMO_SIDE, DEMO_SIDE)
     assert result.control_map.size == (DEMO_SIDE, DEMO_SIDE)
     assert not result.warnings
@@ -88,8 +88,8 @@ def test_controlnet_job(demo_engine, control_type):
 
 @pytest.mark.engine
 def test_lora_changes_the_image(demo_engine):
-    plain = demo_engine.generate(Txt2ImgRequest(**FAST))
-    styled = demo_engine.generate(Txt2ImgRequest(**FAST, loras=(LoraWeight("demo-lora-ink"),)))
+    plain = run(demo_engine, Txt2ImgRequest(**FAST))
+    styled = run(demo_engine, Txt2ImgRequest(**FAST, loras=(LoraWeight("demo-lora-ink"),)))
     demo_engine.unload_loras()
     assert not styled.warnings
     # Random weights: the change is small, but any change shows the LoRA was applied.

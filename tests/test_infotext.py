@@ -225,3 +225,25 @@ def test_any_field_value_round_trips(model, note):
     assert len(text.splitlines()) == 3
     parsed = parse_infotext(text)
     assert (parsed["model"], parsed["extra"]["Note"]) == (model, note)
+
+
+def test_image_parameters_show_the_prompt_as_written_with_its_lora_tags():
+    """A1111 writes the prompt with its ``<lora:...>`` tags; the prepared request has them in
+    ``loras`` only, so the one parameters builder writes what the user wrote."""
+    from engine.limits import Limits
+    from engine.metadata.parameters import image_parameters
+    from engine.requests import PromptInfo, Txt2ImgRequest
+    from engine.validation import prepare_request
+
+    written = "江南水乡 <lora:poem:0.4>"
+    prepared = prepare_request(Txt2ImgRequest(model="pai-artist-large", prompt=written),
+                               Limits())
+    parameters = image_parameters(prepared, model="pai-artist-large", seed=7, width=64,
+                                  height=64, prompt_info=PromptInfo(4, 77, 1),
+                                  precision="fp16", version="0")
+
+    assert parameters["prompt"] == written
+    assert parameters["loras"] == [{"name": "poem", "weight": 0.4, "hash": None}]
+    text = format_infotext(parameters)
+    assert text.splitlines()[0] == written and 'Lora weights: "poem: 0.4"' in text
+    assert parse_infotext(text)["prompt"] == written

@@ -11,12 +11,12 @@ from conftest import make_settings
 from engine.generate.devices import pick_placement
 from engine.errors import EngineError
 from engine.generate.engine import Engine
-from helpers import txt2img
+from helpers import run, txt2img
 
 
 def _code(engine, **changes) -> str:
     with pytest.raises(EngineError) as caught:
-        engine.generate(txt2img(**changes))
+        run(engine, txt2img(**changes))
     return caught.value.code
 
 
@@ -31,7 +31,7 @@ def test_unknown_names_and_missing_downloads(engine, tmp_path):
     assert _code(engine, model="someone/not-cached") == "model_not_downloaded"
     assert _code(engine, model="pai-anime-large") == "model_not_downloaded"
     assert _code(engine, model=str(tmp_path)) == "unknown_model"  # not in models/checkpoints
-    assert engine.generate(txt2img()).images  # still usable
+    assert run(engine, txt2img()).images  # still usable
 
 
 def test_folders_anywhere_only_from_the_command_line(tiny_repos, tmp_path):
@@ -46,7 +46,7 @@ def test_truncated_weights_fail_cleanly(tiny_repos, tmp_path):
     weights = folder / "unet" / "diffusion_pytorch_model.bin"
     weights.write_bytes(weights.read_bytes()[:1000])
     assert _code(command_line, model=str(folder)) == "model_load_failed"
-    assert command_line.generate(txt2img()).images
+    assert run(command_line, txt2img()).images
 
 
 def test_weights_only_override_refuses_to_load_pickled_models(tiny_repos, monkeypatch):
@@ -71,6 +71,6 @@ def test_placement_defaults_and_overrides():
 
 def test_bf16_engine_generates(tiny_repos):
     engine = Engine(make_settings(tiny_repos, precision="bf16"))
-    result = engine.generate(txt2img())
+    result = run(engine, txt2img())
     assert result.images[0].parameters["precision"] == "bf16"
     assert engine.pipelines.base("pai-artist-large").pipe.unet.dtype == torch.bfloat16

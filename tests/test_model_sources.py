@@ -158,7 +158,7 @@ def test_lora_links_out_of_the_lora_folder_are_neither_listed_nor_loaded(tiny_re
     from engine.generate.engine import Engine
     from engine.store.manifest import load_manifest
     from engine.settings import DEFAULT_MANIFEST
-    from helpers import txt2img
+    from helpers import run, txt2img
 
     models = tmp_path / "models"
     (models / "lora").mkdir(parents=True)
@@ -174,6 +174,6 @@ def test_lora_links_out_of_the_lora_folder_are_neither_listed_nor_loaded(tiny_re
     assert [s.path.name for s in service.local_model_statuses()] == ["own.safetensors"]
     engine = Engine(settings)
     with pytest.raises(EngineError) as caught:
-        engine.generate(txt2img(prompt="山 <lora:evil:0.5>"))
+        run(engine, txt2img(prompt="山 <lora:evil:0.5>"))
     assert caught.value.code == "unknown_lora"
-    assert engine.generate(txt2img(prompt="山 <lora:own:0.5>")).images
+    assert run(engine, txt2img(prompt="山 <lora:own:0.5>")).images

@@ -108,3 +108,44 @@ def test_users_own_safetensors_folders_are_offered_and_pickled_ones_not(tiny_rep
     assert service.default_size(folder) == (64, 64)
     service.activate(folder)
     assert service.generate(txt2img(model=folder)).images[0].image.size == (64, 64)
+
+
+def test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited(
+        service, monkeypatch):
+    """One request path: submit prepares and validates; the queue holds that prepared request
+    (tags out of the prompt, in ``loras``); the engine runs exactly it, validating nothing."""
+    import engine.validation as validation
+    from engine.generate.engine import Engine
+    from engine.requests import LoraWeight, PreparedRequest
+
+    validated = []
+    validate = validation.validate_request
+
+    def counting(request, *args, **kwargs):
+        validated.append(request)
+        return validate(request, *args, **kwargs)
+
+    ran = []
+    generate = Engine.generate
+
+    def recording(self, prepared, *args, **kwargs):
+        ran.append(prepared)
+        return generate(self, prepared, *args, **kwargs)
+
+    monkeypatch.setattr(validation, "validate_request", counting)
+    monkeypatch.setattr(Engine, "generate", recording)
+    job = service.submit(txt2img(prompt="山 <lora:ink:0.5>"), owner="me")
+    assert job.wait(120) and job.state.value == "done", job.error
+
+    assert len(validated) == 1
+    assert ran == [job.request] and isinstance(job.request, PreparedRequest)
+    assert job.request.request.prompt == "山 "
+    assert job.request.request.loras == (LoraWeight("ink", 0.5),)
+    parameters = job.result.images[0].parameters
+    assert parameters["prompt"] == "山 <lora:ink:0.5>"  # the image says what was written
+    assert [lora["name"] for lora in parameters["loras"]] == ["ink"]
+
+
+def test_the_engine_runs_only_prepared_requests(service):
+    with pytest.raises(TypeError):
+        service.engine.generate(txt2img())

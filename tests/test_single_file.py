@@ -16,7 +16,7 @@ from engine.generate.engine import Engine
 from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
-from helpers import pixels, txt2img
+from helpers import pixels, run, txt2img
 from ldm_checkpoint import export_single_file
 
 
@@ -59,8 +59,8 @@ def test_single_file_makes_the_same_image_as_the_base_it_was_exported_from(
     target = _checkpoints(tmp_path) / pai_single_file.name
     target.write_bytes(pai_single_file.read_bytes())
     engine = Engine(make_settings(tiny_repos, models_dir=tmp_path / "models"))
-    from_file = engine.generate(txt2img(model=str(target), seed=7))
-    from_folder = engine.generate(txt2img(model="pai-artist-large", seed=7))
+    from_file = run(engine, txt2img(model=str(target), seed=7))
+    from_folder = run(engine, txt2img(model="pai-artist-large", seed=7))
     assert (pixels(from_file) == pixels(from_folder)).all()
     # A1111 and Civitai name a single file by the SHA-256 of the whole file.
     expected = hashlib.sha256(target.read_bytes()).hexdigest()[:10]
@@ -114,7 +114,7 @@ def test_a_pai_file_without_a_downloaded_base_names_the_base_to_download(
     assert status.problem == "checkpoint_needs_pai_base"
     assert status.problem_params["base"] == "pai-artist-large"
     with pytest.raises(EngineError) as caught:
-        Engine(settings).generate(txt2img(model=str(path)))
+        run(Engine(settings), txt2img(model=str(path)))
     assert caught.value.code == "checkpoint_needs_pai_base"
 
 
@@ -124,9 +124,9 @@ def test_a_broken_single_file_fails_cleanly_and_the_engine_goes_on(engine, tiny_
     path.write_bytes(b"\x20\x00\x00\x00\x00\x00\x00\x00{\"a\": 1")
     try:
         with pytest.raises(EngineError) as caught:
-            engine.generate(txt2img(model=str(path)))
+            run(engine, txt2img(model=str(path)))
         assert caught.value.code == "checkpoint_unreadable"
-        assert engine.generate(txt2img()).images
+        assert run(engine, txt2img()).images
     finally:
         path.unlink()
 
@@ -142,9 +142,9 @@ def test_the_weights_come_from_the_file_and_a_missing_vae_from_the_base(
     export_single_file(_tiny_pai_pipe(tiny_repos), folder / "no-vae.safetensors",
                        dtype=torch.float32, include_vae=False)
     engine = Engine(make_settings(tiny_repos, models_dir=tmp_path / "models"))
-    base = pixels(engine.generate(txt2img(model="pai-artist-large", seed=3)))
-    tuned = pixels(engine.generate(txt2img(model=str(folder / "tuned.safetensors"), seed=3)))
-    no_vae = pixels(engine.generate(txt2img(model=str(folder / "no-vae.safetensors"), seed=3)))
+    base = pixels(run(engine, txt2img(model="pai-artist-large", seed=3)))
+    tuned = pixels(run(engine, txt2img(model=str(folder / "tuned.safetensors"), seed=3)))
+    no_vae = pixels(run(engine, txt2img(model=str(folder / "no-vae.safetensors"), seed=3)))
     assert (tuned != base).any()
     assert (no_vae == base).all()
 
@@ -153,7 +153,7 @@ def test_single_files_outside_the_checkpoints_folder_only_from_the_command_line(
         tiny_repos, pai_single_file):
     outside = str(pai_single_file)  # in a temporary folder, not models/checkpoints
     with pytest.raises(EngineError) as caught:
-        Engine(make_settings(tiny_repos)).generate(txt2img(model=outside))
+        run(Engine(make_settings(tiny_repos)), txt2img(model=outside))
     assert caught.value.code == "unknown_model"
     command_line = Engine(make_settings(tiny_repos, allow_file_paths=True))
-    assert command_line.generate(txt2img(model=outside)).images
+    assert run(command_line, txt2img(model=outside)).images

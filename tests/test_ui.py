@@ -209,6 +209,23 @@ def test_an_init_image_sets_the_size_from_it(ui, tmp_path):
 
 
 @pytest.mark.servers
+def test_the_size_from_an_init_image_leaves_room_for_the_batch(ui, fake, tmp_path):
+    """The suggestion counts the batch size set, as the validator and the engine count it
+    (``Limits.pixels_per_image``): a suggested size is one the validator accepts."""
+    from engine.validation import validate_request
+
+    init = png(tmp_path / "square.png", size=(2000, 2000))
+    upload = ui.api_name_of(ui.component_with_elem_id("img2img-init"), "change")
+
+    width, height = call(ui.client, upload, **by_keys(img2img__init_image=handle_file(init),
+                                                      common__batch_size=4))
+
+    assert width * height * 4 <= fake.limits.max_batch_pixels
+    validate_request(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT, width=int(width),
+                                    height=int(height), batch_size=4), fake.limits)
+
+
+@pytest.mark.servers
 def test_img2img_without_an_init_image_asks_for_one(ui, fake):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/img2img", **by_keys(common__prompt=PROMPT, **SMALL))
@@ -668,6 +685,22 @@ def test_apply_styles_replaces_known_tags_keeps_unknown_and_adds_trigger_words()
     assert styled.startswith("山水")
     assert apply_styles("", [(ink, 1.0)], known={"ink"}) == "水墨 <lora:ink:1>"
     assert apply_styles("花 <lora:ink:0.5>", [], known={"ink"}) == "花"
+
+
+@pytest.mark.parametrize("tag", ["<lora:ink:0.5>", "<lyco:ink>", "<lora: ink :1>",
+                                 "<lora:ink: 0.5 >", "<lora:ink:abc>", "<lora:ink:0.5:te=1>"])
+def test_apply_styles_replaces_exactly_the_tags_the_engine_reads(tag):
+    """One definition of a tag (``engine.prompt_syntax.LORA_TAG``): a style's tag the engine
+    would apply is replaced, text the engine reads as text is left alone."""
+    from engine.prompt_syntax import parse_prompt
+    from ui.lora_tab import apply_styles
+
+    styled = apply_styles(f"花 {tag}", [], known={"ink"})
+
+    if parse_prompt(tag).loras:
+        assert styled == "花"
+    else:
+        assert styled == f"花 {tag}"
 
 
 @pytest.mark.servers

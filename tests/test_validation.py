@@ -9,9 +9,13 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from engine.errors import EngineError, InvalidRequest
+from engine.images import fit_to_limits
 from engine.limits import Limits
+from engine.prompt_syntax import parse_prompt
 from engine.requests import ControlSpec, LoraWeight
-from engine.validation import normalise_sampler, validate_request
+from engine.validation import (
+    canonical_request, normalise_sampler, prepare_request, validate_request,
+)
 from helpers import controlnet, img2img, inpaint, sample_image, txt2img
 
 LIMITS = Limits()
@@ -173,3 +177,67 @@ def test_control_validator_only_ever_raises_invalid_request(weight, start, end, 
     except InvalidRequest:
         return
     assert 0 <= start < end <= 1 and 0 <= low <= high <= 255
+
+
+# -- one request path: prepare_request --------------------------------------------------------
+
+def prepare(request):
+    return prepare_request(request, LIMITS, control_types=CONTROL_TYPES)
+
+
+def test_prepare_moves_lora_tags_out_of_the_prompt_and_keeps_what_was_written():
+    written = "山水 <lora:ink:0.5>，小桥 <lyco:poem>"
+    prepared = prepare(txt2img(prompt=written, sampler="DPM++ 2M Karras"))
+
+    assert "<lora" not in prepared.request.prompt and "<lyco" not in prepared.request.prompt
+    assert prepared.request.prompt == "山水 ，小桥 "
+    assert prepared.request.loras == (LoraWeight("ink", 0.5), LoraWeight("poem", 1.0))
+    assert (prepared.request.sampler, prepared.request.schedule) == ("DPM++ 2M", "karras")
+    assert prepared.written_prompt == written  # what the image's parameters show
+
+
+def test_prepare_does_not_double_a_lora_given_twice():
+    request = txt2img(prompt="山 <lora:ink:0.5> <lora:ink:0.5>", loras=(LoraWeight("ink", 0.5),))
+    assert prepare(request).request.loras == (LoraWeight("ink", 0.5),)
+
+
+def test_prepare_validates():
+    with pytest.raises(InvalidRequest) as caught:
+        prepare(txt2img(prompt="山 <lora:ink:9>"))
+    assert caught.value.code == "invalid_lora_weight"
+
+
+lora_tags = st.sampled_from(["<lora:ink:0.5>", "<lyco:poem>", "<lora: ink :1>", "<lora:<lora:a>b>",
+                             "<lora:x:abc>", "<lora: :1>", "(山:1.2)", "，", " "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.one_of(lora_tags, st.text(max_size=8)), max_size=8),
+       sampler=st.sampled_from(["DPM++ 2M Karras", "k_euler_a", "Euler"]),
+       loras=st.lists(st.sampled_from([LoraWeight("ink", 0.5), LoraWeight("b", 1.0)]),
+                      max_size=2))
+def test_prepare_is_idempotent(pieces, sampler, loras):
+    request = txt2img(prompt="".join(pieces), sampler=sampler, loras=tuple(loras))
+    try:
+        once = prepare(request)
+    except InvalidRequest:
+        return
+    assert prepare(once) == once
+    assert prepare(once.request).request == once.request
+    assert parse_prompt(once.request.prompt).loras == ()  # a second pass finds no tag
+    assert canonical_request(once.request, LIMITS) == once.request
+
+
+# -- one pixel budget: Limits.pixels_per_image ------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", range(1, LIMITS.max_batch_size + 1))
+def test_the_fitted_size_is_one_the_validator_accepts(batch_size):
+    """The engine's size fitting and the UI's suggestion (fit_to_limits) and the validator
+    count the same budget: what is fitted for a batch passes, one size step more does not."""
+    width, height = fit_to_limits(3000, 3000, LIMITS, batch_size)
+    assert width * height * batch_size <= LIMITS.max_batch_pixels
+    validate_request(txt2img(width=width, height=height, batch_size=batch_size), LIMITS)
+    step = LIMITS.size_step
+    if width + step <= LIMITS.max_size:
+        bigger = txt2img(width=width + step, height=height + step, batch_size=batch_size)
+        assert code_of(bigger) == "too_many_pixels"

@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from engine.images import fit_size
+from engine.images import fit_to_limits
 from engine.requests import Img2ImgRequest, InpaintRequest, ResizeMode
 from ui.common import (
     JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
@@ -99,17 +99,18 @@ def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner
         with gr.Column(scale=1):
             results = result_widgets(texts, "img2img")
 
-    def size_of(image: Image.Image | None):
+    def size_of(image: Image.Image | None, batch_size: float):
+        # The size the engine would fit the image to, for the batch size set now.
         if image is None:
             return gr.skip(), gr.skip()
-        return fit_size(*image.size, limits.max_size, limits.max_batch_pixels,
-                        limits.size_step, limits.min_size)
+        return fit_to_limits(*image.size, limits, int(batch_size))
 
     sizes = [parameters.width, parameters.height]
     # .change also follows 发送到图生图; the editor's own .change fires on every stroke.
-    init_image.change(size_of, inputs=init_image, outputs=sizes, queue=False)
-    editor.upload(lambda value: size_of((value or {}).get("background")), inputs=editor,
-                  outputs=sizes, queue=False)
+    init_image.change(size_of, inputs=[init_image, parameters.batch_size], outputs=sizes,
+                      queue=False)
+    editor.upload(lambda value, batch_size: size_of((value or {}).get("background"), batch_size),
+                  inputs=[editor, parameters.batch_size], outputs=sizes, queue=False)
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
         fields = common_request_fields(values, prompts, parameters, values[model])

@@ -4,19 +4,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import gradio as gr
 
+from engine.prompt_syntax import remove_lora_tags
 from engine.store.catalog import LoraChoice
 from ui.service import ImageServiceLike
 from ui.texts import Texts
-
-_LORA_TAG = re.compile(r"\s*<(?:lora|lyco):([^:<>]+)(?::[^<>]*)?>")
-
 
 @dataclass(frozen=True)
 class LoraCard:
@@ -33,11 +30,12 @@ class LoraTab:
 
 def apply_styles(prompt: str, styles: list[tuple[LoraChoice, float]],
                  known: set[str]) -> str:
-    """The prompt with tags of the known styles replaced by the chosen ones (others kept)."""
-    def keep_unknown(match: re.Match) -> str:
-        return "" if match.group(1).strip() in known else match.group(0)
+    """The prompt with tags of the known styles replaced by the chosen ones (others kept).
 
-    text = _LORA_TAG.sub(keep_unknown, prompt or "").strip()
+    A tag is what the engine reads as one (``engine.prompt_syntax.LORA_TAG``): a style the
+    engine would apply is never left behind.
+    """
+    text = remove_lora_tags(prompt or "", known).strip()
     for choice, _ in styles:
         for word in choice.trigger_words:
             if word not in text:

@@ -1,8 +1,16 @@
-"""The engine: takes one typed request, validates it, runs it, returns images with their seeds.
+"""The engine: runs one prepared request, returns images with their seeds.
 
-Stages of ``Engine.generate``: 1. read LoRA tags from the prompt; 2. validate; under the lock:
-3. load the base; 4. apply LoRAs; 5. encode prompts; 6. prepare images; 7. denoise each batch;
-8. decode (fp32 retry on NaN) and describe each image.
+A request reaches ``Engine.generate`` prepared and validated once, by
+``engine.validation.prepare_request`` (``ImageService.submit`` does it, ``Engine.prepare`` for
+direct callers); the engine never prepares or validates it again. Stages of
+``Engine.generate``, under the pipeline lock:
+
+1. load the base model, settle the size and the seed;
+2. apply the LoRAs and the sampler;
+3. prepare the input images (init image, mask, control map);
+4. pick the pipeline for the job kind (it shares the base's weights);
+5. encode the prompts;
+6. for each batch: denoise, decode (fp32 retry on NaN), describe each image.
 """
 
 from __future__ import annotations
@@ -32,20 +40,18 @@ from engine.store.manifest import Manifest, ModelKind, load_manifest
 from engine.store.model_store import ModelStore
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import CONTROL_TYPES, Preprocessors
+from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
     ControlNetRequest, EngineWarning, GeneratedImage, GenerationRequest, GenerationResult,
-    Img2ImgRequest, InpaintRequest, LoraWeight, ProgressUpdate, PromptInfo, ResizeMode,
-    mode_parameters,
+    Img2ImgRequest, InpaintRequest, PreparedRequest, ProgressUpdate, PromptInfo, ResizeMode,
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
 from engine.generate.text_encoding import (
     TextContext, encode_prompts, prompt_info, read_text_context,
 )
-from engine.validation import (
-    check_prompt_text, normalise_sampler, validate_control, validate_request,
-)
+from engine.validation import check_prompt_text, prepare_request, validate_control
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ ProgressCallback = Callable[[ProgressUpdate], None]
 class _Job:
     """What one request resolves to once its base model is loaded."""
 
-    request: GenerationRequest
+    prepared: PreparedRequest
     base: LoadedBase
     width: int
     height: int
@@ -69,6 +75,10 @@ class _Job:
     overlay: tuple[Image.Image, Image.Image] | None = None
     call_args: dict = dataclasses.field(default_factory=dict)
     lora_hashes: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def request(self) -> GenerationRequest:
+        return self.prepared.request
 
 
 # How SD 1.x latent channels map to RGB, approximately (a widely used fixed projection); a
@@ -125,31 +135,37 @@ class Engine:
 
     # -- requests ---------------------------------------------------------------------------
 
-    def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """Canonical sampler names, and ``<lora:name:w>`` tags moved from the prompt to loras."""
-        sampler, schedule = normalise_sampler(request.sampler, request.schedule)
-        loras = tuple(request.loras)
-        if isinstance(request.prompt, str):
-            tags = parse_prompt(request.prompt).loras
-            loras += tuple(LoraWeight(t.name, t.weight) for t in tags)
-        return dataclasses.replace(request, sampler=sampler, schedule=schedule, loras=loras)
+    def prepare(self, request: GenerationRequest | PreparedRequest) -> PreparedRequest:
+        """The one request path (``prepare_request``) with this engine's limits, control types
+        and LoRAs: canonical, validated, ready to queue and run."""
+        return prepare_request(request, self.limits, control_types=CONTROL_TYPES,
+                               lora_exists=self._lora_exists)
 
-    def validate(self, request: GenerationRequest) -> GenerationRequest:
-        prepared = self.prepare(request)
-        validate_request(prepared, self.limits, control_types=CONTROL_TYPES,
-                         lora_exists=self._lora_exists)
-        return prepared
-
-    def generate(self, request: GenerationRequest, *, on_progress: ProgressCallback | None = None,
+    def generate(self, prepared: PreparedRequest, *, on_progress: ProgressCallback | None = None,
                  cancel: threading.Event | None = None) -> GenerationResult:
-        request = self.validate(request)
+        if not isinstance(prepared, PreparedRequest):
+            raise TypeError("Engine.generate runs prepared requests: pass it through "
+                            "Engine.prepare (engine.validation.prepare_request) first")
+        request = prepared.request
         started = time.perf_counter()
+        job: _Job | None
         with self.pipelines.lock:
             try:
-                job = self._start_job(request)
-                images, infos = self._run_batches(job, on_progress, cancel)
+                # 1. Load the base model, settle the size and the seed
+                job = self._start_job(prepared)
+                # 2. Apply the LoRAs and the sampler
+                self._apply_loras_and_sampler(job)
+                # 3. Prepare the input images (init image, mask, control map)
+                self._prepare_images(job)
+                # 4. Pick the pipeline for the job kind
+                pipe = self._pipeline_for(job)
+                # 5. Encode the prompts
+                encoded = self._encode_prompts(job)
+                # 6. For each batch: denoise, decode, describe each image
+                images = self._run_batches(job, pipe, encoded, on_progress, cancel)
             except torch.OutOfMemoryError:
-                job = None  # freed below, once the traceback no longer holds the tensors
+                # Freed below, once the traceback no longer holds the tensors.
+                job = pipe = encoded = None
             if job is None:
                 free_memory()
                 raise ResourceError("out_of_memory")
@@ -158,7 +174,7 @@ class Engine:
                     request.kind.value, job.base.model_id, job.width, job.height, request.steps,
                     job.seed, len(images), duration)
         return GenerationResult(tuple(images), job.control_map, tuple(job.warnings),
-                                infos[0], infos[1], duration)
+                                encoded.positive_info, encoded.negative_info, duration)
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo:
         """Token count of ``prompt`` against ``model``'s context, for a live counter.
@@ -189,18 +205,20 @@ class Engine:
 
     # -- stages -----------------------------------------------------------------------------
 
-    def _start_job(self, request: GenerationRequest) -> _Job:
+    def _start_job(self, prepared: PreparedRequest) -> _Job:
+        request = prepared.request
         base = self.pipelines.base(request.model)
         width, height = self._size_for(request, base)
         seed = request.seed if request.seed != -1 else secrets.randbelow(SEED_MODULUS)
-        job = _Job(request, base, width, height, seed, warnings=[])
+        return _Job(prepared, base, width, height, seed, warnings=[])
+
+    def _apply_loras_and_sampler(self, job: _Job) -> None:
+        request, base = job.request, job.base
         sources = self._lora_sources(request, base, job.warnings)
         job.lora_hashes = {s.name: self.store.file_hash(s.path)[:12] for s, _ in sources}
         base.loras.apply(base.pipe, sources)
         base.pipe.scheduler = build_scheduler(base.scheduler_config, request.sampler,
                                               request.schedule)
-        self._prepare_images(job)
-        return job
 
     def _size_for(self, request: GenerationRequest, base: LoadedBase) -> tuple[int, int]:
         if request.width and request.height:
@@ -211,10 +229,7 @@ class Engine:
         else:
             width, height = base.default_size
         width, height = request.width or width, request.height or height
-        limits = self.limits
-        side_pixels = limits.max_batch_pixels // request.batch_size
-        return image_ops.fit_size(width, height, limits.max_size, side_pixels, limits.size_step,
-                                  limits.min_size)
+        return image_ops.fit_to_limits(width, height, self.limits, request.batch_size)
 
     def _prepare_images(self, job: _Job) -> None:
         request, size = job.request, (job.width, job.height)
@@ -248,15 +263,22 @@ class Engine:
             control_guidance_start=float(control.start), control_guidance_end=float(control.end))
         job.call_args["_controlnet"] = controlnet
 
-    def _run_batches(self, job: _Job, on_progress, cancel):
-        request, base = job.request, job.base
+    def _pipeline_for(self, job: _Job):
         controlnet = job.call_args.pop("_controlnet", None)
-        pipe = self.pipelines.pipeline(base, request.kind, controlnet)
-        pipe.scheduler = base.pipe.scheduler
-        encoded = encode_prompts(parse_prompt(request.prompt),
-                                 parse_prompt(request.negative_prompt),
-                                 base.pipe.tokenizer, base.pipe.text_encoder, base.text_context,
-                                 self.placement.device)
+        pipe = self.pipelines.pipeline(job.base, job.request.kind, controlnet)
+        pipe.scheduler = job.base.pipe.scheduler
+        return pipe
+
+    def _encode_prompts(self, job: _Job):
+        base = job.base
+        return encode_prompts(parse_prompt(job.request.prompt),
+                              parse_prompt(job.request.negative_prompt),
+                              base.pipe.tokenizer, base.pipe.text_encoder, base.text_context,
+                              self.placement.device)
+
+    def _run_batches(self, job: _Job, pipe, encoded, on_progress,
+                     cancel) -> list[GeneratedImage]:
+        request, base = job.request, job.base
         results = []
         for batch_index in range(request.batch_count):
             first = job.seed + batch_index * request.batch_size
@@ -275,7 +297,7 @@ class Engine:
                            for image in self._decode(base, latents)]
             for image, seed in zip(decoded, seeds, strict=True):
                 results.append(GeneratedImage(image, seed, self._parameters(job, seed, encoded)))
-        return results, (encoded.positive_info, encoded.negative_info)
+        return results
 
     def _denoise(self, pipe, job: _Job, encoded, seeds, batch_index, on_progress, cancel):
         request = job.request
@@ -383,20 +405,8 @@ class Engine:
     # -- description ------------------------------------------------------------------------
 
     def _parameters(self, job: _Job, seed: int, encoded) -> dict:
-        request = job.request
-        parameters = {
-            "mode": request.kind.value, "model": job.base.model_id,
-            "prompt": request.prompt, "negative_prompt": request.negative_prompt,
-            "sampler": request.sampler, "schedule": request.schedule, "steps": request.steps,
-            "guidance": float(request.guidance), "seed": seed, "width": job.width,
-            "height": job.height, "batch_size": request.batch_size,
-            "batch_count": request.batch_count,
-            "model_hash": job.base.model_hash,
-            "loras": [{"name": lora.name, "weight": float(lora.weight),
-                       "hash": job.lora_hashes.get(lora.name)} for lora in request.loras],
-            "prompt_tokens": encoded.positive_info.tokens,
-            "context_length": encoded.positive_info.context_length,
-            "precision": self.placement.precision, "version": ENGINE_VERSION,
-        }
-        parameters.update(mode_parameters(request))
-        return parameters
+        return image_parameters(job.prepared, model=job.base.model_id, seed=seed,
+                                width=job.width, height=job.height,
+                                prompt_info=encoded.positive_info,
+                                precision=self.placement.precision, version=ENGINE_VERSION,
+                                model_hash=job.base.model_hash, lora_hashes=job.lora_hashes)

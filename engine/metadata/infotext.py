@@ -47,7 +47,7 @@ _USER_COMMENT = 0x9286
 # -- writing ----------------------------------------------------------------------------------
 
 def format_infotext(parameters: Mapping[str, Any]) -> str:
-    """The infotext for one image's parameters dict (see ``Engine._parameters``)."""
+    """The infotext for one image's parameters dict (see ``metadata.parameters``)."""
     lines = []
     prompt = _prompt_text(parameters.get("prompt"))
     if prompt:
