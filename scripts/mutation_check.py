@@ -10,7 +10,7 @@ was caught. It is too slow for every CI run; run it before calling an engine iss
 
     .venv/bin/python scripts/mutation_check.py             # every mutation
     .venv/bin/python scripts/mutation_check.py --list      # what it plants
-    .venv/bin/python scripts/mutation_check.py --only seed # names containing "seed"
+    .venv/bin/python scripts/mutation_check.py --only seed # names containing "seed" (repeatable)
 """
 
 from __future__ import annotations
@@ -79,11 +79,12 @@ def check(tree: Path, mutation: Mutation) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="", help="run the mutations whose name contains this")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run the mutations whose name contains this (may repeat)")
     parser.add_argument("--list", action="store_true", help="list the mutations and stop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    chosen = [m for m in MUTATIONS if args.only in m.name]
+    chosen = [m for m in MUTATIONS if not args.only or any(o in m.name for o in args.only)]
     if args.list:
         for mutation in chosen:
             logger.info("%-64s %s", mutation.name, mutation.path)
