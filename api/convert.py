@@ -14,6 +14,7 @@ from PIL import Image
 
 from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
 from engine.errors import InvalidRequest, ResourceError, WarningCode
+from engine.interfaces import ImageServiceLike
 from engine.metadata.infotext import format_infotext
 from engine.limits import Limits
 from engine.metadata.outputs import encode_png
@@ -156,7 +157,7 @@ def local_model_row(name: str) -> dict:
             "sha256": None, "filename": f"{CHECKPOINTS_FOLDER}/{name}", "config": None}
 
 
-def saved_or_warned(service: Any, result: GenerationResult) -> GenerationResult:
+def saved_or_warned(service: ImageServiceLike, result: GenerationResult) -> GenerationResult:
     """Save as the client asked; a full or read-only disk must not cost it the images it
     waited for: they come back with ``save_failed`` among the ``info`` warnings (no path)."""
     try:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,6 +31,8 @@ from api.schemas import (
     OptionsBody, PngInfoBody, Txt2ImgBody,
 )
 from engine.errors import EngineError, ErrorCode, ResourceError
+from engine.interfaces import ImageServiceLike
+from engine.limits import Limits
 from engine.metadata.reading import read_image_parameters
 from engine.jobs import NO_SHARE, Job, JobState, ModelAction
 from engine.store.manifest import ModelKind
@@ -152,7 +154,7 @@ def _auth_dependency(options: ApiOptions) -> Callable:
     return check
 
 
-def build_router(service: Any, options: ApiOptions = ApiOptions()) -> APIRouter:
+def build_router(service: ImageServiceLike, options: ApiOptions = ApiOptions()) -> APIRouter:
     router = APIRouter(route_class=_ApiRoute, dependencies=[Depends(_auth_dependency(options))])
     _generation_routes(router, service, options)
     _job_routes(router, service, options)
@@ -161,7 +163,7 @@ def build_router(service: Any, options: ApiOptions = ApiOptions()) -> APIRouter:
     return router
 
 
-async def wait_for(job: Job, timeout: float, service: Any) -> None:
+async def wait_for(job: Job, timeout: float, service: ImageServiceLike) -> None:
     """Wait for ``job`` on the event loop: no server thread is held while it waits in line."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -172,19 +174,20 @@ async def wait_for(job: Job, timeout: float, service: Any) -> None:
         await asyncio.sleep(POLL_S)
     if job.error is not None:
         raise job.error
-async def _run(service: Any, body: Txt2ImgBody, caller: Caller,
+async def _run(service: ImageServiceLike, body: Txt2ImgBody, caller: Caller,
                timeout: float) -> GenerationResponse:
     request = await run_in_threadpool(to_request, body, service.active_model, service.limits)
     job = await run_in_threadpool(service.submit, request, secrets.token_urlsafe(16),
                                   caller.user, caller.quota_key)
     await wait_for(job, timeout, service)
     result = job.result
+    assert result is not None  # a generation job that did not fail has its result
     if body.save_images:
-        result = await run_in_threadpool(saved_or_warned, service, job.result)
+        result = await run_in_threadpool(saved_or_warned, service, result)
     return await run_in_threadpool(to_response, result, body)
 
 
-def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
+def _generation_routes(router: APIRouter, service: ImageServiceLike, options: ApiOptions) -> None:
     @router.post("/sdapi/v1/txt2img", response_model=GenerationResponse)
     async def txt2img(body: Txt2ImgBody, request: Request) -> GenerationResponse:
         return await _run(service, body, caller_of(request, options), options.wait_timeout_s)
@@ -194,7 +197,7 @@ def _generation_routes(router: APIRouter, service: Any, options: ApiOptions) -> 
         return await _run(service, body, caller_of(request, options), options.wait_timeout_s)
 
 
-def _job_status(service: Any, job: Job, language: str) -> JobStatusResponse:
+def _job_status(service: ImageServiceLike, job: Job, language: str) -> JobStatusResponse:
     body = job.context  # the body a v2 job echoes (set by create below)
     result = (to_response(job.result, body) if job.state is JobState.DONE
               and isinstance(body, Txt2ImgBody) and job.result is not None else None)
@@ -208,7 +211,7 @@ def _job_status(service: Any, job: Job, language: str) -> JobStatusResponse:
         detail=error_text(language, job.error.code, job.error.params) if job.error else None)
 
 
-def _job_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
+def _job_routes(router: APIRouter, service: ImageServiceLike, options: ApiOptions) -> None:
     @router.post("/sdapi/v2/jobs", response_model=JobCreated, status_code=202)
     def create(body: JobBody, request: Request) -> JobCreated:
         """Queue a job and answer at once with its id and the token that may cancel it."""
@@ -253,7 +256,7 @@ def _job_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
         return _job_status(service, job, _language(request))
 
 
-async def _queue_model_action(service: Any, action: ModelAction, request: Request,
+async def _queue_model_action(service: ImageServiceLike, action: ModelAction, request: Request,
                                options: ApiOptions, admins_only: bool = False) -> None:
     """Switch, reload or unload through the job queue and wait for it on the event loop.
 
@@ -270,7 +273,7 @@ async def _queue_model_action(service: Any, action: ModelAction, request: Reques
     await wait_for(job, options.wait_timeout_s, service)
 
 
-def _catalog_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
+def _catalog_routes(router: APIRouter, service: ImageServiceLike, options: ApiOptions) -> None:
     @router.get("/sdapi/v1/sd-models")
     def sd_models() -> list[dict]:
         models = []
@@ -324,12 +327,12 @@ def _catalog_routes(router: APIRouter, service: Any, options: ApiOptions) -> Non
         return {"module_list": ["none", *service.control_types()]}
 
 
-def _own_running_job(service: Any, caller: Caller, options: ApiOptions) -> Job | None:
+def _own_running_job(service: ImageServiceLike, caller: Caller, options: ApiOptions) -> Job | None:
     job = service.jobs.running
     return job if job is not None and caller.sees(job, options.single_user) else None
 
 
-def _progress(service: Any, caller: Caller, options: ApiOptions,
+def _progress(service: ImageServiceLike, caller: Caller, options: ApiOptions,
               skip_current_image: bool) -> dict:
     """A1111's progress, of the caller's own running job only (on a single-user install, of
     whatever runs): another user's prompt, preview and progress are theirs."""
@@ -350,7 +353,7 @@ def _progress(service: Any, caller: Caller, options: ApiOptions,
             "state": state, "current_image": preview, "textinfo": None}
 
 
-def _png_info(body: PngInfoBody, limits: Any) -> dict:
+def _png_info(body: PngInfoBody, limits: Limits) -> dict:
     image = decode_image(body.image, "image", limits)
     found = read_image_parameters(image)
     return {"info": found.text if found else "",
@@ -359,7 +362,7 @@ def _png_info(body: PngInfoBody, limits: Any) -> dict:
             "source": found.source if found else None}
 
 
-def _detect(service: Any, body: DetectBody) -> dict:
+def _detect(service: ImageServiceLike, body: DetectBody) -> dict:
     module = CONTROL_MODULES.get(body.controlnet_module, body.controlnet_module)
     images = []
     for data in body.controlnet_input_images:
@@ -371,7 +374,7 @@ def _detect(service: Any, body: DetectBody) -> dict:
     return {"images": images, "info": "Success"}
 
 
-def _utility_routes(router: APIRouter, service: Any, options: ApiOptions) -> None:
+def _utility_routes(router: APIRouter, service: ImageServiceLike, options: ApiOptions) -> None:
     cpu_slots = asyncio.Semaphore(CPU_ROUTE_SLOTS)
 
     @router.get("/sdapi/v1/progress")
@@ -429,7 +432,7 @@ def _utility_routes(router: APIRouter, service: Any, options: ApiOptions) -> Non
         return get_swagger_ui_html(openapi_url="/openapi.json", title="画境 Huajing API")
 
 
-def install(app, service: Any, options: ApiOptions) -> None:
+def install(app, service: ImageServiceLike, options: ApiOptions) -> None:
     """Add the API's routes to a FastAPI app (Gradio's own), ahead of its catch-all mount."""
     router = build_router(service, options)
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 from PIL import Image
 
@@ -30,6 +30,12 @@ logger = logging.getLogger(__name__)
 
 
 
+class ModelActionTarget(Protocol):
+    def activate(self, model: str) -> None: ...
+
+    def unload_models(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ModelAction:
     """A queued change of the loaded model: "load" makes ``model`` active, "unload" frees the
@@ -38,8 +44,8 @@ class ModelAction:
     action: str  # "load" or "unload"
     model: str = ""
 
-    def apply(self, service) -> None:
-        """Carry it out on ``service`` (anything with ``activate`` and ``unload_models``)."""
+    def apply(self, service: ModelActionTarget) -> None:
+        """Carry it out on ``service`` (the image service)."""
         if self.action == "unload":
             service.unload_models()
         else:

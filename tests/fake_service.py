@@ -25,7 +25,7 @@ from engine.store.catalog import (
 from engine.errors import JobCancelled, ModelError, SkipImage
 from engine.limits import Limits
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
-from engine.generate.preprocessors import CONTROL_TYPES
+from engine.control_types import CONTROL_TYPES
 from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
@@ -42,7 +42,7 @@ COLOURS = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60))
 
 
 class FakeImageService:
-    """Implements ``ui.service.ImageServiceLike``; every request it gets is kept in ``requests``."""
+    """Implements ``engine.interfaces.ImageServiceLike``; keeps every request in ``requests``."""
 
     def __init__(self, manifest: Manifest | None = None, limits: Limits | None = None,
                  output_dir: Path | None = None, active_model: str | None = None,

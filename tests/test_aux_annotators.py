@@ -168,3 +168,11 @@ def test_weights_only_override_refuses_annotator_pickles(store, monkeypatch):
     with pytest.raises(ModelError) as caught:
         AuxAnnotators(store.complete_folder).run("lineart", _noise_image(3), RESOLUTION)
     assert caught.value.code == "weights_only_disabled"
+
+
+def test_the_contract_lists_exactly_the_detectors_the_engine_runs():
+    """The validator, the UI and the API offer ``engine.control_types``; the engine runs
+    ``AUX_ANNOTATORS``: a detector added to one only would be offered and fail, or never offered."""
+    from engine.control_types import AUX_CONTROL_TYPES
+
+    assert AUX_CONTROL_TYPES == tuple(AUX_ANNOTATORS)

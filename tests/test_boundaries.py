@@ -119,6 +119,8 @@ def _forbidden(module: str, found: Import) -> str | None:
     if _is(module, ("engine.store",)) and _is(
             name, ("engine.downloads", "engine.generate", "engine.demo")):
         return "the store never imports the downloads, the generator or the demo"
+    if module == "engine.service" and _is(name, HEAVY):
+        return "the service never imports torch: the backend (engine.generate) owns it"
     if _in_contract(module) and found.at_import_time and _is(name, HEAVY):
         return "the contract imports torch, diffusers and transformers only inside a function"
     return None
@@ -140,7 +142,8 @@ def test_layers_import_only_what_they_may():
     inside a function); of the engine they import only the contract and the download job types.
     The contract (engine/'s top level, engine.store, engine.metadata) imports none of torch,
     diffusers, transformers or gradio when it is imported (the service loads the generator on
-    first use); the store never imports the downloads. Nothing in engine/ imports gradio."""
+    first use); the service never imports torch, even inside a function; the store never
+    imports the downloads. Nothing in engine/ imports gradio."""
     modules = _own_modules()
     broken = [f"{path.relative_to(ROOT)}:{found.line} imports {found.name}: {why}"
               for module, path in sorted(modules.items())

@@ -1,1 +1,2 @@
-"""The Gradio WebUI. Imports gradio and the engine's torch-free types only (see ui/service.py)."""
+"""The Gradio WebUI. Imports gradio and the engine's torch-free types only
+(see engine/interfaces.py)."""

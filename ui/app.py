@@ -23,7 +23,7 @@ from ui.img2img_tab import build_img2img_tab
 from ui.lora_tab import build_lora_tab, wire_lora_apply
 from ui.models_tab import build_models_tab
 from ui.pnginfo_tab import build_pnginfo_tab, wire_send_parameters
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.session_view import SessionView, wire_session_view
 from ui.settings_tab import build_settings_tab, wire_settings
 from ui.texts import Texts

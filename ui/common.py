@@ -17,7 +17,7 @@ from engine.limits import Limits
 from engine.requests import GenerationRequest, GenerationResult
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
 from engine.store.manifest import Recommended
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.common import JobRunner
 from ui.models_tab import download_text
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 POLL_SECONDS = 1.0

@@ -16,7 +16,7 @@ from ui.common import (
     parameter_widgets, prompt_row, result_widgets, show_result, wire_interrupt,
     wire_seed_buttons, wire_token_counter,
 )
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 IMG2IMG, INPAINT = "img2img", "inpaint"

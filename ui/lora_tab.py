@@ -12,7 +12,7 @@ import gradio as gr
 
 from engine.prompt_syntax import remove_lora_tags
 from engine.store.catalog import LoraChoice
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 @dataclass(frozen=True)

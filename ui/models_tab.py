@@ -17,7 +17,7 @@ from engine.downloads.jobs import DownloadState
 from engine.errors import EngineError
 from engine.store.manifest import ModelKind
 from ui.access import Access
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 POLL_SECONDS = 1.0

@@ -23,7 +23,7 @@ from engine.samplers import SAMPLERS
 from engine.settings import MEMORY_MODES
 from locales import LANGUAGES, translate
 from ui.access import Access
-from ui.service import ImageServiceLike
+from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)

@@ -30,16 +30,16 @@ from PIL import Image, ImageOps
 
 from engine import images as image_ops
 from engine.generate.aux_annotators import AuxAnnotators
-from engine.store.catalog import stays_inside
+from engine.store.loras import find_lora, lora_exists
 from engine.generate.devices import Placement, pick_placement
 from engine.errors import (
-    EngineError, JobCancelled, ModelError, ResourceError, SkipImage, WarningCode,
+    JobCancelled, ModelError, ResourceError, SkipImage, WarningCode,
 )
-from engine.generate.lora import LoraSource
-from engine.store.manifest import Manifest, ModelKind, load_manifest
+from engine.store.manifest import Manifest, load_manifest
 from engine.store.model_store import ModelStore
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
-from engine.generate.preprocessors import CONTROL_TYPES, Preprocessors
+from engine.control_types import CONTROL_TYPES
+from engine.generate.preprocessors import Preprocessors
 from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
@@ -175,6 +175,37 @@ class Engine:
                     job.seed, len(images), duration)
         return GenerationResult(tuple(images), job.control_map, tuple(job.warnings),
                                 encoded.positive_info, encoded.negative_info, duration)
+
+    # -- models ------------------------------------------------------------------------------
+
+    def load(self, model: str) -> None:
+        """Load ``model``'s base now (a job would load it too). Out of device memory, what was
+        loaded is freed and ``out_of_memory`` raised: the app goes on."""
+        try:
+            self.pipelines.base(model)
+            return
+        except torch.OutOfMemoryError:
+            pass  # freed below, once the traceback no longer holds the tensors
+        free_memory()
+        raise ResourceError("out_of_memory")
+
+    def unload_all(self) -> None:
+        """Free the device: every loaded model goes (the next job loads what it needs)."""
+        self.pipelines.unload_all()
+
+    def set_memory_mode(self, mode: str) -> None:
+        """Takes effect as models load again: the loaded ones are released now."""
+        with self.pipelines.lock:
+            self.pipelines.memory_mode = mode
+            self.pipelines.unload_all()
+
+    def device_memory(self) -> dict[str, dict[str, int]] | None:
+        """A1111's ``cuda`` part of /sdapi/v1/memory in bytes; None off CUDA."""
+        if self.placement.device.type != "cuda":
+            return None
+        free, total = torch.cuda.mem_get_info()
+        return {"system": {"free": free, "used": total - free, "total": total},
+                "active": {"peak": torch.cuda.max_memory_allocated()}}
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo:
         """Token count of ``prompt`` against ``model``'s context, for a live counter.
@@ -359,36 +390,13 @@ class Engine:
 
     # -- LoRAs ------------------------------------------------------------------------------
 
-    def _lora_source(self, name: str) -> LoraSource | None:
-        entry = self.store.entry(name)
-        if entry is not None and entry.kind is ModelKind.LORA:
-            folder = self.store.resolve(name)
-            assert entry.weight_file is not None  # the manifest refuses a LoRA without one
-            return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
-                              manifest_base=entry.base)
-        if self.settings.allow_file_paths and Path(name).expanduser().is_file():
-            return LoraSource(name, Path(name).expanduser(), allow_pickle=False)
-        if Path(name).name != name or name in (".", ".."):
-            return None  # a name, not a path: prompts must not reach files outside the folder
-        folder = self.settings.lora_dir
-        for candidate in (folder / name, folder / f"{name}.safetensors"):
-            if candidate.is_file() and stays_inside(candidate, folder):  # as lora_files lists
-                return LoraSource(name, candidate, allow_pickle=False)
-        return None
-
     def _lora_exists(self, name: str) -> bool:
-        entry = self.store.entry(name)
-        if entry is not None:
-            return entry.kind is ModelKind.LORA
-        try:
-            return self._lora_source(name) is not None
-        except EngineError:
-            return False
+        return lora_exists(self.store, self.settings, name)
 
     def _lora_sources(self, request, base: LoadedBase, warnings: list[EngineWarning]):
         wanted = []
         for lora in request.loras:
-            source = self._lora_source(lora.name)
+            source = find_lora(self.store, self.settings, lora.name)
             if source is None:
                 raise ModelError("unknown_lora", name=lora.name)
             if source.manifest_base and source.manifest_base != base.model_id:

@@ -13,18 +13,17 @@ LoRAs is ``set_adapters`` and unloading restores the base exactly.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import logging
 import os
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from engine.errors import ModelError
+from engine.store.loras import LoraSource
 
 logger = logging.getLogger(__name__)
 
@@ -92,21 +91,6 @@ def read_lora_file(path: Path, name: str, allow_pickle: bool) -> dict[str, torch
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError("lora_corrupt", name=name)
     return state
-
-
-@dataclass(frozen=True)
-class LoraSource:
-    """A resolved LoRA: where its file is and what the user called it."""
-
-    name: str
-    path: Path
-    allow_pickle: bool
-    manifest_base: str | None = None
-
-    @property
-    def adapter_name(self) -> str:
-        # peft adapter names become module attribute names: keep them plain.
-        return "lora_" + hashlib.sha1(str(self.path).encode()).hexdigest()[:12]
 
 
 def _components_with(pipe, adapter_name: str) -> list:

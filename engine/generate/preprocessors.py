@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
+from engine.control_types import CONTROL_TYPES
 from engine.errors import InvalidRequest
 from engine.requests import ControlSpec
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEPTH_MODEL_REPO = "Intel/dpt-large"
-CONTROL_TYPES: tuple[str, ...] = ("canny", "depth", *AUX_ANNOTATORS)
 
 
 def canny_map(image: Image.Image, low: int, high: int) -> Image.Image:
