@@ -3,7 +3,7 @@
 ``ImageServiceLike`` is what the UI and the HTTP API use: ``engine.service.ImageService``
 implements it. ``GenerationBackend`` is what that service needs from whatever runs generation:
 the in-process ``engine.generate.engine.Engine`` today, a cluster backend later, and in tests a
-torch-free fake (``tests/support/fake_engine.py``). The service, not the backend, owns the
+torch-free fake (``engine.fake_engine``). The service, not the backend, owns the
 queue, the catalog, downloads and saving, so a backend is only these few calls.
 """
 
