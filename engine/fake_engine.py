@@ -165,7 +165,7 @@ class FakeEngine:
     def _size_for(self, request: GenerationRequest) -> tuple[int, int]:
         if request.width and request.height:
             return request.width, request.height
-        if isinstance(request, Img2ImgRequest):
+        if isinstance(request, Img2ImgRequest) and request.init_image is not None:
             width, height = request.init_image.size
             step = self.limits.size_step
             width, height = width // step * step, height // step * step
@@ -196,6 +196,7 @@ class FakeEngine:
         validate_control(control, self.limits, CONTROL_TYPES)
         with self._lock:
             self.preprocessed.append(control)
+        assert control.image is not None  # validate_control refuses a spec without one
         size = (width, height) if width and height else control.image.size
         return Image.new("RGB", size, (128, 128, 128))
 
