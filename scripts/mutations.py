@@ -45,6 +45,23 @@ MUTATIONS: tuple[Mutation, ...] = (
          "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited",),
     ),
     Mutation(
+        "service: preparing waits for the backend to start",
+        "engine/service.py",
+        "        return prepare_request(request, self.limits, control_types=CONTROL_TYPES,\n",
+        "        self.engine.unload_all()\n"
+        "        return prepare_request(request, self.limits, control_types=CONTROL_TYPES,\n",
+        ("tests/test_service.py::"
+         "test_a_bad_request_is_refused_while_the_backend_is_still_starting",),
+    ),
+    Mutation(
+        "contract: a detector the engine runs is not offered",
+        "engine/control_types.py",
+        '    "shuffle",\n',
+        "",
+        ("tests/test_aux_annotators.py::"
+         "test_the_contract_lists_exactly_the_detectors_the_engine_runs",),
+    ),
+    Mutation(
         "engine: a queued request is prepared and validated again",
         "engine/generate/engine.py",
         "        request = prepared.request\n        started = time.perf_counter()\n",

@@ -149,3 +149,36 @@ def test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waite
 def test_the_engine_runs_only_prepared_requests(service):
     with pytest.raises(TypeError):
         service.engine.generate(txt2img())
+
+
+def test_a_bad_request_is_refused_while_the_backend_is_still_starting(tmp_path):
+    """Preparing and validating is torch-free: it never waits for the backend to start."""
+    import threading
+
+    from engine.fake_engine import FakeEngine, place_placeholder_models
+    from engine.settings import EngineSettings
+
+    settings = EngineSettings(models_dir=tmp_path / "models", hub_cache_dir=tmp_path / "hub")
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    place_placeholder_models(settings, manifest)
+    release, built = threading.Event(), threading.Event()
+
+    def slow_factory(settings, manifest):
+        release.wait(timeout=5)  # a service that waited for it would wait this long, then fail
+        built.set()
+        return FakeEngine(settings, manifest)
+
+    service = ImageService(settings, manifest, engine_factory=slow_factory)
+    service.start(preload=False)
+    try:
+        with pytest.raises(EngineError) as caught:
+            service.submit(txt2img(steps=10_000), owner="someone")
+        assert caught.value.code == "invalid_steps"
+        with pytest.raises(EngineError) as caught:
+            service.submit(txt2img(prompt="山 <lora:no-such-style:0.5>"), owner="someone")
+        assert caught.value.code == "unknown_lora"
+        assert not built.is_set()  # refused before the backend existed
+        job = service.submit(txt2img(steps=2), owner="someone")  # a good one waits in line
+    finally:
+        release.set()
+    assert job.wait(30) and job.error is None and len(job.result.images) == 1
