@@ -122,7 +122,8 @@ def _control_widgets(service: ImageServiceLike, texts: Texts) -> ControlWidgets:
                            step=0.01, value=0.0)
         end = texts.make(gr.Slider, label="controlnet.end", minimum=0, maximum=1, step=0.01,
                          value=1.0)
-    control_type.change(lambda kind: [gr.update(visible=kind == "canny")] * 2,
+    control_type.change(lambda kind: {threshold: gr.update(visible=kind == "canny")
+                                      for threshold in (low, high)},
                         inputs=control_type, outputs=[low, high], queue=False)
     return ControlWidgets(image, control_type, controlnet, preprocess, low, high, weight,
                            start, end)
