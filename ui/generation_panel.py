@@ -69,11 +69,13 @@ class Generation:
 
 
 def _nothing() -> None:
+    """A tab with no inputs (or outputs) of its own: its panel's ``own_*`` is None."""
     return None
 
 
 def build_generation_panel(
         context: PanelContext, elem_prefix: str,
+        # mypy cannot tie a default to the type variable; the tab's annotation says None.
         own_inputs: Callable[[], Inputs] = _nothing,  # type: ignore[assignment]
         own_outputs: Callable[[], Outputs] = _nothing,  # type: ignore[assignment]
         outputs_above_results: bool = False,
