@@ -91,8 +91,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "pixel budget: the UI's size suggestion forgets the batch size",
         "ui/img2img_tab.py",
-        "        return fit_to_limits(*image.size, limits, int(batch_size))\n",
-        "        return fit_to_limits(*image.size, limits, 1)\n",
+        "fit_to_limits(*image.size, limits, int(batch))\n",
+        "fit_to_limits(*image.size, limits, 1)\n",
         ("tests/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch",),
     ),
     Mutation(
@@ -168,7 +168,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- the user interface and the API ------------------------------------------------------
     Mutation(
         "ui: ETA always '?'",
-        "ui/common.py",
+        "ui/job_runner.py",
         'eta="?" if eta is None else f"{eta:.0f}"',
         'eta="?"',
         ("tests/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
@@ -217,9 +217,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "ui: txt2img ignores the model picker",
-        "ui/txt2img_tab.py",
-        "fields = common_request_fields(values, prompts, parameters, values[model])",
-        "fields = common_request_fields(values, prompts, parameters, service.active_model)",
+        "ui/generation_panel.py",
+        "request_fields(values, self.prompts, self.parameters, values[self.model])",
+        "request_fields(values, self.prompts, self.parameters, self.model.value)",
         ("tests/test_ui.py::test_txt2img_sends_a_typed_request",),
     ),
     Mutation(
@@ -239,13 +239,18 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "ui: ControlNet tab ignores the manifest's recommended settings",
         "ui/controlnet_tab.py",
-        "            parameters = parameter_widgets(texts, limits, sampler,\n"
-        "                                           service.default_size(service.active_model),\n"
-        '                                           "controlnet", recommended)\n',
-        '            parameters = parameter_widgets(texts, limits, "Euler a",\n'
-        "                                           service.default_size(service.active_model),\n"
-        '                                           "controlnet")\n',
+        "        recommended=lambda control: recommended_settings(service,"
+        " control.controlnet.value,\n"
+        "                                                         service.active_model))\n",
+        "        recommended=lambda control: Recommended())\n",
         ("tests/test_ui.py::test_controlnet_tab_starts_at_the_manifests_recommended_settings",),
+    ),
+    Mutation(
+        "ui: txt2img and img2img ignore the manifest's recommended settings",
+        "ui/generation_panel.py",
+        "else recommended_for_base(service, service.active_model))",
+        "else Recommended())",
+        ("tests/test_ui.py::test_txt2img_and_img2img_start_at_the_active_models_recommended_settings",),
     ),
     # -- the prompt parser -------------------------------------------------------------------
     Mutation(
@@ -314,9 +319,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "zerogpu: txt2img not wrapped",
-        "ui/txt2img_tab.py",
-        "on_generate(generate, runner, gpu(run), results,",
-        "on_generate(generate, runner, run, results,",
+        "ui/generation_panel.py",
+        "context.gpu(generation.handler), inputs=inputs,",
+        "generation.handler, inputs=inputs,",
         (
             "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
             "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",

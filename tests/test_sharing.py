@@ -278,7 +278,7 @@ def test_with_accounts_gradio_streams_need_a_user(tmp_path):
 
 def test_ui_visitors_share_the_queue_by_address_without_accounts(tmp_path):
     """On a Space a visitor can open any number of browser sessions, not of addresses."""
-    from ui.common import JobRunner
+    from ui.job_runner import JobRunner
     from ui.texts import Texts
     from types import SimpleNamespace
 

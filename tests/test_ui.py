@@ -393,6 +393,27 @@ def test_controlnet_tab_starts_at_the_manifests_recommended_settings(tmp_path):
                                                                            "karras")
 
 
+def test_txt2img_and_img2img_start_at_the_active_models_recommended_settings(tmp_path):
+    """The active base model's manifest entry sets where sampler, schedule, steps, guidance
+    and size start; none of them is a widget's built-in default."""
+    from ui.app import UiOptions, build_ui
+
+    manifest = _with_recommended(
+        load_manifest(DEFAULT_MANIFEST),
+        **{"pai-artist-large": {"sampler": "DDIM", "schedule": "karras", "steps": 37,
+                                "guidance": 4.5}})
+    service = FakeImageService(manifest, active_model="pai-artist-large")
+    demo = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "s.json"))
+    shown = {block.elem_id: block.value for block in demo.blocks.values()
+             if getattr(block, "elem_id", None) and hasattr(block, "value")}
+
+    for tab in ("txt2img", "img2img"):
+        assert (shown[f"{tab}-sampler"], shown[f"{tab}-schedule"], shown[f"{tab}-steps"],
+                shown[f"{tab}-guidance"]) == ("DDIM", "karras", 37, 4.5), tab
+        assert ((shown[f"{tab}-width"], shown[f"{tab}-height"])
+                == tuple(service.default_size("pai-artist-large"))), tab
+
+
 # -- token counter ---------------------------------------------------------------------------
 
 @pytest.mark.servers
@@ -416,14 +437,14 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypa
     from types import SimpleNamespace
 
     from engine import jobs
-    from ui import common
-    from ui.common import JobRunner
+    from ui import job_runner
+    from ui.job_runner import JobRunner
     from ui.texts import Texts
 
     step_s, start = 10.0, 1000.0
     clock = SimpleNamespace(now=start)
     monkeypatch.setattr(jobs, "time", SimpleNamespace(time=lambda: clock.now))
-    monkeypatch.setattr(common, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(job_runner, "POLL_SECONDS", 0.01)
     service = FakeImageService()
     runner = JobRunner(service, Texts(ZH))
     shown = threading.Condition()
@@ -468,7 +489,7 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypa
 
 
 def test_job_runner_reports_engine_errors_as_translated_gradio_errors():
-    from ui.common import JobRunner
+    from ui.job_runner import JobRunner
     from ui.texts import Texts
 
     service = FakeImageService()
@@ -481,7 +502,7 @@ def test_job_runner_reports_engine_errors_as_translated_gradio_errors():
 
 
 def test_an_interrupt_after_a_job_does_not_cancel_the_next_one():
-    from ui.common import JobRunner
+    from ui.job_runner import JobRunner
     from ui.texts import Texts
 
     service = FakeImageService()
@@ -877,7 +898,7 @@ def test_models_tab_starts_downloads_from_the_chosen_source_and_guards_delete(tm
 def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one():
     import gradio as gr
 
-    from ui.common import JobRunner
+    from ui.job_runner import JobRunner
     from ui.texts import Texts
 
     service = FakeImageService()
@@ -923,7 +944,7 @@ def test_models_tab_imports_from_a_folder(tmp_path):
 
 
 def test_skip_drops_the_current_batch_of_my_job():
-    from ui.common import JobRunner
+    from ui.job_runner import JobRunner
     from ui.texts import Texts
 
     service = FakeImageService(step_delay=0.05)
@@ -1005,7 +1026,7 @@ def test_declining_the_download_offer_keeps_the_model_in_use(tmp_path):
 def test_rest_callers_without_a_session_never_share_one():
     from types import SimpleNamespace
 
-    from ui.common import session_of, user_of
+    from ui.job_runner import session_of, user_of
 
     no_session = SimpleNamespace(session_hash=None, username=None)
     assert session_of(no_session) != session_of(no_session)

@@ -16,9 +16,10 @@ from engine.downloads.sources import CUSTOM, DownloadSource
 from engine.errors import NOT_ON_DISK, EngineError
 from engine.store.manifest import ModelKind
 from ui.access import Access
-from ui.common import GPU_QUEUE, JobRunner
+from ui.job_runner import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
+from ui.generation_panel import PanelContext
 from ui.img2img_tab import build_img2img_tab
 from ui.lora_tab import build_lora_tab, wire_lora_apply
 from ui.models_tab import build_models_tab
@@ -26,6 +27,7 @@ from ui.pnginfo_tab import build_pnginfo_tab, wire_send_parameters
 from engine.interfaces import ImageServiceLike
 from ui.session_view import SessionView, wire_session_view
 from ui.settings_tab import build_settings_tab, wire_settings
+from ui.size_sliders import SizeSliders
 from ui.texts import Texts
 from ui.txt2img_tab import build_txt2img_tab
 
@@ -88,7 +90,7 @@ def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
 
 
 def _wire_model_switch(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
-                       size_sliders: list[Any], offer: DownloadOffer,
+                       size_sliders: SizeSliders, offer: DownloadOffer,
                        current_source: Callable[[], DownloadSource], access: Access) -> None:
     def switch(model_id: str, request: gr.Request, progress=gr.Progress()):
         progress(0, desc=texts("app.loading_model"))
@@ -103,13 +105,12 @@ def _wire_model_switch(service: ImageServiceLike, texts: Texts, runner: JobRunne
                 source = current_source()
             except EngineError as bad_source:  # e.g. an HF_ENDPOINT without http(s)://
                 raise texts.engine_failure(bad_source) from None
-            keep = [gr.skip()] * len(size_sliders)
-            return keep + offer.shown_for(service, texts, model_id, source)
+            return {**size_sliders.unchanged(),
+                    **offer.shown_for(service, texts, model_id, source)}
         width, height = service.default_size(model_id)
-        return [width, height] * (len(size_sliders) // 2) + offer.hidden()
+        return {**size_sliders.set_to(width, height), **offer.hidden()}
 
-    model.change(switch, inputs=model,
-                 outputs=[*size_sliders, offer.box, offer.question, offer.status, offer.model],
+    model.change(switch, inputs=model, outputs=[*size_sliders.components(), *offer.outputs()],
                  concurrency_id=GPU_QUEUE, concurrency_limit=1, api_name="switch_model")
     wire_download_offer(service, texts, runner, offer, model, size_sliders, current_source,
                         access)
@@ -124,9 +125,9 @@ def _wire_send_image(gallery: Any, button: Any, target: Any, tabs: Any, tab_id: 
 
     def send(items: list | None, index: int):
         if not items:
-            return gr.skip(), gr.skip()
-        image = items[min(index, len(items) - 1)][0]
-        return image, gr.Tabs(selected=tab_id)
+            return {target: gr.skip(), tabs: gr.skip()}
+        image, _caption = items[min(index, len(items) - 1)]
+        return {target: image, tabs: gr.Tabs(selected=tab_id)}
 
     gallery.select(remember, outputs=selected, queue=False)
     gallery.change(lambda: 0, outputs=selected, queue=False)
@@ -144,20 +145,21 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
     preferences, access = options.preferences, options.access
     texts = Texts(preferences.language)
     runner = JobRunner(service, texts, shared=not options.access.local_admin)
-    gpu, sampler = options.on_gpu, preferences.default_sampler
     # Uploads and results in Gradio's cache are removed after a day, checked every hour.
     with gr.Blocks(title="画境 Huajing", analytics_enabled=False,
                    delete_cache=(3600, 86400)) as demo:
         model = _header(service, texts, options)
+        context = PanelContext(service, texts, runner, model, preferences.default_sampler,
+                               options.on_gpu)
         offer = build_download_offer(texts)
         current_source = _source_chooser(options, store)
         with gr.Tabs(elem_id="main-tabs") as tabs:
             with _tab(texts, "tabs.txt2img", "txt2img"):
-                txt2img = build_txt2img_tab(service, texts, runner, model, sampler, gpu)
+                txt2img = build_txt2img_tab(context)
             with _tab(texts, "tabs.img2img", "img2img"):
-                img2img = build_img2img_tab(service, texts, runner, model, sampler, gpu)
+                img2img = build_img2img_tab(context)
             with _tab(texts, "tabs.controlnet", "controlnet"):
-                controlnet = build_controlnet_tab(service, texts, runner, model, sampler, gpu)
+                controlnet = build_controlnet_tab(context)
             with _tab(texts, "tabs.lora", "lora"):
                 lora = build_lora_tab(service, texts)
             with _tab(texts, "tabs.models", "models"):
@@ -167,22 +169,23 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):
                 settings = build_settings_tab(texts, preferences, access, options.outputs_base)
-        sizes = [widget for tab in (txt2img, img2img, controlnet)
-                 for widget in (tab.parameters.width, tab.parameters.height)]
+        panels = (txt2img.panel, img2img.panel, controlnet.panel)
+        sizes = SizeSliders(tuple((panel.parameters.width, panel.parameters.height)
+                                  for panel in panels))
         _wire_model_switch(service, texts, runner, model, sizes, offer, current_source, access)
-        _wire_send_image(txt2img.results.gallery, txt2img.send_to_img2img, img2img.init_image,
-                         tabs, "img2img")
-        _wire_send_image(txt2img.results.gallery, txt2img.send_to_controlnet,
-                         controlnet.control_image, tabs, "controlnet")
-        wire_lora_apply(lora, txt2img.prompts.prompt, tabs, "txt2img")
-        wire_send_parameters(pnginfo.send_to_txt2img, pnginfo.parsed, txt2img.prompts,
-                             txt2img.parameters, tabs, "txt2img")
-        wire_send_parameters(pnginfo.send_to_img2img, pnginfo.parsed, img2img.prompts,
-                             img2img.parameters, tabs, "img2img")
+        gallery = txt2img.panel.results.gallery
+        _wire_send_image(gallery, txt2img.send.to_img2img, img2img.inputs.init_image, tabs,
+                         "img2img")
+        _wire_send_image(gallery, txt2img.send.to_controlnet, controlnet.control.image, tabs,
+                         "controlnet")
+        wire_lora_apply(lora, txt2img.panel.prompts.prompt, tabs, "txt2img")
+        wire_send_parameters(pnginfo.send_to_txt2img, pnginfo.parsed, txt2img.panel.prompts,
+                             txt2img.panel.parameters, tabs, "txt2img")
+        wire_send_parameters(pnginfo.send_to_img2img, pnginfo.parsed, img2img.panel.prompts,
+                             img2img.panel.parameters, tabs, "img2img")
         wire_settings(settings, texts, service, store, access, options.outputs_base,
                       options.allow_private_endpoint)
-        samplers = [settings.default_sampler, txt2img.parameters.sampler,
-                    img2img.parameters.sampler, controlnet.parameters.sampler]
+        samplers = [settings.default_sampler, *(panel.parameters.sampler for panel in panels)]
         view = SessionView(settings, [*settings.server_widgets(), *models.admin_widgets(),
                                       offer.accept], samplers)
         wire_session_view(demo, texts, store, access, view)

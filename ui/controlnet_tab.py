@@ -9,33 +9,32 @@ import gradio as gr
 
 from engine.errors import EngineError
 from engine.requests import ControlNetRequest, ControlSpec
-from engine.samplers import SAMPLERS
-from engine.store.manifest import ModelKind, Recommended
-from ui.common import (
-    GPU_QUEUE, JobRunner, ParameterWidgets, PromptWidgets, ResultWidgets, as_int,
-    common_request_fields, on_generate,
-    parameter_widgets, prompt_row, result_widgets, show_result, wire_interrupt,
-    wire_seed_buttons, wire_token_counter,
+from engine.store.manifest import Recommended
+from ui.generation_panel import (
+    Generation, GenerationPanel, PanelContext, as_int, build_generation_panel,
+    recommended_for_base, wire_generation,
 )
+from ui.job_runner import GPU_QUEUE
 from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 
 @dataclass(frozen=True)
-class ControlNetTab:
-    prompts: PromptWidgets
-    parameters: ParameterWidgets
-    results: ResultWidgets
-    control_image: Any
-    control_type: Any
-    controlnet: Any
-    preview: Any
-    preview_button: Any
-    generate: Any
+class ControlPreview:
+    """Above the results: the control map, shown on request and after each generation."""
+    button: Any
+    image: Any
 
 
 @dataclass(frozen=True)
-class _ControlWidgets:
+class ControlNetTab:
+    panel: GenerationPanel[ControlWidgets, ControlPreview]
+    control: ControlWidgets
+    preview: ControlPreview
+
+
+@dataclass(frozen=True)
+class ControlWidgets:
     image: Any
     control_type: Any
     controlnet: Any
@@ -87,16 +86,15 @@ def recommended_settings(service: ImageServiceLike, controlnet: str | None,
     """What the tab starts at: the manifest's recommendation for the ControlNet it offers
     first, each setting it leaves out from the base model's (PAI's ControlNets: Euler a,
     guidance 5), else nothing (the widgets' own defaults)."""
-    found = ([entry for entry in service.controlnets_for(base) if entry.id == controlnet]
-             + [entry for entry in service.entries(ModelKind.BASE) if base in (entry.id,
-                                                                               entry.repo)])
-    merged: dict[str, Any] = {}
-    for entry in reversed(found):  # the ControlNet's own settings win over the base's
-        merged.update(entry.recommended.model_dump(exclude_none=True))
+    merged = recommended_for_base(service, base).model_dump(exclude_none=True)
+    for entry in service.controlnets_for(base):
+        if entry.id == controlnet:  # the ControlNet's own settings win over the base's
+            merged.update(entry.recommended.model_dump(exclude_none=True))
+            break
     return Recommended(**merged)
 
 
-def _control_widgets(service: ImageServiceLike, texts: Texts) -> _ControlWidgets:
+def _control_widgets(service: ImageServiceLike, texts: Texts) -> ControlWidgets:
     limits = service.limits
     image = texts.make(gr.Image, label="controlnet.image", type="pil", image_mode=None,
                        sources=["upload", "clipboard"], height=300, elem_id="controlnet-image")
@@ -124,62 +122,49 @@ def _control_widgets(service: ImageServiceLike, texts: Texts) -> _ControlWidgets
                            step=0.01, value=0.0)
         end = texts.make(gr.Slider, label="controlnet.end", minimum=0, maximum=1, step=0.01,
                          value=1.0)
-    control_type.change(lambda kind: [gr.update(visible=kind == "canny")] * 2,
+    control_type.change(lambda kind: {threshold: gr.update(visible=kind == "canny")
+                                      for threshold in (low, high)},
                         inputs=control_type, outputs=[low, high], queue=False)
-    return _ControlWidgets(image, control_type, controlnet, preprocess, low, high, weight,
+    return ControlWidgets(image, control_type, controlnet, preprocess, low, high, weight,
                            start, end)
 
 
-def build_controlnet_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
-                         default_sampler: str, gpu) -> ControlNetTab:
-    limits = service.limits
-    prompts, generate, interrupt = prompt_row(texts, limits, "controlnet", runner)
-    with gr.Row():
-        with gr.Column(scale=1):
-            control = _control_widgets(service, texts)
-            recommended = recommended_settings(service, control.controlnet.value,
-                                               service.active_model)
-            sampler = (recommended.sampler if recommended.sampler in SAMPLERS
-                       else default_sampler)
-            parameters = parameter_widgets(texts, limits, sampler,
-                                           service.default_size(service.active_model),
-                                           "controlnet", recommended)
-        with gr.Column(scale=1):
-            preview_button = texts.make(gr.Button, text="controlnet.preview_button",
-                                        elem_id="controlnet-preview-button")
-            preview = texts.make(gr.Image, label="controlnet.preview", type="pil",
-                                 interactive=False, height=300, format="png",
-                                 elem_id="controlnet-preview")
-            results = result_widgets(texts, "controlnet")
+def _preview_widgets(texts: Texts) -> ControlPreview:
+    button = texts.make(gr.Button, text="controlnet.preview_button",
+                        elem_id="controlnet-preview-button")
+    image = texts.make(gr.Image, label="controlnet.preview", type="pil", interactive=False,
+                       height=300, format="png", elem_id="controlnet-preview")
+    return ControlPreview(button, image)
+
+
+def build_controlnet_tab(context: PanelContext) -> ControlNetTab:
+    service, texts = context.service, context.texts
+    panel: GenerationPanel[ControlWidgets, ControlPreview] = build_generation_panel(
+        context, "controlnet", own_inputs=lambda: _control_widgets(service, texts),
+        own_outputs=lambda: _preview_widgets(texts), outputs_above_results=True,
+        recommended=lambda control: recommended_settings(service, control.controlnet.value,
+                                                         service.active_model))
+    control, preview = panel.own_inputs, panel.own_outputs
+    width, height = panel.parameters.width, panel.parameters.height
 
     def show_preview(values: dict):
         try:
-            return service.preprocess(control.spec(values), as_int(values[parameters.width]),
-                                      as_int(values[parameters.height]))
+            return service.preprocess(control.spec(values), as_int(values[width]),
+                                      as_int(values[height]))
         except EngineError as error:
             raise texts.engine_failure(error) from None
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
-        fields = common_request_fields(values, prompts, parameters, values[model])
-        job = ControlNetRequest(control=control.spec(values), **fields)
-        result = runner.run_for(request, job, progress)
-        gallery, info, seeds = show_result(result, texts)
-        return result.control_map, gallery, info, seeds
+        job = ControlNetRequest(control=control.spec(values), **panel.request_fields(values))
+        result = context.runner.run_for(request, job, progress)
+        return {preview.image: result.control_map, **panel.results.showing(result, texts)}
 
-    preview_button.click(gpu(show_preview), inputs={*control.inputs(), parameters.width,
-                                                    parameters.height},
-                         outputs=preview, api_name="controlnet_preview",
+    preview.button.click(context.gpu(show_preview), inputs={*control.inputs(), width, height},
+                         outputs=preview.image, api_name="controlnet_preview",
                          concurrency_id=GPU_QUEUE, concurrency_limit=1)
-    on_generate(generate, runner, gpu(run), results,
-                inputs={model, *control.inputs(), prompts.prompt, prompts.negative,
-                        *parameters.inputs()},
-                outputs=[preview, results.gallery, results.info, results.seeds],
-                api_name="controlnet")
-    model.change(lambda base: gr.update(choices=controlnet_choices(service, base,
-                                                                  texts.language)),
-                 inputs=model, outputs=control.controlnet, queue=False)
-    wire_interrupt(interrupt, runner)
-    wire_seed_buttons(parameters, results)
-    wire_token_counter(service, texts, prompts, model)
-    return ControlNetTab(prompts, parameters, results, control.image, control.control_type,
-                         control.controlnet, preview, preview_button, generate)
+    wire_generation(panel, context, Generation("controlnet", run, own_inputs=control.inputs(),
+                                               own_outputs=[preview.image]))
+    context.model.change(
+        lambda base: gr.update(choices=controlnet_choices(service, base, texts.language)),
+        inputs=context.model, outputs=control.controlnet, queue=False)
+    return ControlNetTab(panel, control, preview)

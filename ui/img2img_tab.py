@@ -10,29 +10,38 @@ import numpy as np
 from PIL import Image
 
 from engine.images import fit_to_limits
+from engine.limits import Limits
 from engine.requests import Img2ImgRequest, InpaintRequest, ResizeMode
-from ui.common import (
-    JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_row, result_widgets, show_result, wire_interrupt,
-    wire_seed_buttons, wire_token_counter,
+from ui.generation_panel import (
+    Generation, GenerationPanel, PanelContext, build_generation_panel, wire_generation,
 )
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 IMG2IMG, INPAINT = "img2img", "inpaint"
 
 
 @dataclass(frozen=True)
-class Img2ImgTab:
-    prompts: PromptWidgets
-    parameters: ParameterWidgets
-    results: ResultWidgets
+class Img2ImgInputs:
+    """The tab's own inputs: the picture (or canvas and mask) and how it is repainted."""
+    sub_tabs: Any
     init_image: Any
     editor: Any
     mask_upload: Any
-    mode: Any
-    sub_tabs: Any
-    generate: Any
+    mode: Any  # gr.State: IMG2IMG or INPAINT, the sub-tab selected
+    strength: Any
+    resize_mode: Any
+    mask_blur: Any
+    invert_mask: Any
+
+    def all(self) -> set[Any]:
+        return {self.init_image, self.editor, self.mask_upload, self.mode, self.strength,
+                self.resize_mode, self.mask_blur, self.invert_mask}
+
+
+@dataclass(frozen=True)
+class Img2ImgTab:
+    panel: GenerationPanel[Img2ImgInputs, None]
+    inputs: Img2ImgInputs
 
 
 def _resize_choices(language: str) -> list[tuple[str, str]]:
@@ -54,7 +63,7 @@ def mask_from_editor(editor_value: dict | None) -> Image.Image | None:
     return Image.fromarray((painted * 255).astype(np.uint8))
 
 
-def _inputs_widgets(texts: Texts, limits) -> tuple[Any, Any, Any, Any, Any]:
+def _picture_widgets(texts: Texts) -> tuple[Any, Any, Any, Any, Any]:
     with gr.Tabs() as sub_tabs:
         with gr.Tab(texts("img2img.mode_img2img"), id=IMG2IMG) as img2img_tab:
             texts.bind(img2img_tab, label="img2img.mode_img2img")
@@ -77,63 +86,64 @@ def _inputs_widgets(texts: Texts, limits) -> tuple[Any, Any, Any, Any, Any]:
     return sub_tabs, init_image, editor, mask_upload, mode
 
 
-def build_img2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
-                      default_sampler: str, gpu) -> Img2ImgTab:
-    limits = service.limits
-    prompts, generate, interrupt = prompt_row(texts, limits, "img2img", runner)
+def _inputs_widgets(texts: Texts, limits: Limits) -> Img2ImgInputs:
+    sub_tabs, init_image, editor, mask_upload, mode = _picture_widgets(texts)
+    strength = texts.make(gr.Slider, label="img2img.strength", minimum=0.0, maximum=1.0,
+                          step=0.01, value=0.75, elem_id="img2img-strength")
+    resize_mode = gr.Radio(choices=_resize_choices(texts.language),
+                           value=ResizeMode.JUST_RESIZE.value,
+                           label=texts("img2img.resize_mode"))
+    texts.bind(resize_mode, label="img2img.resize_mode", choices=_resize_choices)
     with gr.Row():
-        with gr.Column(scale=1):
-            sub_tabs, init_image, editor, mask_upload, mode = _inputs_widgets(texts, limits)
-            strength = texts.make(gr.Slider, label="img2img.strength", minimum=0.0, maximum=1.0,
-                                  step=0.01, value=0.75, elem_id="img2img-strength")
-            resize_mode = gr.Radio(choices=_resize_choices(texts.language),
-                                   value=ResizeMode.JUST_RESIZE.value,
-                                   label=texts("img2img.resize_mode"))
-            texts.bind(resize_mode, label="img2img.resize_mode", choices=_resize_choices)
-            with gr.Row():
-                mask_blur = texts.make(gr.Slider, label="img2img.mask_blur", minimum=0,
-                                       maximum=limits.max_mask_blur, step=1, value=4)
-                invert_mask = texts.make(gr.Checkbox, label="img2img.invert_mask", value=False)
-            parameters = parameter_widgets(texts, limits, default_sampler,
-                                           service.default_size(service.active_model), "img2img")
-        with gr.Column(scale=1):
-            results = result_widgets(texts, "img2img")
+        mask_blur = texts.make(gr.Slider, label="img2img.mask_blur", minimum=0,
+                               maximum=limits.max_mask_blur, step=1, value=4)
+        invert_mask = texts.make(gr.Checkbox, label="img2img.invert_mask", value=False)
+    return Img2ImgInputs(sub_tabs, init_image, editor, mask_upload, mode, strength,
+                         resize_mode, mask_blur, invert_mask)
 
-    def size_of(image: Image.Image | None, batch_size: float):
+
+def _request(own: Img2ImgInputs, values: dict, fields: dict[str, Any]) -> Img2ImgRequest:
+    fields.update(strength=values[own.strength], resize_mode=ResizeMode(values[own.resize_mode]))
+    if values[own.mode] == INPAINT:
+        editor, mask_upload = own.editor, own.mask_upload
+        background = (values[editor] or {}).get("background")
+        mask = values[mask_upload] or mask_from_editor(values[editor])
+        return InpaintRequest(init_image=background, mask=mask,
+                              mask_blur=int(values[own.mask_blur]),
+                              invert_mask=bool(values[own.invert_mask]), **fields)
+    return Img2ImgRequest(init_image=values[own.init_image], **fields)
+
+
+def _wire_size_from_picture(own: Img2ImgInputs, panel: GenerationPanel, limits: Limits) -> None:
+    """An uploaded picture sets width and height to the size the engine would fit it to."""
+    width, height, batch_size = (panel.parameters.width, panel.parameters.height,
+                                 panel.parameters.batch_size)
+
+    def size_of(image: Image.Image | None, batch: float) -> dict[Any, Any]:
         # The size the engine would fit the image to, for the batch size set now.
         if image is None:
-            return gr.skip(), gr.skip()
-        return fit_to_limits(*image.size, limits, int(batch_size))
+            return {width: gr.skip(), height: gr.skip()}
+        fitted_width, fitted_height = fit_to_limits(*image.size, limits, int(batch))
+        return {width: fitted_width, height: fitted_height}
 
-    sizes = [parameters.width, parameters.height]
     # .change also follows 发送到图生图; the editor's own .change fires on every stroke.
-    init_image.change(size_of, inputs=[init_image, parameters.batch_size], outputs=sizes,
-                      queue=False)
-    editor.upload(lambda value, batch_size: size_of((value or {}).get("background"), batch_size),
-                  inputs=[editor, parameters.batch_size], outputs=sizes, queue=False)
+    own.init_image.change(size_of, inputs=[own.init_image, batch_size],
+                          outputs=[width, height], queue=False)
+    own.editor.upload(lambda value, batch: size_of((value or {}).get("background"), batch),
+                      inputs=[own.editor, batch_size], outputs=[width, height], queue=False)
+
+
+def build_img2img_tab(context: PanelContext) -> Img2ImgTab:
+    limits = context.service.limits
+    panel: GenerationPanel[Img2ImgInputs, None] = build_generation_panel(
+        context, "img2img", own_inputs=lambda: _inputs_widgets(context.texts, limits))
+    own = panel.own_inputs
+    _wire_size_from_picture(own, panel, limits)
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
-        fields = common_request_fields(values, prompts, parameters, values[model])
-        fields.update(strength=values[strength], resize_mode=ResizeMode(values[resize_mode]))
-        job: Img2ImgRequest  # an InpaintRequest is one too
-        if values[mode] == INPAINT:
-            background = (values[editor] or {}).get("background")
-            mask = values[mask_upload] or mask_from_editor(values[editor])
-            job = InpaintRequest(init_image=background, mask=mask,
-                                 mask_blur=int(values[mask_blur]),
-                                 invert_mask=bool(values[invert_mask]), **fields)
-        else:
-            job = Img2ImgRequest(init_image=values[init_image], **fields)
-        result = runner.run_for(request, job, progress)
-        return show_result(result, texts)
+        job = _request(own, values, panel.request_fields(values))
+        return panel.results.showing(context.runner.run_for(request, job, progress),
+                                     context.texts)
 
-    on_generate(generate, runner, gpu(run), results,
-                inputs={model, mode, init_image, editor, mask_upload, strength, resize_mode,
-                        mask_blur, invert_mask, prompts.prompt, prompts.negative,
-                        *parameters.inputs()},
-                outputs=[results.gallery, results.info, results.seeds], api_name="img2img")
-    wire_interrupt(interrupt, runner)
-    wire_seed_buttons(parameters, results)
-    wire_token_counter(service, texts, prompts, model)
-    return Img2ImgTab(prompts, parameters, results, init_image, editor, mask_upload, mode,
-                      sub_tabs, generate)
+    wire_generation(panel, context, Generation("img2img", run, own_inputs=own.all()))
+    return Img2ImgTab(panel, own)

@@ -91,7 +91,8 @@ def wire_lora_apply(tab: LoraTab, prompt: Any, tabs: Any, target_tab: str) -> No
     def apply(values: dict):
         styles = [(card.choice, float(values[card.weight])) for card in tab.cards
                   if values[card.enabled]]
-        return apply_styles(values[prompt], styles, known), gr.Tabs(selected=target_tab)
+        return {prompt: apply_styles(values[prompt], styles, known),
+                tabs: gr.Tabs(selected=target_tab)}
 
     inputs = {prompt, *(card.enabled for card in tab.cards), *(card.weight for card in tab.cards)}
     tab.apply.click(apply, inputs=inputs, outputs=[prompt, tabs], queue=False)

@@ -197,7 +197,7 @@ def build_models_tab(service: ImageServiceLike, texts: Texts, model_picker: Any,
     def rescan(current: str):
         """Files dropped into the models folder appear in the tables and the model picker."""
         picker = gr.Dropdown(choices=picker_choices(texts.language), value=current)
-        return rows(), own_rows(), picker
+        return {table: rows(), local_table: own_rows(), model_picker: picker}
 
     refresh.click(rescan, inputs=model_picker, outputs=[table, local_table, model_picker],
                   queue=False, api_name="refresh_models")
@@ -210,8 +210,9 @@ def _wire(service: ImageServiceLike, texts: Texts, tab: ModelsTab, model_picker:
     def poll(model_id: str):
         statuses = service.model_statuses()  # once per tick: it walks every model's folder
         busy = any(s.state is ModelState.DOWNLOADING for s in statuses)
-        return (status_rows(statuses, texts.language), download_text(service, texts, model_id),
-                gr.Timer(active=busy))
+        return {tab.table: status_rows(statuses, texts.language),
+                tab.status: download_text(service, texts, model_id),
+                tab.timer: gr.Timer(active=busy)}
 
     tab.timer.tick(poll, inputs=tab.choice, outputs=[tab.table, tab.status, tab.timer],
                    queue=False)
@@ -231,20 +232,25 @@ def _wire_admin_only(service: ImageServiceLike, texts: Texts, tab: ModelsTab,
         if not access.is_admin(request):
             raise texts.failure(texts.error("admin_only"))
 
+    def started(model_id: str) -> dict[Any, Any]:
+        """The table and status of a download or import begun, and the timer that follows it."""
+        return {tab.table: rows(), tab.status: download_text(service, texts, model_id),
+                tab.timer: gr.Timer(active=True)}
+
     def start(model_id: str, request: gr.Request):
         admin_first(request)
         try:
             service.download(model_id, current_source())
         except EngineError as error:
             raise texts.engine_failure(error) from None
-        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
+        return started(model_id)
 
     def take_folder(model_id: str, folder: str, request: gr.Request):
         admin_first(request)
         if not (folder or "").strip():
             raise texts.failure(texts("models.import_folder_missing"))
         service.import_folder(model_id, Path(folder.strip()))
-        return rows(), download_text(service, texts, model_id), gr.Timer(active=True)
+        return started(model_id)
 
     def stop(model_id: str, request: gr.Request) -> None:
         admin_first(request)
@@ -268,7 +274,7 @@ def _wire_admin_only(service: ImageServiceLike, texts: Texts, tab: ModelsTab,
         if not confirmed:
             raise texts.failure(texts("models.confirm_first"))
         service.delete(model_id)
-        return rows(), False
+        return {tab.table: rows(), tab.confirm_delete: False}
 
     outputs = [tab.table, tab.status, tab.timer]
     tab.download.click(start, inputs=tab.choice, outputs=outputs, api_name="download_model")

@@ -9,7 +9,7 @@ import gradio as gr
 from PIL import Image
 
 from engine.metadata.reading import read_image_parameters
-from ui.common import ParameterWidgets, PromptWidgets
+from ui.generation_widgets import ParameterWidgets, PromptWidgets
 from ui.texts import Texts
 
 
@@ -46,11 +46,11 @@ def build_pnginfo_tab(texts: Texts) -> PngInfoTab:
                 send_to_img2img = texts.make(gr.Button, text="pnginfo.send_to_img2img",
                                              elem_id="pnginfo-send-img2img")
 
-    def show(picture: Image.Image | None):
+    def show(picture: Image.Image | None) -> dict[Any, Any]:
         text, values = read_parameters(picture)
         if picture is not None and not text:
             gr.Info(texts("pnginfo.nothing"))
-        return text, values
+        return {raw: text, parsed: values}
 
     image.change(show, inputs=image, outputs=[raw, parsed], api_name="png_info")
     return PngInfoTab(image, raw, parsed, send_to_txt2img, send_to_img2img)
@@ -65,7 +65,8 @@ def wire_send_parameters(button: Any, parsed: Any, prompts: PromptWidgets,
               (parameters.seed, "seed"), (parameters.width, "width"),
               (parameters.height, "height")]
 
-    def send(values: dict):
-        return [values.get(key, gr.skip()) for _, key in fields] + [gr.Tabs(selected=target_tab)]
+    def send(values: dict) -> dict[Any, Any]:
+        return {**{widget: values.get(key, gr.skip()) for widget, key in fields},
+                tabs: gr.Tabs(selected=target_tab)}
 
     button.click(send, inputs=parsed, outputs=[c for c, _ in fields] + [tabs], queue=False)

@@ -55,16 +55,15 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
                               (tab.language, language),
                               *((sampler_widget, sampler) for sampler_widget in view.samplers)):
             changes.setdefault(widget, {})["value"] = value
-        relabel = language != built_in
-        texts_updates = texts.updates_in(language) if relabel else None
-        updates = []
-        for index, component in enumerate(texts.components):
-            extra = changes.get(component)
-            if texts_updates is not None:
-                updates.append({**texts_updates[index], **(extra or {})})
-            else:
-                updates.append(gr.update(**extra) if extra else gr.skip())
-        return updates
+        if language == built_in:
+            updates = {component: gr.update(**changes[component]) if changes.get(component)
+                       else gr.skip() for component in texts.components}
+        else:
+            relabelled = texts.updates_in(language)
+            updates = {component: {**relabelled[component], **changes.get(component, {})}
+                       for component in texts.components}
+        # As a list in the outputs' order: callers of the page-load function read it so.
+        return [updates[component] for component in texts.components]
 
     demo.load(on_load, inputs=tab.personal, outputs=texts.components, queue=False,
               api_name="on_load")
@@ -78,7 +77,7 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
         gr.Info(texts("settings.admin_unlocked"))
         changes = view.admin_changes(True, access)
         changes[tab.admin_password] = {**changes[tab.admin_password], "value": ""}
-        return [gr.update(**change) for change in changes.values()]
+        return {widget: gr.update(**change) for widget, change in changes.items()}
 
     outputs = list(view.admin_changes(True, access))
     tab.unlock.click(unlock, inputs=tab.admin_password, outputs=outputs, queue=False,

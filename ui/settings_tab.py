@@ -188,7 +188,7 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         updates = texts.updates_in(language) if personal else texts.updates(language)
         gr.Info(translate(language, "settings.saved"))
         mine = {"language": language, "default_sampler": sampler} if personal else {}
-        return [*updates, mine]
+        return {**updates, tab.personal: mine}
 
     tab.save.click(save, inputs={tab.language, tab.output_dir, tab.memory_mode,
                                  tab.default_sampler, tab.source, tab.custom_endpoint},

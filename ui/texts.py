@@ -84,13 +84,13 @@ class Texts:
             seen.setdefault(id(binding.component), binding.component)
         return list(seen.values())
 
-    def updates(self, language: str) -> list[Any]:
-        """One update per bound component, in ``components`` order, with texts in ``language``,
+    def updates(self, language: str) -> dict[Any, Any]:
+        """An update per bound component, with its texts in ``language``,
         which becomes the language of every message from now on."""
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
         return self.updates_in(self.language)
 
-    def updates_in(self, language: str) -> list[Any]:
+    def updates_in(self, language: str) -> dict[Any, Any]:
         """As ``updates``, for one page only: the app's own language stays as it is."""
         language = language if language in LANGUAGES else DEFAULT_LANGUAGE
         changes: dict[int, dict[str, Any]] = {}
@@ -98,4 +98,4 @@ class Texts:
             key = binding.key
             text = key(language) if callable(key) else translate(language, key)
             changes.setdefault(id(binding.component), {})[binding.attribute] = text
-        return [gr.update(**changes[id(component)]) for component in self.components]
+        return {component: gr.update(**changes[id(component)]) for component in self.components}

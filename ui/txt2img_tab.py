@@ -8,52 +8,40 @@ from typing import Any
 import gradio as gr
 
 from engine.requests import Txt2ImgRequest
-from ui.common import (
-    JobRunner, on_generate, ParameterWidgets, PromptWidgets, ResultWidgets, common_request_fields,
-    parameter_widgets, prompt_row, result_widgets, show_result,
-    wire_interrupt, wire_seed_buttons, wire_token_counter,
+from ui.generation_panel import (
+    Generation, GenerationPanel, PanelContext, build_generation_panel, wire_generation,
 )
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 
 @dataclass(frozen=True)
+class SendButtons:
+    """Under the results: the selected image to another tab."""
+    to_img2img: Any
+    to_controlnet: Any
+
+
+@dataclass(frozen=True)
 class Txt2ImgTab:
-    prompts: PromptWidgets
-    parameters: ParameterWidgets
-    results: ResultWidgets
-    generate: Any
-    interrupt: Any
-    send_to_img2img: Any
-    send_to_controlnet: Any
+    panel: GenerationPanel[None, SendButtons]
+    send: SendButtons
 
 
-def build_txt2img_tab(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
-                      default_sampler: str, gpu) -> Txt2ImgTab:
-    limits = service.limits
-    prompts, generate, interrupt = prompt_row(texts, limits, "txt2img", runner)
+def _send_buttons(texts: Texts) -> SendButtons:
     with gr.Row():
-        with gr.Column(scale=1):
-            parameters = parameter_widgets(texts, limits, default_sampler,
-                                           service.default_size(service.active_model), "txt2img")
-        with gr.Column(scale=1):
-            results = result_widgets(texts, "txt2img")
-            with gr.Row():
-                send_to_img2img = texts.make(gr.Button, text="common.send_to_img2img",
-                                             size="sm")
-                send_to_controlnet = texts.make(gr.Button, text="common.send_to_controlnet",
-                                                size="sm")
+        to_img2img = texts.make(gr.Button, text="common.send_to_img2img", size="sm")
+        to_controlnet = texts.make(gr.Button, text="common.send_to_controlnet", size="sm")
+    return SendButtons(to_img2img, to_controlnet)
+
+
+def build_txt2img_tab(context: PanelContext) -> Txt2ImgTab:
+    panel: GenerationPanel[None, SendButtons] = build_generation_panel(
+        context, "txt2img", own_outputs=lambda: _send_buttons(context.texts))
 
     def run(values: dict, request: gr.Request, progress=gr.Progress()):
-        fields = common_request_fields(values, prompts, parameters, values[model])
-        result = runner.run_for(request, Txt2ImgRequest(**fields), progress)
-        return show_result(result, texts)
+        job = Txt2ImgRequest(**panel.request_fields(values))
+        return panel.results.showing(context.runner.run_for(request, job, progress),
+                                     context.texts)
 
-    on_generate(generate, runner, gpu(run), results,
-                inputs={model, prompts.prompt, prompts.negative, *parameters.inputs()},
-                outputs=[results.gallery, results.info, results.seeds], api_name="txt2img")
-    wire_interrupt(interrupt, runner)
-    wire_seed_buttons(parameters, results)
-    wire_token_counter(service, texts, prompts, model)
-    return Txt2ImgTab(prompts, parameters, results, generate, interrupt, send_to_img2img,
-                      send_to_controlnet)
+    wire_generation(panel, context, Generation("txt2img", run, own_inputs=set()))
+    return Txt2ImgTab(panel, panel.own_outputs)
