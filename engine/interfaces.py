@@ -65,8 +65,10 @@ BackendFactory = Callable[[EngineSettings, Manifest], GenerationBackend]
 class ImageServiceLike(Protocol):
     """What the UI and the HTTP API may ask of the engine. Only torch-free types appear."""
 
-    limits: Limits
-    output_dir: Path | None
+    output_dir: Path | None  # where saved images go; an admin may change it
+
+    @property
+    def limits(self) -> Limits: ...
 
     @property
     def active_model(self) -> str: ...

@@ -62,6 +62,14 @@ MUTATIONS: tuple[Mutation, ...] = (
          "test_the_contract_lists_exactly_the_detectors_the_engine_runs",),
     ),
     Mutation(
+        "ui: the img2img tab cannot be launched alone",
+        "ui/img2img_tab.py",
+        "    launch_alone(build_img2img_tab)\n",
+        "    del launch_alone\n",
+        ("tests/test_ui_standalone.py::"
+         "test_a_generation_tab_serves_alone_with_its_generate_event",),
+    ),
+    Mutation(
         "engine: a queued request is prepared and validated again",
         "engine/generate/engine.py",
         "        request = prepared.request\n        started = time.perf_counter()\n",

@@ -168,3 +168,9 @@ def build_controlnet_tab(context: PanelContext) -> ControlNetTab:
         lambda base: gr.update(choices=controlnet_choices(service, base, texts.language)),
         inputs=context.model, outputs=control.controlnet, queue=False)
     return ControlNetTab(panel, control, preview)
+
+
+if __name__ == "__main__":  # python -m ui.controlnet_tab: this tab alone, over a fake engine
+    from ui.standalone import launch_alone
+
+    launch_alone(build_controlnet_tab)

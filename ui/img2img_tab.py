@@ -147,3 +147,9 @@ def build_img2img_tab(context: PanelContext) -> Img2ImgTab:
 
     wire_generation(panel, context, Generation("img2img", run, own_inputs=own.all()))
     return Img2ImgTab(panel, own)
+
+
+if __name__ == "__main__":  # python -m ui.img2img_tab: this tab alone, over a fake engine
+    from ui.standalone import launch_alone
+
+    launch_alone(build_img2img_tab)

@@ -45,3 +45,9 @@ def build_txt2img_tab(context: PanelContext) -> Txt2ImgTab:
 
     wire_generation(panel, context, Generation("txt2img", run, own_inputs=set()))
     return Txt2ImgTab(panel, panel.own_outputs)
+
+
+if __name__ == "__main__":  # python -m ui.txt2img_tab: this tab alone, over a fake engine
+    from ui.standalone import launch_alone
+
+    launch_alone(build_txt2img_tab)
