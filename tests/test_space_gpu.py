@@ -3,7 +3,8 @@
 generation started from the page runs inside the wrapper; without ``spaces`` nothing is wrapped.
 
 ``spaces`` here is a stand-in module that records what it wrapped and counts the calls; the
-app is composed by the real ``app.main`` over the torch-free fake service and served by our
+app is composed by the real ``app.main`` over the real service on the torch-free fake engine
+(``engine.fake_engine``) and served by our
 own server thread, driven with ``gradio_client`` as a browser session would drive it.
 """
 
