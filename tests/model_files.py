@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 from engine.service import ImageService
+from engine.store.catalog import ModelState
 
 PAI_VOCAB = 21128  # bert-base-chinese's, as PAI's CLIP text encoder has it
 TEXT_WIDTH = CONTEXT_DIM = UNET_CHANNELS = 32
@@ -85,3 +86,9 @@ def write_diffusers_folder(folder: Path) -> Path:
         (folder / part / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
     (folder / "model_index.json").write_text("{}", encoding="utf-8")
     return folder
+
+
+def model_state(service: ImageService, model_id: str) -> ModelState:
+    """What the real catalog says of a manifest model now (from what is on disk)."""
+    return next(status.state for status in service.model_statuses()
+                if status.entry.id == model_id)
