@@ -69,5 +69,8 @@ class RecordingDownloader:
         return self.real.verify(model_id)
 
     def delete(self, model_id: str) -> None:
+        """As the real one: a download under way is stopped first, then the files go."""
         self.deleted.append(model_id)
+        if model_id in self.statuses:
+            self.statuses[model_id] = DownloadStatus(model_id, DownloadState.CANCELLED)
         self.real.delete(model_id)

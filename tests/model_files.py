@@ -25,12 +25,15 @@ HEADER_TENSORS = {  # only what the architecture check reads (engine.store.singl
 }
 
 
-def write_single_file(path: Path, size: int | None = None) -> Path:
+def write_single_file(path: Path, size: int | None = None,
+                      extra: tuple[str, ...] = ()) -> Path:
     """A PAI-shaped single-file checkpoint (zeros); with ``size``, exactly that many bytes:
-    one more tensor pads it, sparsely, so a '2 GB' file costs no disk."""
+    one more tensor pads it, sparsely, so a '2 GB' file costs no disk. ``extra`` adds tensors
+    by name (4 bytes each): ``conditioner.embedders.0.x`` makes it an SDXL file."""
     header: dict[str, dict] = {}
     offset = 0
-    for name, shape in HEADER_TENSORS.items():
+    tensors = {**HEADER_TENSORS, **{name: [2] for name in extra}}  # F16: [2] is 4 bytes
+    for name, shape in tensors.items():
         length = 2 * math.prod(shape)
         header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + length]}
         offset += length
@@ -76,6 +79,14 @@ def give_base_the_single_files_shape(service: ImageService, model_id: str) -> No
         (folder / part).mkdir(exist_ok=True)
         (folder / part / "config.json").write_text(json.dumps(config), encoding="utf-8")
     (folder / "tokenizer").mkdir(exist_ok=True)
+
+
+def sparse_file(path: Path, size: int) -> Path:
+    """A file of ``size`` zero bytes that takes no disk (a pickle, a LoRA: contents unread)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        handle.truncate(size)
+    return path
 
 
 def write_diffusers_folder(folder: Path) -> Path:

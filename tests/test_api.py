@@ -429,8 +429,8 @@ FIELD_VALUES = {
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.fixed_dictionaries({}, optional=FIELD_VALUES))
 def test_no_request_body_makes_a_500(body, tmp_path_factory):
-    response = fuzz_client(
-        lambda: fake_image_service(tmp_path_factory.mktemp("fuzz"))[0]).post("/sdapi/v1/txt2img", json=body)
+    client = fuzz_client(lambda: fake_image_service(tmp_path_factory.mktemp("fuzz"))[0])
+    response = client.post("/sdapi/v1/txt2img", json=body)
     assert response.status_code in (200, 400, 404, 422, 503), response.text
     if response.status_code in (400, 404):
         assert response.json()["detail"]
