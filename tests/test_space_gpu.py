@@ -4,8 +4,8 @@ generation started from the page runs inside the wrapper; without ``spaces`` not
 
 ``spaces`` here is a stand-in module that records what it wrapped and counts the calls; the
 app is composed by the real ``app.main`` over the real service on the torch-free fake engine
-(``engine.fake_engine``) and served by our
-own server thread, driven with ``gradio_client`` as a browser session would drive it.
+(``engine.fake_engine``) and served by our own server thread, driven with ``gradio_client`` as
+a browser session would drive it.
 """
 
 from __future__ import annotations
