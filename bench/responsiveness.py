@@ -1,7 +1,6 @@
 """Responsiveness benchmark: how fast the page, its config, the progress and the listings answer
 while a long job runs and a crowd waits (model switches and generations), on the real serving
-stack (``app.build_http_app`` behind our uvicorn, the real service) over the torch-free
-``engine.fake_engine``, and the same reads with
+stack (``app.build_http_app`` behind our uvicorn) over a fake engine, and the same reads with
 nobody waiting, for a ratio measured in the same run.
 
     .venv/bin/python bench/responsiveness.py [--crowd 50] [--rounds 20]
@@ -37,15 +36,15 @@ def _serve(folder: Path):
     from ui.app import UiOptions, build_ui
     from ui_client import free_port
 
-    service, fake = fake_image_service(folder / "data")
-    fake.gate = threading.Event()
+    service, engine = fake_image_service(folder / "data")  # the real service, a fake engine
+    engine.gate = threading.Event()
     store = PreferencesStore(folder / "settings.json")
     ui = build_ui(service, UiOptions(Preferences(output_dir=str(folder))), store)
     ui.queue(max_size=32, default_concurrency_limit=1)
     port = free_port()
     server = build_server(build_http_app(ui, service, AppSettings(port=port)), "127.0.0.1", port)
     thread = server.start_in_thread()
-    return service, fake, server, thread, f"http://127.0.0.1:{port}"
+    return service, engine, server, thread, f"http://127.0.0.1:{port}"
 
 
 def _latencies(url: str, rounds: int) -> dict[str, list[float]]:
@@ -78,15 +77,15 @@ def main() -> None:
     from engine.store.manifest import ModelKind
 
     with tempfile.TemporaryDirectory() as folder:
-        service, fake, server, thread, url = _serve(Path(folder))
+        service, engine, server, thread, url = _serve(Path(folder))
         idle = _latencies(url, args.rounds)
         httpx.post(f"{url}/sdapi/v2/jobs", json={"prompt": "长", "steps": 2})
-        fake.started.wait(30)
+        engine.started.wait(30)
         other = [e.id for e in service.entries(ModelKind.BASE)][1]
         futures = _crowd(url, args.crowd, other)
         time.sleep(2)  # let the crowd queue up
         busy = _latencies(url, args.rounds)
-        fake.gate.set()
+        engine.gate.set()
         for future in futures:
             future.result()
         server.should_exit = True

@@ -18,6 +18,7 @@ from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
 from api.routes import ApiOptions, install
 from engine.demo.build import build_demo, demo_manifest_yaml, demo_settings
 from engine.errors import ModelError
+from engine.fake_engine import FakeEngine, fake_image_service
 from engine.store.manifest import parse_manifest
 from engine.service import ImageService
 from engine.settings import EngineSettings
@@ -67,6 +68,12 @@ def make_client(service, guard: dict | None = None, **options) -> TestClient:
     client = TestClient(RequestGuard(app, policy))
     client.api = app
     return client
+
+
+@pytest.fixture
+def served(tmp_path) -> tuple[ImageService, FakeEngine]:
+    """The real service over the torch-free service engine, every manifest model on disk."""
+    return fake_image_service(tmp_path / "data")
 
 
 @pytest.fixture(scope="module")
@@ -140,20 +147,19 @@ def test_img2img_inpaint_and_bad_images(client):
 
 
 @pytest.mark.parametrize("invert", [1, 0])
-def test_inpaint_fields_reach_the_request_as_a1111_means_them(invert):
+def test_inpaint_fields_reach_the_request_as_a1111_means_them(invert, served):
     from engine.requests import InpaintRequest, ResizeMode
-    from fake_service import FakeImageService
 
-    fake = FakeImageService()
+    service, engine = served
     mask = Image.new("L", (80, 64), 0)
     mask.paste(255, (20, 16, 60, 48))
-    answer = make_client(fake).post("/sdapi/v1/img2img", json={
+    answer = make_client(service).post("/sdapi/v1/img2img", json={
         "init_images": [b64_png(sample_image(80, 64))], "mask": b64_png(mask), "prompt": "山",
         "mask_blur": 7, "inpainting_mask_invert": invert, "denoising_strength": 0.45,
         "resize_mode": 1, "steps": 3, "width": 80, "height": 64})
 
     assert answer.status_code == 200, answer.text
-    (request,) = fake.requests
+    (request,) = engine.requests
     assert type(request) is InpaintRequest
     assert (request.invert_mask, request.mask_blur) == (bool(invert), 7)
     assert (request.strength, request.resize_mode) == (0.45, ResizeMode.CROP_AND_RESIZE)
@@ -257,11 +263,9 @@ def test_async_jobs_answer_at_once_and_only_the_owner_may_cancel(client, service
     assert client.get("/sdapi/v2/jobs/unknown").status_code == 404
 
 
-def test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text(monkeypatch):
-    from fake_service import FakeImageService
-
-    fake = FakeImageService()
-    client = make_client(fake)
+def test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text(monkeypatch, served):
+    service, engine = served
+    client = make_client(service)
     unknown = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "nope"},
                           headers={"Accept-Language": "en"})
     assert (unknown.status_code, unknown.json()["error"]) == (404, "unknown_model")
@@ -273,7 +277,7 @@ def test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text(monkeypat
     def held_by_a_download(model):
         raise ModelError("model_busy", name=model)
 
-    monkeypatch.setattr(fake, "_activate", held_by_a_download)
+    monkeypatch.setattr(engine, "load", held_by_a_download)
     busy = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "being-downloaded"})
     assert (busy.status_code, busy.json()["error"]) == (409, "model_busy")
     assert busy.json()["detail"] == error_text("zh-CN", "model_busy",
@@ -282,14 +286,12 @@ def test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text(monkeypat
 
 @pytest.mark.parametrize(("header", "language"), [
     ("en-US,en;q=0.9", "en"), ("zh-CN,zh;q=0.9,en;q=0.8", "zh-CN"), (None, "zh-CN")])
-def test_the_job_status_answers_in_the_language_asked_for(header, language):
-    from fake_service import FakeImageService
-
-    fake = FakeImageService()
-    client = make_client(fake)
+def test_the_job_status_answers_in_the_language_asked_for(header, language, served):
+    service, _engine = served
+    client = make_client(service)
     job = client.post("/sdapi/v2/jobs", json={
         "prompt": "山", **SMALL, "override_settings": {"sd_model_checkpoint": "nope"}}).json()
-    assert fake.jobs.get(job["id"]).wait(60)
+    assert service.jobs.get(job["id"]).wait(60)
     asked = {"Accept-Language": header} if header else {}
     failed = client.get(f"/sdapi/v2/jobs/{job['id']}",
                         headers={"X-Job-Token": job["token"], **asked}).json()
@@ -369,16 +371,15 @@ def test_same_port_as_the_ui_and_the_same_password(tmp_path):
     from app import build_http_app
     from app_settings import AppSettings, Preferences, PreferencesStore
     from api.server import build_server
-    from fake_service import FakeImageService
     from ui.app import UiOptions, build_ui
     from ui_client import free_port
 
-    fake = FakeImageService()
-    ui = build_ui(fake, UiOptions(Preferences()), PreferencesStore(tmp_path / "settings.json"))
+    service, _engine = fake_image_service(tmp_path / "data")
+    ui = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "settings.json"))
     ui.queue()
     port = free_port()
     settings = AppSettings(port=port, auth=(("alice", "s3cret"),))
-    server = build_server(build_http_app(ui, fake, settings), "127.0.0.1", port)
+    server = build_server(build_http_app(ui, service, settings), "127.0.0.1", port)
     thread = server.start_in_thread()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -427,10 +428,9 @@ FIELD_VALUES = {
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.fixed_dictionaries({}, optional=FIELD_VALUES))
-def test_no_request_body_makes_a_500(body):
-    from fake_service import FakeImageService
-
-    response = fuzz_client(FakeImageService).post("/sdapi/v1/txt2img", json=body)
+def test_no_request_body_makes_a_500(body, tmp_path_factory):
+    client = fuzz_client(lambda: fake_image_service(tmp_path_factory.mktemp("fuzz"))[0])
+    response = client.post("/sdapi/v1/txt2img", json=body)
     assert response.status_code in (200, 400, 404, 422, 503), response.text
     if response.status_code in (400, 404):
         assert response.json()["detail"]
@@ -543,19 +543,18 @@ def test_oversized_bodies_are_refused(service):
     assert answer.status_code == 413
 
 
-def test_models_in_the_models_folder_are_listed_and_selectable(tmp_path):
-    from engine.store.catalog import LocalKind, LocalModelStatus
-    from fake_service import FakeImageService
+def test_models_in_the_models_folder_are_listed_and_selectable(served):
+    from model_files import write_single_file
 
-    fake = FakeImageService()
-    own = tmp_path / "checkpoints" / "水墨.safetensors"
-    fake.local_statuses = [LocalModelStatus(own, LocalKind.SINGLE_FILE, 10)]
-    client = make_client(fake)
+    service, engine = served
+    write_single_file(service.settings.checkpoint_dir / "水墨.safetensors")
+    client = make_client(service)
     listed = {m["model_name"]: m for m in client.get("/sdapi/v1/sd-models").json()}
     assert listed["水墨"]["title"] == "水墨.safetensors"  # no server path, as options take it
     assert listed["水墨"]["filename"] == "checkpoints/水墨.safetensors"
     switched = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "水墨.safetensors"})
     assert switched.json() == {"sd_model_checkpoint": "水墨.safetensors"}
+    assert engine.loaded[-1] == "水墨.safetensors"  # the engine loaded the user's own file
 
 
 @pytest.mark.parametrize("fault", ["unwritable", "disk_full"])
@@ -564,7 +563,6 @@ def test_save_images_on_a_failing_disk_returns_the_images_with_a_warning(
     import errno
 
     from engine.metadata import outputs
-    from fake_service import FakeImageService
 
     output_dir = tmp_path / "outputs"
     if fault == "unwritable":
@@ -574,7 +572,7 @@ def test_save_images_on_a_failing_disk_returns_the_images_with_a_warning(
             raise OSError(errno.ENOSPC, "No space left on device")
 
         monkeypatch.setattr(outputs, "_write_bytes", disk_full)
-    client = make_client(FakeImageService(output_dir=output_dir))
+    client = make_client(fake_image_service(tmp_path / "data", output_dir=output_dir)[0])
     response = client.post("/sdapi/v1/txt2img", json={
         "prompt": "山", **SMALL, "batch_size": 2, "save_images": True})
     assert response.status_code == 200

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from api.routes import ApiOptions, install
-from fake_service import FakeImageService
+from engine.fake_engine import fake_image_service
 
 SCALARS = {
     "string": st.one_of(st.text(max_size=30), st.sampled_from(["", "demo", "canny", "Euler a"])),
@@ -40,9 +40,10 @@ def strategy_for(schema: dict, components: dict, depth: int = 0):
 
 
 @pytest.fixture(scope="module")
-def api():
+def api(tmp_path_factory):
     app = FastAPI()
-    install(app, FakeImageService(), ApiOptions())
+    service, _engine = fake_image_service(tmp_path_factory.mktemp("fuzz"))
+    install(app, service, ApiOptions())
     client = TestClient(app)
     schema = app.openapi()
     return client, schema

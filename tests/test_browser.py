@@ -405,25 +405,27 @@ def test_switch_to_english_and_back(page, browser, app):
 
 @pytest.fixture
 def fake_ui(tmp_path):
-    from engine.store.catalog import LocalKind, LocalModelStatus
-    from fake_service import FakeImageService
+    """The real service over the fake engine: every manifest model on disk but one, and the
+    user's own files in the models folder. A download started here finishes at once."""
+    from download_recorder import RecordingDownloader
+    from engine.fake_engine import fake_image_service
+    from engine.settings import DEFAULT_MANIFEST
+    from engine.store.manifest import load_manifest
+    from model_files import give_base_the_single_files_shape, sparse_file, write_single_file
     from ui_client import running_ui
 
-    fake = FakeImageService()
-    fake.missing = {"pai-food-large"}
-    checkpoints = tmp_path / "models" / "checkpoints"
-    fake.local_statuses = [
-        LocalModelStatus(checkpoints / "水墨风格-v2.safetensors", LocalKind.SINGLE_FILE,
-                         2 * 1024**3),
-        LocalModelStatus(checkpoints / "anything-v5.ckpt", LocalKind.SINGLE_FILE, 4 * 1024**3,
-                         "checkpoint_pickle", {"name": "anything-v5.ckpt"}),
-        LocalModelStatus(checkpoints / "sdxl-base.safetensors", LocalKind.SINGLE_FILE,
-                         6 * 1024**3, "checkpoint_unsupported",
-                         {"name": "sdxl-base.safetensors", "family": "SDXL"}),
-        LocalModelStatus(tmp_path / "models" / "lora" / "ink.safetensors", LocalKind.LORA,
-                         36 * 1024**2),
-    ]
-    with running_ui(fake, tmp_path) as ui:
+    all_but_food = [entry.id for entry in load_manifest(DEFAULT_MANIFEST).models
+                    if entry.id != "pai-food-large"]
+    service, _engine = fake_image_service(tmp_path / "data", downloaded=all_but_food)
+    RecordingDownloader.install(service, completes=True)
+    give_base_the_single_files_shape(service, "pai-artist-large")  # configs for the file
+    checkpoints = service.settings.checkpoint_dir
+    write_single_file(checkpoints / "水墨风格-v2.safetensors", size=2 * 1024**3)
+    sparse_file(checkpoints / "anything-v5.ckpt", 4 * 1024**3)
+    write_single_file(checkpoints / "sdxl-base.safetensors", size=6 * 1024**3,
+                      extra=("conditioner.embedders.0.transformer.x",))
+    sparse_file(service.settings.lora_dir / "ink.safetensors", 36 * 1024**2)
+    with running_ui(service, tmp_path) as ui:
         yield ui
 
 
@@ -438,7 +440,7 @@ def test_a_model_not_on_disk_is_offered_for_download_then_used(browser, fake_ui)
         expect(offer).to_contain_text("尚未下载")
         expect(offer).to_contain_text("4.2 GB")
         screenshot(page, "test_download_offer", full_page=False)
-        assert not fake_ui.service.download_calls  # nothing fetched before the click
+        assert not fake_ui.service.downloader.calls  # nothing fetched before the click
         page.locator("#download-offer-accept").click()
         expect(offer).to_be_hidden(timeout=JOB_TIMEOUT_MS)
         assert fake_ui.service.active_model == "pai-food-large"

@@ -3,8 +3,9 @@
 generation started from the page runs inside the wrapper; without ``spaces`` nothing is wrapped.
 
 ``spaces`` here is a stand-in module that records what it wrapped and counts the calls; the
-app is composed by the real ``app.main`` over the torch-free fake service and served by our
-own server thread, driven with ``gradio_client`` as a browser session would drive it.
+app is composed by the real ``app.main`` over the real service on the torch-free fake engine
+(``engine.fake_engine``) and served by our own server thread, driven with ``gradio_client`` as
+a browser session would drive it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from gradio_client import handle_file
 from PIL import Image
 
 from api.server import build_server
+from engine.fake_engine import FakeEngine, fake_image_service
 from engine.requests import ControlNetRequest, Img2ImgRequest, Txt2ImgRequest
-from fake_service import FakeImageService
+from engine.service import ImageService
 from ui_client import by_keys, call, free_port
 
 PROMPT = "雾蒙蒙的日出在湖面上"
@@ -60,13 +62,6 @@ class FakeSpaces(types.ModuleType):
         return on_gpu
 
 
-class StartableFake(FakeImageService):
-    """The fake, plus the ``start`` that ``app.main`` calls once the UI is built."""
-
-    def start(self, preload: bool = True) -> None:
-        return None
-
-
 @dataclass
 class Composed:
     """What ``app.main`` built: the UI, the options it gave it, and where it is served."""
@@ -78,8 +73,10 @@ class Composed:
 
 
 @contextlib.contextmanager
-def served_by_main(tmp_path: Path, monkeypatch, fake: FakeImageService) -> Iterator[Composed]:
-    """Run ``app.main`` with the fake service; its app is served here until the block ends."""
+def served_by_main(tmp_path: Path, monkeypatch,
+                   service: ImageService) -> Iterator[Composed]:
+    """Run ``app.main`` with ``service`` (the real service over the fake engine, whose ``start``
+    main calls once the UI is built); its app is served here until the block ends."""
     import app
     import ui.app as ui_app
 
@@ -88,7 +85,7 @@ def served_by_main(tmp_path: Path, monkeypatch, fake: FakeImageService) -> Itera
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # main sets it
     monkeypatch.setattr(app, "configure_logging", lambda verbose: None)
-    monkeypatch.setattr(app, "build_service", lambda *args, **kwargs: fake)
+    monkeypatch.setattr(app, "build_service", lambda *args, **kwargs: service)
     real_build_ui = ui_app.build_ui
 
     def build_ui(service, options, store):
@@ -145,6 +142,11 @@ def zerogpu(monkeypatch) -> FakeSpaces:
 
 
 @pytest.fixture
+def served(tmp_path) -> tuple[ImageService, FakeEngine]:
+    return fake_image_service(tmp_path / "fake")
+
+
+@pytest.fixture
 def no_spaces(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "spaces", None)  # ``import spaces`` raises ImportError
 
@@ -160,8 +162,9 @@ def test_gpu_decorator_is_spaces_gpu_only_when_spaces_is_installed(monkeypatch):
 
 
 @pytest.mark.servers
-def test_main_wraps_every_generation_handler_with_spaces_gpu(tmp_path, monkeypatch, zerogpu):
-    with served_by_main(tmp_path, monkeypatch, StartableFake()) as composed:
+def test_main_wraps_every_generation_handler_with_spaces_gpu(tmp_path, monkeypatch, zerogpu,
+                                                             served):
+    with served_by_main(tmp_path, monkeypatch, served[0]) as composed:
         assert composed.options.gpu == zerogpu.GPU
         assert set(GPU_HANDLERS.values()) <= set(zerogpu.wrapped)
         for api_name, handler in GPU_HANDLERS.items():
@@ -171,20 +174,21 @@ def test_main_wraps_every_generation_handler_with_spaces_gpu(tmp_path, monkeypat
 
 
 @pytest.mark.servers
-def test_a_generation_from_the_page_runs_inside_spaces_gpu(tmp_path, monkeypatch, zerogpu):
-    fake = StartableFake()
-    with served_by_main(tmp_path, monkeypatch, fake) as composed, \
+def test_a_generation_from_the_page_runs_inside_spaces_gpu(tmp_path, monkeypatch, zerogpu,
+                                                          served):
+    service, engine = served
+    with served_by_main(tmp_path, monkeypatch, service) as composed, \
             browser_session(composed.url) as client:
         call(client, "/txt2img", **by_keys(common__prompt=PROMPT, common__seed=5, **SMALL))
         assert zerogpu.calls == Counter({GPU_HANDLERS["txt2img"]: 1})
-        assert [type(r) for r in fake.requests] == [Txt2ImgRequest]
+        assert [type(r) for r in engine.requests] == [Txt2ImgRequest]
 
         image = handle_file(png(tmp_path / "init.png"))
         call(client, "/img2img", **by_keys(common__prompt=PROMPT, img2img__init_image=image,
                                            **SMALL))
         call(client, "/controlnet", **by_keys(common__prompt="白色的小鸟",
                                               controlnet__image=image, **SMALL))
-    assert [type(r) for r in fake.requests] == [Txt2ImgRequest, Img2ImgRequest,
+    assert [type(r) for r in engine.requests] == [Txt2ImgRequest, Img2ImgRequest,
                                                ControlNetRequest]
     assert zerogpu.calls == Counter({GPU_HANDLERS[name]: 1
                                      for name in ("txt2img", "img2img", "controlnet")})
@@ -192,9 +196,9 @@ def test_a_generation_from_the_page_runs_inside_spaces_gpu(tmp_path, monkeypatch
 
 @pytest.mark.servers
 def test_without_spaces_nothing_is_wrapped_and_generation_still_works(tmp_path, monkeypatch,
-                                                                      no_spaces):
-    fake = StartableFake()
-    with served_by_main(tmp_path, monkeypatch, fake) as composed, \
+                                                                      no_spaces, served):
+    service, engine = served
+    with served_by_main(tmp_path, monkeypatch, service) as composed, \
             browser_session(composed.url) as client:
         assert composed.options.gpu is None
         for api_name, handler in GPU_HANDLERS.items():
@@ -202,4 +206,4 @@ def test_without_spaces_nothing_is_wrapped_and_generation_still_works(tmp_path, 
             assert registered.__qualname__ == handler and not hasattr(registered,
                                                                       "__wrapped__")
         result = call(client, "/txt2img", **by_keys(common__prompt=PROMPT, **SMALL))
-    assert len(result[0]) == 1 and [type(r) for r in fake.requests] == [Txt2ImgRequest]
+    assert len(result[0]) == 1 and [type(r) for r in engine.requests] == [Txt2ImgRequest]

@@ -1,6 +1,8 @@
 """The WebUI through its HTTP API (``gradio_client``), as a browser session drives it.
 
-Most tests run against ``FakeImageService`` (no torch); the last ones run the real engine on
+Most tests run the real ``ImageService`` over ``engine.fake_engine.FakeEngine`` (no torch: the
+engine paints solid colours, and every manifest model is on disk as placeholder files unless a
+test leaves some out); the last ones run the real engine on
 the tiny offline demo set. Arguments are named by the labels users see (``locales/``), since
 the positional order of an endpoint is whatever Gradio made of its set of inputs.
 """
@@ -24,34 +26,52 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from app_settings import Preferences, PreferencesStore
-from engine.store.catalog import LoraChoice
+from engine.store.catalog import LoraChoice, ModelState
 from engine.metadata.infotext import format_infotext, parse_infotext
 from engine.metadata.outputs import save_generated
-from engine.store.manifest import Manifest, Recommended, load_manifest
+from engine.store.manifest import Manifest, ModelKind, Recommended, load_manifest
 from engine.settings import DEFAULT_MANIFEST
 from engine.requests import (
     ControlNetRequest, Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
 )
-from fake_service import FakeImageService
+from download_recorder import RecordingDownloader
+from engine.fake_engine import FakeEngine, fake_image_service
+from engine.service import ImageService
 from locales import error_text, messages, translate
+from model_files import model_state
 from ui_client import by_keys, call, label, parameters, running_ui, submit
 
 ROOT = Path(__file__).resolve().parent.parent
 ZH = "zh-CN"
 PROMPT = "雾蒙蒙的日出在湖面上"
 SMALL = dict(common__width=64, common__height=64, common__steps=2)
+# For tests of a model not on disk: every other manifest model is.
+ALL_BUT_FOOD = [entry.id for entry in load_manifest(DEFAULT_MANIFEST).models
+                if entry.id != "pai-food-large"]
 
 
 @pytest.fixture(scope="module")
-def fake() -> FakeImageService:
-    return FakeImageService()
+def served(tmp_path_factory) -> tuple[ImageService, FakeEngine]:
+    return fake_image_service(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
-def ui(fake, tmp_path_factory):
-    """One UI for the fake, in Chinese. Tests that switch language build their own."""
+def service(served) -> ImageService:
+    """The real service the module's UI runs on."""
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def backend(served) -> FakeEngine:
+    """The fake engine under ``service``: what it ran, loaded, cancelled."""
+    return served[1]
+
+
+@pytest.fixture(scope="module")
+def ui(service, tmp_path_factory):
+    """One UI for the service, in Chinese. Tests that switch language build their own."""
     # Output folders the tests choose lie in their own tmp_path, under the base temp folder.
-    with running_ui(fake, tmp_path_factory.mktemp("ui"),
+    with running_ui(service, tmp_path_factory.mktemp("ui"),
                     outputs_base=tmp_path_factory.getbasetemp()) as running:
         yield running
 
@@ -84,7 +104,7 @@ def png(path: Path, size=(64, 64), colour=(20, 120, 220), mode="RGB") -> str:
 
 def test_ui_and_fake_import_without_torch():
     code = ("import json, sys\n"
-            "import ui.app, fake_service, ui_client\n"
+            "import ui.app, engine.fake_engine, ui_client, download_recorder, model_files\n"
             "print(json.dumps(sorted(m for m in ('torch', 'diffusers', 'transformers')"
             " if m in sys.modules)))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
@@ -97,7 +117,7 @@ def test_ui_and_fake_import_without_torch():
 # -- 文生图 ----------------------------------------------------------------------------------
 
 @pytest.mark.servers
-def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui, fake):
+def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui):
     result = call(ui.client, "/txt2img", **by_keys(
         common__prompt=PROMPT, common__width=64, common__height=72, common__steps=3,
         common__seed=5, common__batch_count=2, common__batch_size=2))
@@ -114,15 +134,15 @@ def test_txt2img_returns_every_image_with_its_seed_and_the_infotext(ui, fake):
 
 
 @pytest.mark.servers
-def test_txt2img_sends_a_typed_request(ui, fake):
-    assert fake.active_model != "pai-general-large"
+def test_txt2img_sends_a_typed_request(ui, service, backend):
+    assert service.active_model != "pai-general-large"
     call(ui.client, "/txt2img", **by_keys(
         common__prompt=PROMPT, common__negative_prompt="模糊", common__sampler="Euler",
         common__schedule="karras", common__steps=7, common__guidance=5.5, common__width=128,
         common__height=96, common__seed=123, common__batch_count=1, common__batch_size=2),
         **{label("app.model"): "pai-general-large"})
 
-    request = fake.requests[-1]
+    request = backend.requests[-1]
     assert type(request) is Txt2ImgRequest
     assert request.model == "pai-general-large"  # the picker's, not whatever is loaded
     assert (request.prompt, request.negative_prompt) == (PROMPT, "模糊")
@@ -134,17 +154,17 @@ def test_txt2img_sends_a_typed_request(ui, fake):
 
 
 @pytest.mark.servers
-def test_random_seed_shows_the_seed_used(ui, fake):
+def test_random_seed_shows_the_seed_used(ui, backend):
     result = call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, **SMALL))
 
-    assert fake.requests[-1].seed == -1
+    assert backend.requests[-1].seed == -1
     (_, caption), = gallery(result)
     seed = parse_infotext(result[1])["seed"]
     assert caption == translate(ZH, "common.seed_caption", seed=seed)
 
 
 @pytest.mark.servers
-def test_a_size_the_validator_refuses_comes_back_in_chinese(ui, fake):
+def test_a_size_the_validator_refuses_comes_back_in_chinese(ui):
     # The slider's step is not enforced on the server: the validator's message is what users see.
     with pytest.raises(AppError) as caught:
         call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, common__width=100,
@@ -154,17 +174,17 @@ def test_a_size_the_validator_refuses_comes_back_in_chinese(ui, fake):
 
 
 @pytest.mark.servers
-def test_a_nul_in_the_prompt_comes_back_in_chinese(ui, fake):
+def test_a_nul_in_the_prompt_comes_back_in_chinese(ui, backend):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/txt2img", **by_keys(common__prompt="山\x00", **SMALL))
     # The field is named by its label, not by the request's field name.
     assert str(caught.value) == error_text(ZH, "prompt_invalid_characters", {"field": "prompt"})
     assert label("common.prompt") in str(caught.value) and "prompt" not in str(caught.value)
-    assert all(request.prompt != "山\x00" for request in fake.requests)  # never queued
+    assert all(request.prompt != "山\x00" for request in backend.requests)  # never queued
 
 
 @pytest.mark.servers
-def test_an_unknown_lora_tag_comes_back_in_chinese(ui, fake):
+def test_an_unknown_lora_tag_comes_back_in_chinese(ui):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/txt2img", **by_keys(common__prompt="山 <lora:no-such-style:0.5>",
                                                **SMALL))
@@ -172,7 +192,7 @@ def test_an_unknown_lora_tag_comes_back_in_chinese(ui, fake):
 
 
 @pytest.mark.servers
-def test_a_known_lora_tag_reaches_the_infotext(ui, fake):
+def test_a_known_lora_tag_reaches_the_infotext(ui):
     result = call(ui.client, "/txt2img", **by_keys(
         common__prompt=f"{PROMPT} <lora:pai-artist-large-lora-poem:0.4>", **SMALL))
     assert parse_infotext(result[1])["loras"] == [
@@ -182,13 +202,13 @@ def test_a_known_lora_tag_reaches_the_infotext(ui, fake):
 # -- 图生图 and 局部重绘 -------------------------------------------------------------------------
 
 @pytest.mark.servers
-def test_img2img_with_an_uploaded_init_image(ui, fake, tmp_path):
+def test_img2img_with_an_uploaded_init_image(ui, backend, tmp_path):
     init = png(tmp_path / "init.png", size=(96, 80))
     result = call(ui.client, "/img2img", **by_keys(
         common__prompt=PROMPT, img2img__init_image=handle_file(init), img2img__strength=0.5,
         img2img__resize_mode="crop_and_resize", common__seed=9, **SMALL))
 
-    request = fake.requests[-1]
+    request = backend.requests[-1]
     assert type(request) is Img2ImgRequest
     assert request.init_image.size == (96, 80)
     assert request.init_image.convert("RGB").getpixel((0, 0)) == (20, 120, 220)
@@ -209,7 +229,7 @@ def test_an_init_image_sets_the_size_from_it(ui, tmp_path):
 
 
 @pytest.mark.servers
-def test_the_size_from_an_init_image_leaves_room_for_the_batch(ui, fake, tmp_path):
+def test_the_size_from_an_init_image_leaves_room_for_the_batch(ui, service, tmp_path):
     """The suggestion counts the batch size set, as the validator and the engine count it
     (``Limits.pixels_per_image``): a suggested size is one the validator accepts."""
     from engine.validation import validate_request
@@ -220,13 +240,13 @@ def test_the_size_from_an_init_image_leaves_room_for_the_batch(ui, fake, tmp_pat
     width, height = call(ui.client, upload, **by_keys(img2img__init_image=handle_file(init),
                                                       common__batch_size=4))
 
-    assert width * height * 4 <= fake.limits.max_batch_pixels
-    validate_request(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT, width=int(width),
-                                    height=int(height), batch_size=4), fake.limits)
+    assert width * height * 4 <= service.limits.max_batch_pixels
+    validate_request(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, width=int(width),
+                                    height=int(height), batch_size=4), service.limits)
 
 
 @pytest.mark.servers
-def test_img2img_without_an_init_image_asks_for_one(ui, fake):
+def test_img2img_without_an_init_image_asks_for_one(ui):
     with pytest.raises(AppError) as caught:
         call(ui.client, "/img2img", **by_keys(common__prompt=PROMPT, **SMALL))
     assert template_pattern(ZH, "errors.missing_image").match(str(caught.value))
@@ -240,7 +260,7 @@ def _sub_tab(ui, key: str):
 
 
 @pytest.mark.servers
-def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_path):
+def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, backend, tmp_path):
     session = ui.connect()  # the mode is per session: leave the shared client in 图生图
     inpaint_tab, img2img_tab = (_sub_tab(ui, key) for key in ("img2img.mode_inpaint",
                                                               "img2img.mode_img2img"))
@@ -261,7 +281,7 @@ def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_pat
     session.predict(api_name=ui.api_name_of(inpaint_tab, "select"))
     result = call(session, "/img2img", **values)
 
-    request = fake.requests[-1]
+    request = backend.requests[-1]
     assert type(request) is InpaintRequest
     assert request.init_image.size == (64, 64) and request.mask.size == (64, 64)
     # The picture without the strokes, and the uploaded mask as it was drawn.
@@ -276,12 +296,12 @@ def test_inpaint_with_an_uploaded_mask_after_selecting_its_tab(ui, fake, tmp_pat
     # Another session never selected 局部重绘: its job is plain img2img.
     call(ui.client, "/img2img", **by_keys(common__prompt=PROMPT,
                                           img2img__init_image=handle_file(init), **SMALL))
-    assert type(fake.requests[-1]) is Img2ImgRequest
+    assert type(backend.requests[-1]) is Img2ImgRequest
     # Back to 图生图 in the first session.
     session.predict(api_name=ui.api_name_of(img2img_tab, "select"))
     call(session, "/img2img", **by_keys(common__prompt=PROMPT,
                                         img2img__init_image=handle_file(init), **SMALL))
-    assert type(fake.requests[-1]) is Img2ImgRequest
+    assert type(backend.requests[-1]) is Img2ImgRequest
 
 
 def test_mask_from_editor_takes_painted_strokes_of_any_layer():
@@ -308,7 +328,7 @@ def test_mask_from_editor_takes_painted_strokes_of_any_layer():
 
 
 @pytest.mark.servers
-def test_seed_buttons_reuse_the_last_seed_of_the_session(ui, fake):
+def test_seed_buttons_reuse_the_last_seed_of_the_session(ui):
     session = ui.connect()
     reuse = ui.api_name_of(ui.component_with_elem_id("txt2img-reuse"), "click")
     dice = ui.api_name_of(ui.component_with_elem_id("txt2img-random"), "click")
@@ -325,14 +345,14 @@ def test_seed_buttons_reuse_the_last_seed_of_the_session(ui, fake):
 # -- 可控生成 --------------------------------------------------------------------------------
 
 @pytest.mark.servers
-def test_controlnet_preview_returns_the_map(ui, fake, tmp_path):
+def test_controlnet_preview_returns_the_map(ui, backend, tmp_path):
     control = png(tmp_path / "control.png", size=(80, 80))
     result = call(ui.client, "/controlnet_preview", **by_keys(
         controlnet__image=handle_file(control), controlnet__low_threshold=50,
         controlnet__high_threshold=150, common__width=64, common__height=72))
 
     assert image_at(result).size == (64, 72)
-    spec = fake.preprocessed[-1]
+    spec = backend.preprocessed[-1]
     assert (spec.control_type, spec.model) == ("canny", "pai-artist-large-controlnet-canny")
     assert (spec.low_threshold, spec.high_threshold) == (50, 150)
     assert type(spec.low_threshold) is int and spec.preprocess is True
@@ -347,7 +367,7 @@ def test_controlnet_preview_without_an_image_is_refused_in_chinese(ui):
 
 
 @pytest.mark.servers
-def test_controlnet_generation_returns_the_map_and_the_images(ui, fake, tmp_path):
+def test_controlnet_generation_returns_the_map_and_the_images(ui, backend, tmp_path):
     control = png(tmp_path / "control.png")
     result = call(ui.client, "/controlnet", **by_keys(
         common__prompt="白色的小鸟", controlnet__image=handle_file(control),
@@ -357,7 +377,7 @@ def test_controlnet_generation_returns_the_map_and_the_images(ui, fake, tmp_path
     control_map, items, info = result
     assert image_at(control_map).size == (64, 64)
     assert len(items) == 2
-    request = fake.requests[-1]
+    request = backend.requests[-1]
     assert type(request) is ControlNetRequest
     assert (request.control.control_type, request.control.weight) == ("depth", 0.8)
     assert request.sampler == "Euler a"  # the ControlNet tab's own default
@@ -381,7 +401,8 @@ def test_controlnet_tab_starts_at_the_manifests_recommended_settings(tmp_path):
         **{"pai-artist-large": {"sampler": "DPM++ 2M", "schedule": "karras", "steps": 25},
            "pai-artist-large-controlnet-canny": {"sampler": "DDIM", "steps": 33,
                                                  "guidance": 4.5}})
-    service = FakeImageService(manifest, active_model="pai-artist-large")
+    service, _backend = fake_image_service(tmp_path / "data", manifest=manifest,
+                                           active_model="pai-artist-large")
     demo = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "s.json"))
     shown = {block.elem_id: block.value for block in demo.blocks.values()
              if str(getattr(block, "elem_id", None)).startswith("controlnet-")
@@ -402,7 +423,8 @@ def test_txt2img_and_img2img_start_at_the_active_models_recommended_settings(tmp
         load_manifest(DEFAULT_MANIFEST),
         **{"pai-artist-large": {"sampler": "DDIM", "schedule": "karras", "steps": 37,
                                 "guidance": 4.5}})
-    service = FakeImageService(manifest, active_model="pai-artist-large")
+    service, _backend = fake_image_service(tmp_path / "data", manifest=manifest,
+                                           active_model="pai-artist-large")
     demo = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "s.json"))
     shown = {block.elem_id: block.value for block in demo.blocks.values()
              if getattr(block, "elem_id", None) and hasattr(block, "value")}
@@ -431,7 +453,7 @@ def test_token_counter(ui):
 
 # -- progress and interrupt ------------------------------------------------------------------
 
-def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypatch):
+def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypatch, tmp_path):
     """Each step takes 10 s on a clock the test moves, and waits until the runner has shown it:
     the first report of step k of 6 says 60 - 10k seconds are left (elapsed / done * rest)."""
     from types import SimpleNamespace
@@ -445,7 +467,7 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypa
     clock = SimpleNamespace(now=start)
     monkeypatch.setattr(jobs, "time", SimpleNamespace(time=lambda: clock.now))
     monkeypatch.setattr(job_runner, "POLL_SECONDS", 0.01)
-    service = FakeImageService()
+    service, _backend = fake_image_service(tmp_path / "data")
     runner = JobRunner(service, Texts(ZH))
     shown = threading.Condition()
     reported, units, first_shown = [], [], {}
@@ -488,11 +510,11 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypa
     assert set(units) == {"步"}
 
 
-def test_job_runner_reports_engine_errors_as_translated_gradio_errors():
+def test_job_runner_reports_engine_errors_as_translated_gradio_errors(tmp_path):
     from ui.job_runner import JobRunner
     from ui.texts import Texts
 
-    service = FakeImageService()
+    service, _backend = fake_image_service(tmp_path / "data")
     runner = JobRunner(service, Texts("en"))
     with pytest.raises(gr.Error) as caught:
         runner.run(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=0),
@@ -501,34 +523,34 @@ def test_job_runner_reports_engine_errors_as_translated_gradio_errors():
         "value": "0", "min": 1, "max": 150})
 
 
-def test_an_interrupt_after_a_job_does_not_cancel_the_next_one():
+def test_an_interrupt_after_a_job_does_not_cancel_the_next_one(tmp_path):
     from ui.job_runner import JobRunner
     from ui.texts import Texts
 
-    service = FakeImageService()
+    service, backend = fake_image_service(tmp_path / "data")
     runner = JobRunner(service, Texts(ZH))
     request = Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=2, width=64,
                              height=64)
     runner.run(request, "session", lambda *args, **kwargs: None)
     runner.interrupt("session")
     assert len(runner.run(request, "session", lambda *args, **kwargs: None).images) == 1
-    assert service.cancelled == []
+    assert backend.cancelled == []
 
 
 @pytest.fixture
-def gated(fake):
-    """Jobs wait at the fake's gate until the test opens it."""
-    fake.gate = threading.Event()
-    fake.started.clear()
-    yield fake.gate
-    fake.gate.set()
-    fake.gate = None
+def gated(backend):
+    """Jobs wait at the engine's gate until the test opens it."""
+    backend.gate = threading.Event()
+    backend.started.clear()
+    yield backend.gate
+    backend.gate.set()
+    backend.gate = None
 
 
 @pytest.mark.servers
-def test_interrupt_stops_the_job_of_the_same_session(ui, fake, gated):
+def test_interrupt_stops_the_job_of_the_same_session(ui, backend, gated):
     job = submit(ui.client, "/txt2img", **by_keys(common__prompt="慢慢画", **SMALL))
-    assert fake.started.wait(30)
+    assert backend.started.wait(30)
 
     ui.client.predict(api_name="/interrupt")
     gated.set()
@@ -536,15 +558,15 @@ def test_interrupt_stops_the_job_of_the_same_session(ui, fake, gated):
     with pytest.raises(AppError) as caught:
         job.result(timeout=60)
     assert str(caught.value) == error_text(ZH, "cancelled")
-    assert fake.cancelled and fake.cancelled[-1].prompt == "慢慢画"
+    assert backend.cancelled and backend.cancelled[-1].prompt == "慢慢画"
 
 
 @pytest.mark.servers
-def test_interrupt_from_another_session_leaves_the_job_running(ui, fake, gated):
-    cancelled_before = len(fake.cancelled)
+def test_interrupt_from_another_session_leaves_the_job_running(ui, backend, gated):
+    cancelled_before = len(backend.cancelled)
     job = submit(ui.client, "/txt2img", **by_keys(common__prompt="别停", common__seed=4,
                                                   **SMALL))
-    assert fake.started.wait(30)
+    assert backend.started.wait(30)
 
     other = ui.connect()
     other.predict(api_name="/interrupt")
@@ -552,7 +574,7 @@ def test_interrupt_from_another_session_leaves_the_job_running(ui, fake, gated):
 
     (_, caption), = gallery(job.result(timeout=60))
     assert caption == translate(ZH, "common.seed_caption", seed=4)
-    assert len(fake.cancelled) == cancelled_before
+    assert len(backend.cancelled) == cancelled_before
 
 
 # -- 设置 ------------------------------------------------------------------------------------
@@ -575,9 +597,9 @@ def _updates_labelled(client, api_name: str, result, key: str) -> list[dict]:
 
 @pytest.mark.servers
 def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path):
-    fake = FakeImageService()
+    service, backend = fake_image_service(tmp_path / "data")
     pictures = tmp_path / "pictures"
-    with running_ui(fake, tmp_path) as ui:
+    with running_ui(service, tmp_path) as ui:
         result = _save_settings(ui.client, "en", str(pictures), "low", "Euler a")
 
         saved = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
@@ -588,7 +610,7 @@ def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path
         prompt_updates = _updates_labelled(ui.client, "/save_settings", result, "common.prompt")
         assert {update["label"] for update in prompt_updates} == {"Prompt"}
         assert translate("en", "common.prompt") == "Prompt"
-        assert fake.memory_modes == ["low"] and fake.output_dir == pictures
+        assert backend.memory_modes == ["low"] and service.output_dir == pictures
         assert not list(tmp_path.glob("*.tmp"))
 
         # Errors are now in English, and new images are saved with their infotext.
@@ -608,7 +630,7 @@ def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path
 @pytest.mark.servers
 def test_a_page_opened_after_switching_language_gets_the_saved_language(tmp_path):
     PreferencesStore(tmp_path / "settings.json").save(Preferences(language="en"))
-    with running_ui(FakeImageService(), tmp_path, Preferences()) as ui:
+    with running_ui(fake_image_service(tmp_path / "data")[0], tmp_path, Preferences()) as ui:
         result = ui.client.predict(api_name="/on_load")
         updates = _updates_labelled(ui.client, "/on_load", result, "common.prompt")
     assert {update["label"] for update in updates} == {"Prompt"}
@@ -617,19 +639,19 @@ def test_a_page_opened_after_switching_language_gets_the_saved_language(tmp_path
 @pytest.mark.servers
 def test_a_damaged_settings_file_loads_as_defaults(tmp_path):
     (tmp_path / "settings.json").write_text("{not json", encoding="utf-8")
-    fake = FakeImageService()
-    with running_ui(fake, tmp_path) as ui:
+    service, backend = fake_image_service(tmp_path / "data")
+    with running_ui(service, tmp_path) as ui:
         assert ui.store.load() == Preferences()
         result = ui.client.predict(api_name="/on_load")  # must not fail
         labels = {update.get("label") for update in result if isinstance(update, dict)}
         assert "Prompt" not in labels  # the page stays in the default language
         _save_settings(ui.client, ZH, str(tmp_path / "outputs"))
     assert ui.store.load() == Preferences(output_dir=str(tmp_path / "outputs"))
-    assert fake.memory_modes == []  # "normal" was already the mode
+    assert backend.memory_modes == []  # "normal" was already the mode
 
 
 @pytest.mark.servers
-def test_an_unwritable_output_folder_is_refused_in_chinese(ui, fake, tmp_path):
+def test_an_unwritable_output_folder_is_refused_in_chinese(ui, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("", encoding="utf-8")
     folder = blocker / "pictures"
@@ -642,8 +664,8 @@ def test_an_unwritable_output_folder_is_refused_in_chinese(ui, fake, tmp_path):
 # -- 图片信息 --------------------------------------------------------------------------------
 
 @pytest.mark.servers
-def test_png_info_reads_the_parameters_of_a_saved_image(ui, fake, tmp_path):
-    result = fake.generate(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT,
+def test_png_info_reads_the_parameters_of_a_saved_image(ui, service, tmp_path):
+    result = service.generate(Txt2ImgRequest(model=service.active_model, prompt=PROMPT,
                                           negative_prompt="模糊", steps=2, width=64, height=64,
                                           seed=42))
     (path,) = save_generated(result.images, tmp_path)
@@ -655,8 +677,8 @@ def test_png_info_reads_the_parameters_of_a_saved_image(ui, fake, tmp_path):
 
 
 @pytest.mark.servers
-def test_png_info_sends_its_parameters_to_txt2img(ui, fake, tmp_path):
-    result = fake.generate(Txt2ImgRequest(model=fake.active_model, prompt=PROMPT,
+def test_png_info_sends_its_parameters_to_txt2img(ui, service, tmp_path):
+    result = service.generate(Txt2ImgRequest(model=service.active_model, prompt=PROMPT,
                                           negative_prompt="模糊", sampler="Euler",
                                           schedule="karras", steps=12, guidance=6.5,
                                           width=64, height=72, seed=42))
@@ -744,37 +766,44 @@ def test_applying_styles_through_the_ui_updates_the_prompt(ui):
                       "<lora:pai-artist-large-lora-25d:0.7>")
 
 
-def test_status_rows_show_states_and_the_active_model(fake):
+def test_status_rows_show_states_and_the_active_model(tmp_path):
     from ui.models_tab import status_rows
 
-    rows = status_rows(fake.model_statuses(), ZH)
+    active_id = load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.BASE)[0].id
+    service, _backend = fake_image_service(tmp_path / "data", downloaded=[active_id])
+    # Only the active model is on disk; its weights are 1 GiB (less its few config bytes).
+    folder = service.store.base_folder(active_id)
+    on_disk = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    os.truncate(weights, weights.stat().st_size + 1024**3 - on_disk)  # sparse: no disk used
+    rows = status_rows(service.model_statuses(), ZH)
     by_id = {row[-1]: row for row in rows}
-    active = by_id[fake.active_model]
+    active = by_id[service.active_model]
     assert active[1] == translate(ZH, "models.kind_base")
     assert (active[2], active[3], active[4], active[5]) == ("已就绪", "1.00 GB", "-", "✔")
-    others = [row for model_id, row in by_id.items() if model_id != fake.active_model]
+    others = [row for model_id, row in by_id.items() if model_id != service.active_model]
     assert others and all((row[2], row[3], row[5]) == ("未下载", "-", "") for row in others)
     kinds = {row[1] for row in rows}
     assert {"基础模型", "ControlNet", "LoRA 风格"} <= kinds
-    english = status_rows(fake.model_statuses(), "en")
+    english = status_rows(service.model_statuses(), "en")
     assert {row[2] for row in english} == {"Ready", "Not downloaded"}
 
 
 @pytest.mark.servers
-def test_switching_model_sets_sizes_and_the_models_table(ui, fake):
-    before = fake.active_model
+def test_switching_model_sets_sizes_and_the_models_table(ui, service):
+    before = service.active_model
     try:
         *sizes, question, status = call(ui.client, "/switch_model",
                                         **{label("app.model"): "pai-anime-large"})
         assert sizes == [512, 768] * 3 and status == ""
-        assert fake.active_model == "pai-anime-large"
+        assert service.active_model == "pai-anime-large"
         table, _, _ = ui.client.predict("pai-anime-large", api_name="/refresh_models")
         rows = table["data"] if isinstance(table, dict) else table
         (active,) = [row for row in rows if row[5] == "✔"]
         assert active[-1] == "pai-anime-large" and active[2] == "已就绪"
     finally:
         call(ui.client, "/switch_model", **{label("app.model"): before})
-    assert fake.active_model == before
+    assert service.active_model == before
 
 
 # -- locales ---------------------------------------------------------------------------------
@@ -801,7 +830,8 @@ def test_every_text_the_ui_uses_exists_in_both_languages(tmp_path, monkeypatch):
             made.append(self)
 
     monkeypatch.setattr(ui.app, "Texts", RecordingTexts)
-    ui.app.build_ui(FakeImageService(), ui.app.UiOptions(Preferences(), demo=True),
+    service, _backend = fake_image_service(tmp_path / "data")
+    ui.app.build_ui(service, ui.app.UiOptions(Preferences(), demo=True),
                     PreferencesStore(tmp_path / "settings.json"))
     (texts,) = made
     texts.updates("en")
@@ -863,8 +893,8 @@ def test_real_engine_lora_tag_in_the_prompt(real_ui):
 
 @pytest.mark.servers
 def test_download_source_is_saved_and_a_bad_custom_address_refused(tmp_path):
-    fake = FakeImageService()
-    with running_ui(fake, tmp_path) as ui:
+    service, _backend = fake_image_service(tmp_path / "data")
+    with running_ui(service, tmp_path) as ui:
         call(ui.client, "/save_settings", **by_keys(
             settings__language=ZH, settings__output_dir=str(tmp_path / "out"),
             settings__source="hf-mirror"))
@@ -881,28 +911,31 @@ def test_download_source_is_saved_and_a_bad_custom_address_refused(tmp_path):
 def test_models_tab_starts_downloads_from_the_chosen_source_and_guards_delete(tmp_path):
     from app_settings import Preferences as Prefs
 
-    fake = FakeImageService()
-    with running_ui(fake, tmp_path) as ui:
+    service, _backend = fake_image_service(tmp_path / "data")
+    downloads = RecordingDownloader.install(service)
+    with running_ui(service, tmp_path) as ui:
         ui.store.save(Prefs(download_source="hf-mirror"))  # as 设置 saves it
         rows, status, _ = ui.client.predict("pai-food-large", api_name="/download_model")
-        assert fake.download_calls[0][0] == "pai-food-large"
-        assert fake.download_calls[0][1].endpoint == "https://hf-mirror.com"
+        assert downloads.calls[0][0] == "pai-food-large"
+        assert downloads.calls[0][1].endpoint == "https://hf-mirror.com"
         assert status.startswith("下载中 0.0%")
         with pytest.raises(Exception) as caught:
             ui.client.predict("pai-food-large", False, api_name="/delete_model")
         assert translate(ZH, "models.confirm_first") in str(caught.value)
+        assert model_state(service, "pai-food-large") is ModelState.DOWNLOADING
         ui.client.predict("pai-food-large", True, api_name="/delete_model")
-        assert fake.deleted == ["pai-food-large"]
+        assert downloads.deleted == ["pai-food-large"]
+        assert model_state(service, "pai-food-large") is ModelState.MISSING  # files gone
 
 
-def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one():
+def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one(tmp_path):
     import gradio as gr
 
     from ui.job_runner import JobRunner
     from ui.texts import Texts
 
-    service = FakeImageService()
-    service.gate = threading.Event()
+    service, backend = fake_image_service(tmp_path / "data")
+    backend.gate = threading.Event()
     runner = JobRunner(service, Texts(ZH))
     request = Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=1, width=64,
                              height=64)
@@ -917,7 +950,7 @@ def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one(
 
     first = threading.Thread(target=run, args=("other",))
     first.start()
-    assert service.started.wait(30)  # the other session's job holds the device
+    assert backend.started.wait(30)  # the other session's job holds the device
     second = threading.Thread(target=run, args=("me",))
     second.start()
     deadline = time.monotonic() + 30
@@ -927,27 +960,28 @@ def test_interrupt_cancels_a_job_still_waiting_in_the_queue_but_not_a_later_one(
     second.join(30)
     assert isinstance(outcomes["me"], gr.Error)
     assert outcomes["me"].message == error_text(ZH, "cancelled")
-    service.gate.set()
+    backend.gate.set()
     first.join(30)
     assert outcomes["other"].images
 
 
 @pytest.mark.servers
 def test_models_tab_imports_from_a_folder(tmp_path):
-    fake = FakeImageService()
-    with running_ui(fake, tmp_path) as ui:
+    service, _backend = fake_image_service(tmp_path / "data")
+    downloads = RecordingDownloader.install(service)
+    with running_ui(service, tmp_path) as ui:
         ui.client.predict("pai-artist-large", str(tmp_path), api_name="/import_folder")
-        assert fake.download_calls == [("pai-artist-large", tmp_path)]
+        assert downloads.calls == [("pai-artist-large", tmp_path)]
         with pytest.raises(Exception) as caught:
             ui.client.predict("pai-artist-large", "  ", api_name="/import_folder")
         assert translate(ZH, "models.import_folder_missing") in str(caught.value)
 
 
-def test_skip_drops_the_current_batch_of_my_job():
+def test_skip_drops_the_current_batch_of_my_job(tmp_path):
     from ui.job_runner import JobRunner
     from ui.texts import Texts
 
-    service = FakeImageService(step_delay=0.05)
+    service, _backend = fake_image_service(tmp_path / "data", step_delay=0.05)
     runner = JobRunner(service, Texts(ZH))
     request = Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=10,
                              batch_count=2, width=64, height=64, seed=10)
@@ -964,24 +998,25 @@ def test_skip_drops_the_current_batch_of_my_job():
 
 @pytest.mark.servers
 def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_path):
-    from engine.store.catalog import LocalKind, LocalModelStatus
+    from model_files import give_base_the_single_files_shape, write_single_file
 
-    fake = FakeImageService()
-    with running_ui(fake, tmp_path) as ui:
-        checkpoints = tmp_path / "models" / "checkpoints"
-        fake.local_statuses = [  # as if dropped in after the page was built
-            LocalModelStatus(checkpoints / "水墨.safetensors", LocalKind.SINGLE_FILE, 2 * 1024**3),
-            LocalModelStatus(checkpoints / "old.ckpt", LocalKind.SINGLE_FILE, 10,
-                             "checkpoint_pickle", {"name": "old.ckpt"}),
-            LocalModelStatus(tmp_path / "models" / "lora" / "ink.safetensors", LocalKind.LORA,
-                             1024**2),
-        ]
-        _, local, picker = ui.client.predict(fake.active_model, api_name="/refresh_models")
+    service, _backend = fake_image_service(tmp_path / "data")
+    # The downloaded PAI base can give the single file its configs: it is usable.
+    give_base_the_single_files_shape(service, "pai-artist-large")
+    with running_ui(service, tmp_path) as ui:
+        # Dropped in after the page was built:
+        checkpoints = service.settings.checkpoint_dir
+        write_single_file(checkpoints / "水墨.safetensors", size=2 * 1024**3)  # sparse
+        (checkpoints / "old.ckpt").write_bytes(b"a pickle")  # never opened
+        lora_dir = service.settings.lora_dir
+        lora_dir.mkdir(parents=True, exist_ok=True)
+        (lora_dir / "ink.safetensors").write_bytes(b"\0" * 1024**2)
+        _, local, picker = ui.client.predict(service.active_model, api_name="/refresh_models")
         rows = {row[0]: row for row in (local["data"] if isinstance(local, dict) else local)}
         assert rows["水墨.safetensors"][1:4] == ["单文件模型", "可用", "2.00 GB"]
         assert rows["old.ckpt"][2] == error_text(ZH, "checkpoint_pickle", {"name": "old.ckpt"})
         assert rows["ink.safetensors"][1] == "LoRA"
-        assert picker["value"] == fake.active_model  # refreshing keeps the chosen model
+        assert picker["value"] == service.active_model  # refreshing keeps the chosen model
         offered = {label: value for label, value in picker["choices"]}
         # Named as inside the checkpoints folder, as the API does: no server path is shown.
         assert offered["水墨.safetensors（本地）"] == "水墨.safetensors"
@@ -993,34 +1028,38 @@ def test_models_placed_in_the_folder_are_listed_with_why_they_cannot_load(tmp_pa
 def test_picking_a_model_not_on_disk_offers_a_download_and_switches_after_consent(tmp_path):
     from app_settings import Preferences as Prefs
 
-    fake = FakeImageService()
-    fake.missing = {"pai-food-large"}
-    with running_ui(fake, tmp_path) as ui:
+    service, _backend = fake_image_service(tmp_path / "data", downloaded=ALL_BUT_FOOD)
+    # A download the test starts finishes at once: the model's files are then on disk.
+    downloads = RecordingDownloader.install(service, completes=True)
+    with running_ui(service, tmp_path) as ui:
         ui.store.save(Prefs(download_source="hf-mirror"))
-        before = fake.active_model
+        before = service.active_model
         # (the client sees no layout blocks: the box's visibility is checked in the browser)
         *sizes, question, status = ui.client.predict("pai-food-large", api_name="/switch_model")
         assert all(size == {"__type__": "update"} for size in sizes) and status == ""
         assert "PAI 中华美食（大）" in question and "4.2 GB" in question
         assert "hf-mirror.com" in question
-        assert fake.active_model == before and not fake.download_calls  # asked, not fetched
+        assert service.active_model == before and not downloads.calls  # asked, not fetched
         *sizes, status = ui.client.predict(api_name="/accept_download")
-        assert fake.download_calls[0][0] == "pai-food-large"
-        assert fake.download_calls[0][1].endpoint == "https://hf-mirror.com"
-        assert fake.active_model == "pai-food-large" and status == ""
+        assert downloads.calls[0][0] == "pai-food-large"
+        assert downloads.calls[0][1].endpoint == "https://hf-mirror.com"
+        assert service.active_model == "pai-food-large" and status == ""
         assert sizes == [512, 512] * 3
+        assert model_state(service, "pai-food-large") is ModelState.READY
 
 
 @pytest.mark.servers
 def test_declining_the_download_offer_keeps_the_model_in_use(tmp_path):
-    fake = FakeImageService()
-    fake.missing = {"pai-food-large"}
-    with running_ui(fake, tmp_path) as ui:
-        before = fake.active_model
+    service, backend = fake_image_service(tmp_path / "data", downloaded=ALL_BUT_FOOD)
+    downloads = RecordingDownloader.install(service)
+    with running_ui(service, tmp_path) as ui:
+        before = service.active_model
         ui.client.predict("pai-food-large", api_name="/switch_model")
         picker = ui.client.predict(api_name="/decline_download")
         assert picker == before
-        assert not fake.download_calls and fake.active_model == before
+        assert not downloads.calls and service.active_model == before
+        assert "pai-food-large" not in backend.loaded
+        assert model_state(service, "pai-food-large") is ModelState.MISSING
 
 
 def test_rest_callers_without_a_session_never_share_one():
