@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 READS = ("/", "/config", "/sdapi/v1/progress", "/sdapi/v1/sd-models", "/sdapi/v1/options")
 
@@ -34,7 +34,7 @@ def _serve(folder: Path):
     from app_settings import AppSettings, Preferences, PreferencesStore
     from engine.fake_engine import fake_image_service
     from ui.app import UiOptions, build_ui
-    from ui_client import free_port
+    from tests.support.ui_client import free_port
 
     service, engine = fake_image_service(folder / "data")  # the real service, a fake engine
     engine.gate = threading.Event()

@@ -25,23 +25,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/validation.py",
         "        prompt, tags = split_lora_tags(prompt)\n",
         "        _, tags = split_lora_tags(prompt)\n",
-        ("tests/test_validation.py::"
+        ("tests/engine/test_validation.py::"
          "test_prepare_moves_lora_tags_out_of_the_prompt_and_keeps_what_was_written",
-         "tests/test_validation.py::test_prepare_is_idempotent"),
+         "tests/engine/test_validation.py::test_prepare_is_idempotent"),
     ),
     Mutation(
         "prepare: a lora given twice is doubled",
         "engine/validation.py",
         "            if lora not in loras:\n",
         "            if True:\n",
-        ("tests/test_validation.py::test_prepare_does_not_double_a_lora_given_twice",),
+        ("tests/engine/test_validation.py::test_prepare_does_not_double_a_lora_given_twice",),
     ),
     Mutation(
         "service: the queue holds the request before preparation",
         "engine/service.py",
         "        return self.jobs.submit(prepared, owner, user, quota_key, keep_result)\n",
         "        return self.jobs.submit(request, owner, user, quota_key, keep_result)\n",
-        ("tests/test_service.py::"
+        ("tests/engine/test_service.py::"
          "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited",),
     ),
     Mutation(
@@ -50,7 +50,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        return prepare_request(request, self.limits, control_types=CONTROL_TYPES,\n",
         "        self.engine.unload_all()\n"
         "        return prepare_request(request, self.limits, control_types=CONTROL_TYPES,\n",
-        ("tests/test_service.py::"
+        ("tests/engine/test_service.py::"
          "test_a_bad_request_is_refused_while_the_backend_is_still_starting",),
     ),
     Mutation(
@@ -58,7 +58,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/control_types.py",
         '    "shuffle",\n',
         "",
-        ("tests/test_aux_annotators.py::"
+        ("tests/engine/generate/test_aux_annotators.py::"
          "test_the_contract_lists_exactly_the_detectors_the_engine_runs",),
     ),
     Mutation(
@@ -66,7 +66,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ui/img2img_tab.py",
         "    launch_alone(build_img2img_tab)\n",
         "    del launch_alone\n",
-        ("tests/test_ui_standalone.py::"
+        ("tests/ui/test_ui_standalone.py::"
          "test_a_generation_tab_serves_alone_with_its_generate_event",),
     ),
     Mutation(
@@ -75,7 +75,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        request = prepared.request\n        started = time.perf_counter()\n",
         "        prepared = self.prepare(prepared)\n        request = prepared.request\n"
         "        started = time.perf_counter()\n",
-        ("tests/test_service.py::"
+        ("tests/engine/test_service.py::"
          "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited",),
     ),
     Mutation(
@@ -83,9 +83,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/metadata/parameters.py",
         '"prompt": prepared.written_prompt,',
         '"prompt": request.prompt,',
-        ("tests/test_infotext.py::"
+        ("tests/engine/metadata/test_infotext.py::"
          "test_image_parameters_show_the_prompt_as_written_with_its_lora_tags",
-         "tests/test_service.py::"
+         "tests/engine/test_service.py::"
          "test_a_submitted_request_is_prepared_and_validated_once_and_runs_as_it_waited"),
     ),
     Mutation(
@@ -93,15 +93,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/limits.py",
         "        return self.max_batch_pixels // max(1, batch_size)\n",
         "        return self.max_batch_pixels\n",
-        ("tests/test_validation.py::test_the_fitted_size_is_one_the_validator_accepts",
-         "tests/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch"),
+        ("tests/engine/test_validation.py::test_the_fitted_size_is_one_the_validator_accepts",
+         "tests/ui/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch"),
     ),
     Mutation(
         "pixel budget: the UI's size suggestion forgets the batch size",
         "ui/img2img_tab.py",
         "fit_to_limits(*image.size, limits, int(batch))\n",
         "fit_to_limits(*image.size, limits, 1)\n",
-        ("tests/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch",),
+        ("tests/ui/test_ui.py::test_the_size_from_an_init_image_leaves_room_for_the_batch",),
     ),
     Mutation(
         "lora tag: the LoRA tab has its own pattern again",
@@ -110,7 +110,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         '    import re\n'
         '    text = re.sub(r"\\s*<lora:([^:<>]+)(?::[^<>]*)?>", lambda m: "" if m.group(1).strip()'
         ' in known else m.group(0), prompt or "").strip()\n',
-        ("tests/test_ui.py::test_apply_styles_replaces_exactly_the_tags_the_engine_reads",),
+        ("tests/ui/test_ui.py::test_apply_styles_replaces_exactly_the_tags_the_engine_reads",),
     ),
     # -- inpainting keeps what it should ------------------------------------------------------
     Mutation(
@@ -119,8 +119,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if job.overlay is None:\n            return image\n",
         "        return image\n",
         (
-            "tests/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",
-            "tests/test_cli.py::test_inpaint_repaints_the_masked_half_and_keeps_the_rest",
+            "tests/engine/generate/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",
+            "tests/engine/test_cli.py::test_inpaint_repaints_the_masked_half_and_keeps_the_rest",
         ),
     ),
     Mutation(
@@ -128,28 +128,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/images.py",
         "    if invert:\n        mask = ImageOps.invert(mask)\n",
         "    mask = mask.point(lambda _: 255)\n",
-        ("tests/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",),
+        ("tests/engine/generate/test_engine.py::test_inpaint_keeps_every_pixel_outside_the_blurred_mask",),
     ),
     Mutation(
         "inpaint: mask not given to the pipeline",
         "engine/generate/engine.py",
         'job.call_args["mask_image"] = mask',
         'job.call_args["mask_image"] = Image.new("L", mask.size, 255)',
-        ("tests/test_engine.py::test_inpaint_repaints_according_to_the_mask",),
+        ("tests/engine/generate/test_engine.py::test_inpaint_repaints_according_to_the_mask",),
     ),
     Mutation(
         "inpaint: mask_blur ignored",
         "engine/images.py",
         "    if blur:\n",
         "    if False:\n",
-        ("tests/test_engine.py::test_mask_blur_softens_the_edge_of_the_repainted_area",),
+        ("tests/engine/generate/test_engine.py::test_mask_blur_softens_the_edge_of_the_repainted_area",),
     ),
     Mutation(
         "inpaint: invert_mask ignored",
         "engine/images.py",
         "    if invert:\n",
         "    if False:\n",
-        ("tests/test_engine.py::test_inverted_mask_keeps_the_white_area",),
+        ("tests/engine/generate/test_engine.py::test_inverted_mask_keeps_the_white_area",),
     ),
     # -- seeds, resize modes, ControlNet ------------------------------------------------------
     Mutation(
@@ -157,21 +157,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/generate/engine.py",
         "secrets.randbelow(SEED_MODULUS)",
         "1234567",
-        ("tests/test_engine.py::test_random_seed_is_reported_and_reproduces",),
+        ("tests/engine/generate/test_engine.py::test_random_seed_is_reported_and_reproduces",),
     ),
     Mutation(
         "resize and fill stretches",
         "engine/images.py",
         "return _fit_and_pad(image, width, height)",
         "pass",
-        ("tests/test_images.py::test_resize_and_fill_keeps_the_aspect_and_repeats_the_edges",),
+        ("tests/engine/test_images.py::test_resize_and_fill_keeps_the_aspect_and_repeats_the_edges",),
     ),
     Mutation(
         "ControlNet guidance start/end ignored",
         "engine/generate/engine.py",
         "control_guidance_start=float(control.start), control_guidance_end=float(control.end)",
         "",
-        ("tests/test_engine.py::test_controlnet_guidance_start_and_end_matter",),
+        ("tests/engine/generate/test_engine.py::test_controlnet_guidance_start_and_end_matter",),
     ),
     # -- the user interface and the API ------------------------------------------------------
     Mutation(
@@ -179,70 +179,70 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ui/job_runner.py",
         'eta="?" if eta is None else f"{eta:.0f}"',
         'eta="?"',
-        ("tests/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
+        ("tests/ui/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
     ),
     Mutation(
         "jobs: no ETA ever",
         "engine/jobs.py",
         "        if self.started is None or done <= 0:\n",
         "        if True:\n",
-        ("tests/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
+        ("tests/ui/test_ui.py::test_job_runner_turns_engine_progress_into_gradio_progress_with_eta",),
     ),
     Mutation(
         "api: inpainting_mask_invert ignored",
         "api/convert.py",
         "invert_mask=bool(body.inpainting_mask_invert)",
         "invert_mask=False",
-        ("tests/test_api.py::test_inpaint_fields_reach_the_request_as_a1111_means_them",),
+        ("tests/api/test_api.py::test_inpaint_fields_reach_the_request_as_a1111_means_them",),
     ),
     Mutation(
         "api: mask_blur ignored",
         "api/convert.py",
         "mask_blur=body.mask_blur,",
         "mask_blur=4,",
-        ("tests/test_api.py::test_inpaint_fields_reach_the_request_as_a1111_means_them",),
+        ("tests/api/test_api.py::test_inpaint_fields_reach_the_request_as_a1111_means_them",),
     ),
     Mutation(
         "api: model switch ignored",
         "api/routes.py",
         "        if wanted and wanted != service.active_model:\n",
         "        if False:\n",
-        ("tests/test_api.py::test_lists_and_a_switch_to_the_other_model_for_the_next_generation",),
+        ("tests/api/test_api.py::test_lists_and_a_switch_to_the_other_model_for_the_next_generation",),
     ),
     Mutation(
         "service: activate keeps the old model",
         "engine/service.py",
         "        self._active = model\n",
         "        pass\n",
-        ("tests/test_api.py::test_lists_and_a_switch_to_the_other_model_for_the_next_generation",),
+        ("tests/api/test_api.py::test_lists_and_a_switch_to_the_other_model_for_the_next_generation",),
     ),
     Mutation(
         "ui: LoRA weight sliders ignored",
         "ui/lora_tab.py",
         "(card.choice, float(values[card.weight]))",
         "(card.choice, card.choice.weight)",
-        ("tests/test_ui.py::test_applying_styles_through_the_ui_updates_the_prompt",),
+        ("tests/ui/test_ui.py::test_applying_styles_through_the_ui_updates_the_prompt",),
     ),
     Mutation(
         "ui: txt2img ignores the model picker",
         "ui/generation_panel.py",
         "request_fields(values, self.prompts, self.parameters, values[self.model])",
         "request_fields(values, self.prompts, self.parameters, self.model.value)",
-        ("tests/test_ui.py::test_txt2img_sends_a_typed_request",),
+        ("tests/ui/test_ui.py::test_txt2img_sends_a_typed_request",),
     ),
     Mutation(
         "ui: inpaint takes the editor's composite",
         "ui/img2img_tab.py",
         '(values[editor] or {}).get("background")',
         '(values[editor] or {}).get("composite")',
-        ("tests/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
+        ("tests/ui/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
     ),
     Mutation(
         "ui: uploaded mask ignored (all white)",
         "ui/img2img_tab.py",
         "mask = values[mask_upload] or mask_from_editor(values[editor])",
         'mask = Image.new("L", background.size, 255)',
-        ("tests/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
+        ("tests/ui/test_ui.py::test_inpaint_with_an_uploaded_mask_after_selecting_its_tab",),
     ),
     Mutation(
         "ui: ControlNet tab ignores the manifest's recommended settings",
@@ -251,14 +251,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         " control.controlnet.value,\n"
         "                                                         service.active_model))\n",
         "        recommended=lambda control: Recommended())\n",
-        ("tests/test_ui.py::test_controlnet_tab_starts_at_the_manifests_recommended_settings",),
+        ("tests/ui/test_ui.py::test_controlnet_tab_starts_at_the_manifests_recommended_settings",),
     ),
     Mutation(
         "ui: txt2img and img2img ignore the manifest's recommended settings",
         "ui/generation_panel.py",
         "else recommended_for_base(service, service.active_model))",
         "else Recommended())",
-        ("tests/test_ui.py::test_txt2img_and_img2img_start_at_the_active_models_recommended_settings",),
+        ("tests/ui/test_ui.py::test_txt2img_and_img2img_start_at_the_active_models_recommended_settings",),
     ),
     # -- the prompt parser -------------------------------------------------------------------
     Mutation(
@@ -267,7 +267,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    remaining, loras = _extract_loras(text)\n",
         "    if len(text) > 10_000:\n        return ParsedPrompt((), ())\n"
         "    remaining, loras = _extract_loras(text)\n",
-        ("tests/test_prompt_syntax.py::test_large_inputs_parse_without_losing_text",),
+        ("tests/engine/test_prompt_syntax.py::test_large_inputs_parse_without_losing_text",),
     ),
     Mutation(
         "prompt: LoRA-only prompt parses to nothing",
@@ -275,7 +275,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    remaining, loras = _extract_loras(text)\n",
         "    remaining, loras = _extract_loras(text)\n"
         "    if not remaining:\n        return ParsedPrompt((), ())\n",
-        ("tests/test_prompt_syntax.py::test_lora_only_prompt_has_its_lora_and_no_fragments",),
+        ("tests/engine/test_prompt_syntax.py::test_lora_only_prompt_has_its_lora_and_no_fragments",),
     ),
     # -- the command line --------------------------------------------------------------------
     Mutation(
@@ -283,35 +283,35 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/cli.py",
         "        return r.Img2ImgRequest(init_image=init, strength=args.strength, **common)\n",
         "        return r.Txt2ImgRequest(**common)\n",
-        ("tests/test_cli.py::test_img2img_starts_from_the_init_image",),
+        ("tests/engine/test_cli.py::test_img2img_starts_from_the_init_image",),
     ),
     Mutation(
         "cli: img2img strength ignored",
         "engine/cli.py",
         "return r.Img2ImgRequest(init_image=init, strength=args.strength, **common)",
         "return r.Img2ImgRequest(init_image=init, strength=0.75, **common)",
-        ("tests/test_cli.py::test_img2img_starts_from_the_init_image",),
+        ("tests/engine/test_cli.py::test_img2img_starts_from_the_init_image",),
     ),
     Mutation(
         "cli: --controlnet ignored",
         "engine/cli.py",
         "    if args.controlnet:\n",
         "    if False:\n",
-        ("tests/test_cli.py::test_controlnet_from_the_command_line_uses_the_control_image",),
+        ("tests/engine/test_cli.py::test_controlnet_from_the_command_line_uses_the_control_image",),
     ),
     Mutation(
         "cli: --control-weight ignored",
         "engine/cli.py",
         "weight=args.control_weight,",
         "weight=1.0,",
-        ("tests/test_cli.py::test_controlnet_from_the_command_line_uses_the_control_image",),
+        ("tests/engine/test_cli.py::test_controlnet_from_the_command_line_uses_the_control_image",),
     ),
     Mutation(
         "cli: --mask ignored (plain img2img)",
         "engine/cli.py",
         "        if args.mask:\n",
         "        if False:\n",
-        ("tests/test_cli.py::test_inpaint_repaints_the_masked_half_and_keeps_the_rest",),
+        ("tests/engine/test_cli.py::test_inpaint_repaints_the_masked_half_and_keeps_the_rest",),
     ),
     # -- README promises ---------------------------------------------------------------------
     Mutation(
@@ -320,9 +320,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    return spaces.GPU\n",
         "    return None\n",
         (
-            "tests/test_space_gpu.py::test_gpu_decorator_is_spaces_gpu_only_when_spaces_is_installed",
-            "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
-            "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
+            "tests/app/test_space_gpu.py::test_gpu_decorator_is_spaces_gpu_only_when_spaces_is_installed",
+            "tests/app/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
+            "tests/app/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
         ),
     ),
     Mutation(
@@ -331,8 +331,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "context.gpu(generation.handler), inputs=inputs,",
         "generation.handler, inputs=inputs,",
         (
-            "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
-            "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
+            "tests/app/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
+            "tests/app/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
         ),
     ),
     Mutation(
@@ -341,8 +341,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         "UiOptions(preferences, settings.demo, gpu_decorator(),",
         "UiOptions(preferences, settings.demo, None,",
         (
-            "tests/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
-            "tests/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
+            "tests/app/test_space_gpu.py::test_main_wraps_every_generation_handler_with_spaces_gpu",
+            "tests/app/test_space_gpu.py::test_a_generation_from_the_page_runs_inside_spaces_gpu",
         ),
     ),
     Mutation(
@@ -351,7 +351,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "return self.gpu(handler) if self.gpu else handler",
         "return self.gpu(handler) if self.gpu else (lambda *a, **k: handler(*a, **k))",
         (
-            "tests/test_space_gpu.py::test_without_spaces_nothing_is_wrapped_and_generation_still_works",
+            "tests/app/test_space_gpu.py::test_without_spaces_nothing_is_wrapped_and_generation_still_works",
         ),
     ),
     Mutation(
@@ -360,7 +360,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        self._verify(plan)\n        self.store.point_main_at(plan.repo, plan.commit)\n",
         "        self.store.point_main_at(plan.repo, plan.commit)\n",
         (
-            "tests/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
+            "tests/engine/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
         ),
     ),
     Mutation(
@@ -369,7 +369,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "plan = pinned(plan_from_folder(job.entry, folder, hashed), job.entry.sha256)",
         "plan = plan_from_folder(job.entry, folder, hashed)",
         (
-            "tests/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
+            "tests/engine/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
         ),
     ),
     Mutation(
@@ -377,7 +377,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/downloads/folder_import.py",
         "if not folder.is_dir() or not required_files_present(entry, folder):",
         "if not folder.is_dir():",
-        ("tests/test_cli_download.py::test_from_folder_refuses_a_folder_missing_a_required_file",),
+        ("tests/engine/test_cli_download.py::test_from_folder_refuses_a_folder_missing_a_required_file",),
     ),
     Mutation(
         "from-folder: flag ignored",
@@ -385,8 +385,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         'if getattr(args, "from_folder", None):',
         "if False:",
         (
-            "tests/test_cli_download.py::test_from_folder_installs_the_model_where_the_store_finds_it",
-            "tests/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
+            "tests/engine/test_cli_download.py::test_from_folder_installs_the_model_where_the_store_finds_it",
+            "tests/engine/test_cli_download.py::test_from_folder_refuses_a_damaged_file_and_installs_nothing",
         ),
     ),
     Mutation(
@@ -395,7 +395,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            job.wait(CANCEL_WAIT_S)\n",
         "            job.wait()\n",
         (
-            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+            "tests/engine/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
         ),
     ),
     Mutation(
@@ -404,7 +404,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    except KeyboardInterrupt:\n        return _cancelled(job, args.lang)\n",
         "    except KeyboardInterrupt:\n        raise\n",
         (
-            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+            "tests/engine/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
         ),
     ),
     Mutation(
@@ -413,7 +413,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        return _cancelled(job, args.lang)\n",
         "        return 0\n",
         (
-            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+            "tests/engine/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
         ),
     ),
     Mutation(
@@ -426,7 +426,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        job.start_counting(plan.total_bytes - sum(f.size for f in missing), "
         "plan.total_bytes)\n",
         (
-            "tests/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
+            "tests/engine/test_cli_download.py::test_ctrl_c_cancels_a_download_cleanly_and_the_next_run_completes",
         ),
     ),
     Mutation(
@@ -435,9 +435,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         '            raise ModelError("checkpoint_pickle", name=named[0].name)\n',
         '            __import__("torch").load(named[0], weights_only=False)\n',
         (
-            "tests/test_ckpt_refusal.py::test_the_engine_refuses_a_ckpt_without_unpickling_it",
-            "tests/test_ckpt_refusal.py::test_the_command_line_refuses_a_ckpt_path_without_unpickling_it",
-            "tests/test_ckpt_refusal.py::test_the_api_refuses_to_switch_to_or_generate_with_a_ckpt",
+            "tests/engine/store/test_ckpt_refusal.py::test_the_engine_refuses_a_ckpt_without_unpickling_it",
+            "tests/engine/store/test_ckpt_refusal.py::test_the_command_line_refuses_a_ckpt_path_without_unpickling_it",
+            "tests/engine/store/test_ckpt_refusal.py::test_the_api_refuses_to_switch_to_or_generate_with_a_ckpt",
         ),
     ),
     Mutation(
@@ -446,9 +446,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        self._refuse_pickle(reference)\n",
         "",
         (
-            "tests/test_ckpt_refusal.py::test_the_engine_refuses_a_ckpt_without_unpickling_it",
-            "tests/test_ckpt_refusal.py::test_the_command_line_refuses_a_ckpt_path_without_unpickling_it",
-            "tests/test_ckpt_refusal.py::test_the_api_refuses_to_switch_to_or_generate_with_a_ckpt",
+            "tests/engine/store/test_ckpt_refusal.py::test_the_engine_refuses_a_ckpt_without_unpickling_it",
+            "tests/engine/store/test_ckpt_refusal.py::test_the_command_line_refuses_a_ckpt_path_without_unpickling_it",
+            "tests/engine/store/test_ckpt_refusal.py::test_the_api_refuses_to_switch_to_or_generate_with_a_ckpt",
         ),
     ),
     Mutation(
@@ -456,7 +456,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "engine/store/catalog.py",
         'PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")',
         'PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl")',
-        ("tests/test_ckpt_refusal.py::test_a_ckpt_is_listed_with_the_reason_but_not_offered",),
+        ("tests/engine/store/test_ckpt_refusal.py::test_a_ckpt_is_listed_with_the_reason_but_not_offered",),
     ),
     # -- error codes, HTTP statuses, answer language -----------------------------------------
     Mutation(
@@ -464,28 +464,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "api/routes.py",
         "    ErrorCode.UNKNOWN_MODEL: 404, ",
         "    ",
-        ("tests/test_api.py::test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text",),
+        ("tests/api/test_api.py::test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text",),
     ),
     Mutation(
         "api: busy model answers 400 again",
         "api/routes.py",
         "    ErrorCode.MODEL_BUSY: 409,\n",
         "",
-        ("tests/test_api.py::test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text",),
+        ("tests/api/test_api.py::test_an_unknown_model_is_404_and_a_busy_one_409_with_code_and_text",),
     ),
     Mutation(
         "api: job status in Chinese whatever Accept-Language says",
         "api/routes.py",
         "return _job_status(service, find(job_id, request), _language(request))",
         'return _job_status(service, find(job_id, request), "zh-CN")',
-        ("tests/test_api.py::test_the_job_status_answers_in_the_language_asked_for",),
+        ("tests/api/test_api.py::test_the_job_status_answers_in_the_language_asked_for",),
     ),
     Mutation(
         "api: someone else's job refused with a fixed bilingual text",
         "api/routes.py",
         "            raise EngineError(ErrorCode.JOB_NOT_YOURS, id=job_id)",
         '            raise HTTPException(status_code=403, detail="not your job / 不是你的任务")',
-        ("tests/test_api.py::test_the_job_status_answers_in_the_language_asked_for",),
+        ("tests/api/test_api.py::test_the_job_status_answers_in_the_language_asked_for",),
     ),
     Mutation(
         "locales: Accept-Language read as 'starts with en' again",
@@ -531,14 +531,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "api/routes.py",
         "            raise EngineError(ErrorCode.JOB_NOT_FOUND, id=job_id)",
         '            raise EngineError("job_not_fund", id=job_id)',
-        ("tests/test_api.py::test_async_jobs_answer_at_once_and_only_the_owner_may_cancel",),
+        ("tests/api/test_api.py::test_async_jobs_answer_at_once_and_only_the_owner_may_cancel",),
     ),
     Mutation(
         "errors: an unregistered code raised in a variable",
         "engine/downloads/sources.py",
         'code = "download_unauthorized" if status == 401 else "download_repo_not_found"',
         'code = "download_unauthorized" if status == 401 else "download_repo_missing"',
-        ("tests/test_downloads.py::test_server_errors_have_their_own_codes",),
+        ("tests/engine/downloads/test_downloads.py::test_server_errors_have_their_own_codes",),
     ),
     Mutation(
         "locales: a registered code with no zh-CN text",

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[1]
 OWN_PACKAGES = ("engine", "api", "ui", "locales")
 OWN_FILES = ("app.py", "app_settings.py")
 HEAVY = ("torch", "diffusers", "transformers")
