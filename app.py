@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 
 from app_settings import (
-    AppSettings, PreferencesStore, SettingsError, output_folder, parse_settings,
+    AppSettings,
+    PreferencesStore,
+    SettingsError,
+    output_folder,
+    parse_settings,
 )
 
 logger = logging.getLogger("huajing")
@@ -41,8 +45,8 @@ def engine_settings(settings: AppSettings, memory_mode: str):
 def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):
     """The image service; its engine (and, with --demo, the demo models) start in the
     background, so the page is served before torch is even imported."""
-    from engine.store.manifest import load_manifest, parse_manifest
     from engine.service import ImageService, default_engine_factory
+    from engine.store.manifest import load_manifest, parse_manifest
 
     config = engine_settings(settings, memory_mode)
     if not settings.demo:

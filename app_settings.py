@@ -11,9 +11,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from engine.downloads.sources import SOURCE_KINDS
 from engine.errors import InvalidRequest

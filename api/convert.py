@@ -15,14 +15,21 @@ from PIL import Image
 from api.schemas import GenerationResponse, Img2ImgBody, Txt2ImgBody
 from engine.errors import InvalidRequest, ResourceError, WarningCode
 from engine.interfaces import ImageServiceLike
-from engine.metadata.infotext import format_infotext
 from engine.limits import Limits
+from engine.metadata.infotext import format_infotext
 from engine.metadata.outputs import encode_png
-from engine.settings import CHECKPOINTS_FOLDER
 from engine.requests import (
-    ControlNetRequest, ControlSpec, EngineWarning, GenerationRequest, GenerationResult,
-    Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
+    ControlNetRequest,
+    ControlSpec,
+    EngineWarning,
+    GenerationRequest,
+    GenerationResult,
+    Img2ImgRequest,
+    InpaintRequest,
+    ResizeMode,
+    Txt2ImgRequest,
 )
+from engine.settings import CHECKPOINTS_FOLDER
 
 RESIZE_MODES = {0: ResizeMode.JUST_RESIZE, 1: ResizeMode.CROP_AND_RESIZE,
                 2: ResizeMode.RESIZE_AND_FILL, 3: ResizeMode.JUST_RESIZE}

@@ -29,8 +29,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from engine.errors import registered

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -23,21 +23,33 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 
 from api.convert import (
-    CONTROL_MODULES, decode_image, encode_png_image, local_model_row, saved_or_warned,
-    to_request, to_response,
+    CONTROL_MODULES,
+    decode_image,
+    encode_png_image,
+    local_model_row,
+    saved_or_warned,
+    to_request,
+    to_response,
 )
 from api.schemas import (
-    DetectBody, GenerationResponse, Img2ImgBody, JobBody, JobCreated, JobStatusResponse,
-    OptionsBody, PngInfoBody, Txt2ImgBody,
+    DetectBody,
+    GenerationResponse,
+    Img2ImgBody,
+    JobBody,
+    JobCreated,
+    JobStatusResponse,
+    OptionsBody,
+    PngInfoBody,
+    Txt2ImgBody,
 )
 from engine.errors import EngineError, ErrorCode, ResourceError
 from engine.interfaces import ImageServiceLike
+from engine.jobs import NO_SHARE, Job, JobState, ModelAction
 from engine.limits import Limits
 from engine.metadata.reading import read_image_parameters
-from engine.jobs import NO_SHARE, Job, JobState, ModelAction
-from engine.store.manifest import ModelKind
 from engine.requests import ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
+from engine.store.manifest import ModelKind
 from locales import error_text, language_of
 
 logger = logging.getLogger(__name__)

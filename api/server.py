@@ -17,7 +17,8 @@ import resource
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import h11
 import uvicorn

@@ -33,8 +33,8 @@ def _serve(folder: Path):
     from app import build_http_app
     from app_settings import AppSettings, Preferences, PreferencesStore
     from engine.fake_engine import fake_image_service
-    from ui.app import UiOptions, build_ui
     from tests.support.ui_client import free_port
+    from ui.app import UiOptions, build_ui
 
     service, engine = fake_image_service(folder / "data")  # the real service, a fake engine
     engine.gate = threading.Event()

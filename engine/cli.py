@@ -213,12 +213,12 @@ def _progress_line(language: str, status) -> str:
 
 def download(args, model_id: str | None = None) -> int:
     """Download with a progress line on the terminal; Ctrl-C cancels (a later run resumes)."""
-    from engine.downloads.sources import DownloadSource
     from engine.downloads.jobs import DownloadState
+    from engine.downloads.sources import DownloadSource
     from engine.errors import EngineError
-    from engine.store.manifest import load_manifest
     from engine.service import ImageService
     from engine.settings import EngineSettings
+    from engine.store.manifest import load_manifest
 
     settings = EngineSettings(models_dir=args.models_dir, hub_cache_dir=args.cache_dir,
                               offline=os.environ.get("HF_HUB_OFFLINE") == "1",

@@ -28,8 +28,15 @@ from engine.interfaces import ProgressCallback
 from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
-    ControlNetRequest, ControlSpec, GeneratedImage, GenerationRequest, GenerationResult,
-    Img2ImgRequest, PreparedRequest, ProgressUpdate, PromptInfo,
+    ControlNetRequest,
+    ControlSpec,
+    GeneratedImage,
+    GenerationRequest,
+    GenerationResult,
+    Img2ImgRequest,
+    PreparedRequest,
+    ProgressUpdate,
+    PromptInfo,
 )
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES, EngineSettings

@@ -10,8 +10,9 @@ queue, the catalog, downloads and saving, so a backend is only these few calls.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -20,7 +21,12 @@ from engine.downloads.sources import DownloadSource
 from engine.jobs import Job, JobQueue, ModelAction
 from engine.limits import Limits
 from engine.requests import (
-    ControlSpec, GenerationRequest, GenerationResult, PreparedRequest, ProgressUpdate, PromptInfo,
+    ControlSpec,
+    GenerationRequest,
+    GenerationResult,
+    PreparedRequest,
+    ProgressUpdate,
+    PromptInfo,
 )
 from engine.settings import EngineSettings
 from engine.store.catalog import LocalModelStatus, LoraChoice, ModelStatus

@@ -8,8 +8,8 @@ Every string parses: malformed syntax degrades to literal text, never to an exce
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 

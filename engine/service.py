@@ -28,7 +28,11 @@ from engine.interfaces import BackendFactory, GenerationBackend, ProgressCallbac
 from engine.jobs import Job, JobQueue, ModelAction, QueuedRequest
 from engine.limits import Limits
 from engine.requests import (
-    ControlSpec, GenerationRequest, GenerationResult, PreparedRequest, PromptInfo,
+    ControlSpec,
+    GenerationRequest,
+    GenerationResult,
+    PreparedRequest,
+    PromptInfo,
 )
 from engine.settings import EngineSettings
 from engine.store.catalog import LocalModelStatus, LoraChoice, ModelStatus

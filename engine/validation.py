@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from PIL import Image
 
 from engine.errors import InvalidRequest, ModelError
 from engine.limits import Limits
-from engine.requests import (
-    ControlNetRequest, ControlSpec, GenerationRequest, Img2ImgRequest, InpaintRequest, LoraWeight,
-    PreparedRequest, ResizeMode,
-)
 from engine.prompt_syntax import split_lora_tags
+from engine.requests import (
+    ControlNetRequest,
+    ControlSpec,
+    GenerationRequest,
+    Img2ImgRequest,
+    InpaintRequest,
+    LoraWeight,
+    PreparedRequest,
+    ResizeMode,
+)
 from engine.samplers import SAMPLERS, find_sampler, find_schedule
 
 

@@ -9,7 +9,6 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-
 import pytest
 
 from tests.support.tiny_repos import TinyRepos, build_tiny_repos, make_settings

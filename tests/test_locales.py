@@ -10,13 +10,18 @@ import re
 import pytest
 
 from api.guard import GuardCode
-from engine.store.catalog import ModelState
 from engine.downloads.jobs import DownloadState
 from engine.errors import (
-    ErrorCode, JobCancelled, ModelError, SkipImage, UnregisteredCode, WarningCode,
+    ErrorCode,
+    JobCancelled,
+    ModelError,
+    SkipImage,
+    UnregisteredCode,
+    WarningCode,
 )
-from engine.store.manifest import ManifestError
 from engine.requests import EngineWarning
+from engine.store.catalog import ModelState
+from engine.store.manifest import ManifestError
 from locales import LANGUAGES, error_text, language_of, messages, translate, warning_text
 
 

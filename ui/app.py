@@ -5,26 +5,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
 from app_settings import Preferences, PreferencesStore
 from engine.downloads.sources import CUSTOM, DownloadSource
 from engine.errors import NOT_ON_DISK, EngineError
+from engine.interfaces import ImageServiceLike
 from engine.store.manifest import ModelKind
 from ui.access import Access
-from ui.job_runner import GPU_QUEUE, JobRunner
 from ui.controlnet_tab import build_controlnet_tab
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
 from ui.generation_panel import PanelContext
 from ui.img2img_tab import build_img2img_tab
+from ui.job_runner import GPU_QUEUE, JobRunner
 from ui.lora_tab import build_lora_tab, wire_lora_apply
 from ui.models_tab import build_models_tab
 from ui.pnginfo_tab import build_pnginfo_tab, wire_send_parameters
-from engine.interfaces import ImageServiceLike
 from ui.session_view import SessionView, wire_session_view
 from ui.settings_tab import build_settings_tab, wire_settings
 from ui.size_sliders import SizeSliders

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
 from engine.errors import EngineError
+from engine.interfaces import ImageServiceLike
 from engine.requests import ControlNetRequest, ControlSpec
 from engine.store.manifest import Recommended
 from ui.generation_panel import (
-    Generation, GenerationPanel, PanelContext, as_int, build_generation_panel,
-    recommended_for_base, wire_generation,
+    Generation,
+    GenerationPanel,
+    PanelContext,
+    as_int,
+    build_generation_panel,
+    recommended_for_base,
+    wire_generation,
 )
 from ui.job_runner import GPU_QUEUE
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 

@@ -6,19 +6,20 @@ downloads with progress, then switches to the model. Nothing is fetched without 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import gradio as gr
 
-from engine.downloads.sources import DownloadSource
 from engine.downloads.jobs import FINISHED, DownloadState
+from engine.downloads.sources import DownloadSource
 from engine.errors import EngineError
+from engine.interfaces import ImageServiceLike
 from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.job_runner import JobRunner
 from ui.models_tab import download_text
-from engine.interfaces import ImageServiceLike
 from ui.size_sliders import SizeSliders
 from ui.texts import Texts
 

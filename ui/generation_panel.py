@@ -6,19 +6,25 @@ and wired here once. A tab adds only its own inputs and outputs and the request 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Generic, TypeVar
 
 import gradio as gr
 
+from engine.interfaces import ImageServiceLike
 from engine.samplers import SAMPLERS
 from engine.store.manifest import ModelKind, Recommended
 from ui.generation_widgets import (
-    RANDOM_SEED, ParameterWidgets, PromptWidgets, ResultWidgets, parameter_widgets,
-    prompt_widgets, result_widgets,
+    RANDOM_SEED,
+    ParameterWidgets,
+    PromptWidgets,
+    ResultWidgets,
+    parameter_widgets,
+    prompt_widgets,
+    result_widgets,
 )
 from ui.job_runner import JobRunner, session_of
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import gradio as gr

@@ -13,7 +13,11 @@ from engine.images import fit_to_limits
 from engine.limits import Limits
 from engine.requests import Img2ImgRequest, InpaintRequest, ResizeMode
 from ui.generation_panel import (
-    Generation, GenerationPanel, PanelContext, build_generation_panel, wire_generation,
+    Generation,
+    GenerationPanel,
+    PanelContext,
+    build_generation_panel,
+    wire_generation,
 )
 from ui.texts import Texts
 

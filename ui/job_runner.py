@@ -10,9 +10,9 @@ from typing import Any
 import gradio as gr
 
 from engine.errors import EngineError
+from engine.interfaces import ImageServiceLike
 from engine.jobs import NO_SHARE, ModelAction
 from engine.requests import GenerationRequest, GenerationResult
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,11 @@ from typing import Any
 
 import gradio as gr
 
+from engine.interfaces import ImageServiceLike
 from engine.prompt_syntax import remove_lora_tags
 from engine.store.catalog import LoraChoice
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
+
 
 @dataclass(frozen=True)
 class LoraCard:

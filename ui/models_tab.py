@@ -5,19 +5,20 @@ models folder (diffusers folders, single-file checkpoints, LoRAs), each saying i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
-from engine.store.catalog import LocalModelStatus, ModelState, ModelStatus
-from engine.downloads.sources import DownloadSource
 from engine.downloads.jobs import DownloadState
+from engine.downloads.sources import DownloadSource
 from engine.errors import EngineError
+from engine.interfaces import ImageServiceLike
+from engine.store.catalog import LocalModelStatus, ModelState, ModelStatus
 from engine.store.manifest import ModelKind
 from ui.access import Access
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 POLL_SECONDS = 1.0

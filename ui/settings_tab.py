@@ -19,11 +19,11 @@ import gradio as gr
 from app_settings import Preferences, PreferencesStore, output_folder
 from engine.downloads.sources import SOURCE_KINDS, DownloadSource
 from engine.errors import EngineError
+from engine.interfaces import ImageServiceLike
 from engine.samplers import SAMPLERS
 from engine.settings import MEMORY_MODES
 from locales import LANGUAGES, translate
 from ui.access import Access
-from engine.interfaces import ImageServiceLike
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)

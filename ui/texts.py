@@ -16,8 +16,9 @@ Why not Gradio's own ``gr.I18n`` (keep it this way; it is not an oversight):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 

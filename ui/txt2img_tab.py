@@ -9,7 +9,11 @@ import gradio as gr
 
 from engine.requests import Txt2ImgRequest
 from ui.generation_panel import (
-    Generation, GenerationPanel, PanelContext, build_generation_panel, wire_generation,
+    Generation,
+    GenerationPanel,
+    PanelContext,
+    build_generation_panel,
+    wire_generation,
 )
 from ui.texts import Texts
 

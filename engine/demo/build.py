@@ -177,7 +177,8 @@ def _write_repos(made: Path) -> list[tuple[Path, str]]:
 
 def _place_annotators(made: Path, hub: Path) -> None:
     from engine.demo.tiny_annotators import (
-        place_annotators_in_hub_cache, write_tiny_annotators_repo,
+        place_annotators_in_hub_cache,
+        write_tiny_annotators_repo,
     )
 
     folder = write_tiny_annotators_repo(made / "annotators")
@@ -186,8 +187,8 @@ def _place_annotators(made: Path, hub: Path) -> None:
 
 def _annotator_entries():
     """The main manifest's preprocessor weights: the same detectors, the same files."""
-    from engine.store.manifest import ModelKind, load_manifest
     from engine.settings import DEFAULT_MANIFEST
+    from engine.store.manifest import ModelKind, load_manifest
 
     return load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.ANNOTATOR)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from engine.store.catalog import folder_size
 from engine.errors import ModelError
+from engine.store.catalog import folder_size
 from engine.store.files import DownloadPlan, RemoteFile, sha256_of
 from engine.store.manifest import ManifestEntry, ModelKind
 from engine.store.model_store import COMPLETE_MARKER, ModelStore, delete_cached_file

@@ -15,19 +15,29 @@ import errno
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
-from engine.store.catalog import required_paths_present
 from engine.downloads.jobs import (
-    FINISHED, DownloadCancelled, DownloadJob, DownloadState, DownloadStatus, progress_class,
+    FINISHED,
+    DownloadCancelled,
+    DownloadJob,
+    DownloadState,
+    DownloadStatus,
+    progress_class,
 )
 from engine.downloads.sources import (
-    HUGGINGFACE, DownloadSource, disk_full, download_error, fetch_plan, pinned,
+    HUGGINGFACE,
+    DownloadSource,
+    disk_full,
+    download_error,
+    fetch_plan,
+    pinned,
 )
 from engine.errors import EngineError, ModelError
+from engine.store.catalog import required_paths_present
 from engine.store.files import DownloadPlan, RemoteFile, file_digest
 from engine.store.manifest import Manifest, ManifestEntry
 from engine.store.model_store import ModelStore, delete_cached_file, files_for, repo_folder_name

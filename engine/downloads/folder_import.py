@@ -7,14 +7,15 @@ a download, so the model is loaded exactly as if it had come from the hub.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from engine.store.catalog import required_files_present
 from engine.downloads.sources import (
-    content_commit, matches,
+    content_commit,
+    matches,
 )
 from engine.errors import ModelError
+from engine.store.catalog import required_files_present
 from engine.store.files import DownloadPlan, RemoteFile, sha256_of
 from engine.store.manifest import ManifestEntry
 from engine.store.model_store import files_for

@@ -13,12 +13,14 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Callable
 from urllib.parse import urlsplit
 
 from engine.downloads.sources import (
-    content_commit, disk_full, matches,
+    content_commit,
+    disk_full,
+    matches,
 )
 from engine.errors import EngineError, ModelError
 from engine.store.files import DownloadPlan, RemoteFile

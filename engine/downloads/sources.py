@@ -12,8 +12,8 @@ import hashlib
 import ipaddress
 import logging
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from engine.errors import EngineError, InvalidRequest, ModelError, ResourceError

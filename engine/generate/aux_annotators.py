@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 from PIL import Image

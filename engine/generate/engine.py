@@ -21,36 +21,52 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from engine import images as image_ops
-from engine.generate.aux_annotators import AuxAnnotators
-from engine.store.loras import find_lora, lora_exists
-from engine.generate.devices import Placement, pick_placement
-from engine.errors import (
-    JobCancelled, ModelError, ResourceError, SkipImage, WarningCode,
-)
-from engine.store.manifest import Manifest, load_manifest
-from engine.store.model_store import ModelStore
-from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.control_types import CONTROL_TYPES
+from engine.errors import (
+    JobCancelled,
+    ModelError,
+    ResourceError,
+    SkipImage,
+    WarningCode,
+)
+from engine.generate.aux_annotators import AuxAnnotators
+from engine.generate.devices import Placement, pick_placement
+from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import Preprocessors
+from engine.generate.text_encoding import (
+    TextContext,
+    encode_prompts,
+    prompt_info,
+    read_text_context,
+)
 from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
-    ControlNetRequest, EngineWarning, GeneratedImage, GenerationRequest, GenerationResult,
-    Img2ImgRequest, InpaintRequest, PreparedRequest, ProgressUpdate, PromptInfo, ResizeMode,
+    ControlNetRequest,
+    EngineWarning,
+    GeneratedImage,
+    GenerationRequest,
+    GenerationResult,
+    Img2ImgRequest,
+    InpaintRequest,
+    PreparedRequest,
+    ProgressUpdate,
+    PromptInfo,
+    ResizeMode,
 )
 from engine.samplers import build_scheduler
 from engine.settings import EngineSettings
-from engine.generate.text_encoding import (
-    TextContext, encode_prompts, prompt_info, read_text_context,
-)
+from engine.store.loras import find_lora, lora_exists
+from engine.store.manifest import Manifest, load_manifest
+from engine.store.model_store import ModelStore
 from engine.validation import check_prompt_text, prepare_request, validate_control
 
 logger = logging.getLogger(__name__)

@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from engine.generate.devices import Placement
 from engine.errors import ModelError
+from engine.generate.devices import Placement
 from engine.generate.lora import LoraAdapters, weights_only_forced_off
+from engine.generate.text_encoding import TextContext, read_text_context
+from engine.requests import JobKind
 from engine.store.manifest import ManifestEntry
 from engine.store.model_store import ModelStore
-from engine.requests import JobKind
-from engine.generate.text_encoding import TextContext, read_text_context
 
 logger = logging.getLogger(__name__)
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.control_types import CONTROL_TYPES
 from engine.errors import InvalidRequest
+from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.requests import ControlSpec
 
 if TYPE_CHECKING:

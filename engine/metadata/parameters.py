@@ -10,7 +10,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from engine.requests import (
-    ControlNetRequest, GenerationRequest, Img2ImgRequest, InpaintRequest, PreparedRequest,
+    ControlNetRequest,
+    GenerationRequest,
+    Img2ImgRequest,
+    InpaintRequest,
+    PreparedRequest,
     PromptInfo,
 )
 

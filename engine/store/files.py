@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 HASH_CHUNK = 4 * 1024 * 1024
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")

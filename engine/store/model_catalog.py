@@ -11,16 +11,28 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from engine.errors import ModelError
 from engine.settings import EngineSettings
 from engine.store.catalog import (
-    LocalKind, LocalModelStatus, LoraChoice, ModelState, ModelStatus, folder_files, folder_size,
-    local_checkpoints, lora_choice_from_entry, lora_choice_from_file, lora_files,
-    pickled_checkpoints, required_paths_present, single_file_checkpoints, user_model_name,
+    LocalKind,
+    LocalModelStatus,
+    LoraChoice,
+    ModelState,
+    ModelStatus,
+    folder_files,
+    folder_size,
+    local_checkpoints,
+    lora_choice_from_entry,
+    lora_choice_from_file,
+    lora_files,
+    pickled_checkpoints,
+    required_paths_present,
+    single_file_checkpoints,
+    user_model_name,
 )
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind
 from engine.store.model_store import ModelStore

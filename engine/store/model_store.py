@@ -14,16 +14,19 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
+from engine.errors import ModelError
+from engine.settings import EngineSettings
 from engine.store.catalog import (
-    PICKLE_SUFFIXES, local_checkpoints, pickled_checkpoints, single_file_checkpoints,
+    PICKLE_SUFFIXES,
+    local_checkpoints,
+    pickled_checkpoints,
+    single_file_checkpoints,
     user_model_name,
 )
-from engine.errors import ModelError
 from engine.store.files import sha256_of
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind
 from engine.store.records import DownloadRecords
 from engine.store.single_file import CheckpointShape, config_folder_for, is_single_file, read_shape
-from engine.settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 

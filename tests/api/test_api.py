@@ -9,9 +9,9 @@ import threading
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
 from api.guard import AllowedHosts, GuardPolicy, LoginThrottle, RequestGuard
@@ -19,11 +19,11 @@ from api.routes import ApiOptions, install
 from engine.demo.build import build_demo, demo_manifest_yaml, demo_settings
 from engine.errors import ModelError
 from engine.fake_engine import FakeEngine, fake_image_service
-from engine.store.manifest import parse_manifest
 from engine.service import ImageService
 from engine.settings import EngineSettings
-from tests.support.helpers import sample_image
+from engine.store.manifest import parse_manifest
 from locales import error_text
+from tests.support.helpers import sample_image
 
 SMALL = {"steps": 3, "width": 64, "height": 64}
 OTHER_BASE, OTHER_REPO = "demo-base-b", "huajing-demo/tiny-base-b"
@@ -368,11 +368,11 @@ def test_auth_guards_every_route(service):
 def test_same_port_as_the_ui_and_the_same_password(tmp_path):
     import httpx
 
+    from api.server import build_server
     from app import build_http_app
     from app_settings import AppSettings, Preferences, PreferencesStore
-    from api.server import build_server
-    from ui.app import UiOptions, build_ui
     from tests.support.ui_client import free_port
+    from ui.app import UiOptions, build_ui
 
     service, _engine = fake_image_service(tmp_path / "data")
     ui = build_ui(service, UiOptions(Preferences()), PreferencesStore(tmp_path / "settings.json"))

@@ -12,7 +12,7 @@ import logging
 import select
 import socket
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest

@@ -9,9 +9,12 @@ import pytest
 
 import app_settings
 from app_settings import (
-    AppSettings, Preferences, PreferencesStore, SettingsError, parse_settings,
+    AppSettings,
+    Preferences,
+    PreferencesStore,
+    SettingsError,
+    parse_settings,
 )
-
 
 # -- parse_settings ---------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 import pytest
@@ -23,8 +23,8 @@ from engine.fake_engine import FakeEngine, fake_image_service
 from engine.service import ImageService
 from engine.store.manifest import ModelKind
 from tests.support.helpers import send_chunked_until_answered
-from ui.app import UiOptions, build_ui
 from tests.support.ui_client import free_port
+from ui.app import UiOptions, build_ui
 
 SMALL = {"steps": 3, "width": 64, "height": 64}
 ALICE, BOB = ("alice", "s3cret"), ("bob", "hunter2")
@@ -286,9 +286,10 @@ def test_with_accounts_gradio_streams_need_a_user(tmp_path, served):
 def test_ui_visitors_share_the_queue_by_address_without_accounts(served):
     """On a Space a visitor can open any number of browser sessions, not of addresses."""
     service, _engine = served
+    from types import SimpleNamespace
+
     from ui.job_runner import JobRunner
     from ui.texts import Texts
-    from types import SimpleNamespace
 
     runner = JobRunner(service, Texts(), shared=True)
     visitor = SimpleNamespace(username=None, session_hash="s1",

@@ -15,9 +15,10 @@ import functools
 import sys
 import types
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from gradio_client import handle_file

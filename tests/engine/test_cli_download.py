@@ -19,17 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_repos import make_settings
-from engine.store.catalog import ModelState
 from engine.cli import main as cli_main
 from engine.errors import EngineError
 from engine.generate.engine import Engine
-from engine.store.manifest import Manifest, load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import ModelState
+from engine.store.manifest import Manifest, load_manifest
+from locales import error_text, translate
 from tests.support.helpers import run, txt2img
 from tests.support.hub_server import Faults, HubServer
-from locales import error_text, translate
+from tests.support.tiny_repos import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "pai-artist-large"

@@ -7,11 +7,16 @@ import inspect
 import diffusers
 import pytest
 
+from engine.demo.tiny_models import DPM_SOLVER_CONFIG
 from engine.samplers import (
-    ALL_SCHEDULES, SAMPLERS, SIGMA_SCHEDULES, build_scheduler, find_sampler, find_schedule,
+    ALL_SCHEDULES,
+    SAMPLERS,
+    SIGMA_SCHEDULES,
+    build_scheduler,
+    find_sampler,
+    find_schedule,
     split_legacy_sampler_name,
 )
-from engine.demo.tiny_models import DPM_SOLVER_CONFIG
 
 _FLAGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas",
           "beta": "use_beta_sigmas", "sgm_uniform": "timestep_spacing"}

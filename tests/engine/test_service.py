@@ -6,13 +6,13 @@ import shutil
 
 import pytest
 
-from tests.support.tiny_repos import make_settings
-from engine.store.catalog import ModelState
 from engine.errors import EngineError
-from engine.store.manifest import ModelKind, load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import ModelState
+from engine.store.manifest import ModelKind, load_manifest
 from tests.support.helpers import txt2img
+from tests.support.tiny_repos import make_settings
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from engine.errors import EngineError, InvalidRequest
@@ -14,7 +15,10 @@ from engine.limits import Limits
 from engine.prompt_syntax import parse_prompt
 from engine.requests import ControlSpec, LoraWeight
 from engine.validation import (
-    canonical_request, normalise_sampler, prepare_request, validate_request,
+    canonical_request,
+    normalise_sampler,
+    prepare_request,
+    validate_request,
 )
 from tests.support.helpers import controlnet, img2img, inpaint, sample_image, txt2img
 

@@ -6,7 +6,11 @@ import numpy as np
 from PIL import Image
 
 from engine.requests import (
-    ControlNetRequest, ControlSpec, Img2ImgRequest, InpaintRequest, Txt2ImgRequest,
+    ControlNetRequest,
+    ControlSpec,
+    Img2ImgRequest,
+    InpaintRequest,
+    Txt2ImgRequest,
 )
 
 PROMPT = "雾蒙蒙的日出在湖面上"

@@ -19,7 +19,10 @@ import httpx2
 import pytest
 from huggingface_hub import HfApi, constants, file_download, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
-    EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
 )
 from huggingface_hub.utils import _http

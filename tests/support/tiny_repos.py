@@ -29,11 +29,12 @@ class TinyRepos:
 
 def build_tiny_repos(root: Path) -> TinyRepos:
     from engine.demo import tiny_models as tiny
-    from engine.store.manifest import ModelKind, load_manifest
-    from engine.settings import DEFAULT_MANIFEST
     from engine.demo.tiny_annotators import (
-        place_annotators_in_hub_cache, write_tiny_annotators_repo,
+        place_annotators_in_hub_cache,
+        write_tiny_annotators_repo,
     )
+    from engine.settings import DEFAULT_MANIFEST
+    from engine.store.manifest import ModelKind, load_manifest
 
     hub = root / "hub"
     made = root / "made"

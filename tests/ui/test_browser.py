@@ -18,13 +18,29 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.support.browser_app import (
-    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, JOB_TIMEOUT_MS, SCREENSHOTS, TAB_IDS, UI_TIMEOUT_MS,
-    open_tab, output_pngs, plain_png, png_with_parameters, screenshot, set_number,
-    set_slider_by_label, start_app, stop_app, toast, wait_toast_shown,
-    white_pixels, white_square_png,
-)
 from locales import error_text, translate
+from tests.support.browser_app import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    JOB_TIMEOUT_MS,
+    SCREENSHOTS,
+    TAB_IDS,
+    UI_TIMEOUT_MS,
+    open_tab,
+    output_pngs,
+    plain_png,
+    png_with_parameters,
+    screenshot,
+    set_number,
+    set_slider_by_label,
+    start_app,
+    stop_app,
+    toast,
+    wait_toast_shown,
+    white_pixels,
+    white_square_png,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers, pytest.mark.engine]
 
@@ -407,12 +423,14 @@ def test_switch_to_english_and_back(page, browser, app):
 def fake_ui(tmp_path):
     """The real service over the fake engine: every manifest model on disk but one, and the
     user's own files in the models folder. A download started here finishes at once."""
-    from tests.support.download_recorder import RecordingDownloader
     from engine.fake_engine import fake_image_service
     from engine.settings import DEFAULT_MANIFEST
     from engine.store.manifest import load_manifest
+    from tests.support.download_recorder import RecordingDownloader
     from tests.support.model_files import (
-        give_base_the_single_files_shape, sparse_file, write_single_file,
+        give_base_the_single_files_shape,
+        sparse_file,
+        write_single_file,
     )
     from tests.support.ui_client import running_ui
 

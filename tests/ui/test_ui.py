@@ -26,18 +26,22 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from app_settings import Preferences, PreferencesStore
-from engine.store.catalog import LoraChoice, ModelState
+from engine.fake_engine import FakeEngine, fake_image_service
 from engine.metadata.infotext import format_infotext, parse_infotext
 from engine.metadata.outputs import save_generated
-from engine.store.manifest import Manifest, ModelKind, Recommended, load_manifest
-from engine.settings import DEFAULT_MANIFEST
 from engine.requests import (
-    ControlNetRequest, Img2ImgRequest, InpaintRequest, ResizeMode, Txt2ImgRequest,
+    ControlNetRequest,
+    Img2ImgRequest,
+    InpaintRequest,
+    ResizeMode,
+    Txt2ImgRequest,
 )
-from tests.support.download_recorder import RecordingDownloader
-from engine.fake_engine import FakeEngine, fake_image_service
 from engine.service import ImageService
+from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import LoraChoice, ModelState
+from engine.store.manifest import Manifest, ModelKind, Recommended, load_manifest
 from locales import error_text, messages, translate
+from tests.support.download_recorder import RecordingDownloader
 from tests.support.model_files import model_state
 from tests.support.ui_client import by_keys, call, label, parameters, running_ui, submit
 
@@ -850,9 +854,9 @@ def test_every_text_the_ui_uses_exists_in_both_languages(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def real_ui(tmp_path_factory):
     from engine.demo.build import build_demo, demo_manifest_yaml, demo_settings
-    from engine.store.manifest import parse_manifest
     from engine.service import ImageService
     from engine.settings import EngineSettings
+    from engine.store.manifest import parse_manifest
 
     root = tmp_path_factory.mktemp("real-ui")
     demo = build_demo(root / "demo")

@@ -5,24 +5,25 @@ would: through the handlers' API names with ``gradio_client``, whatever the page
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from gradio_client.exceptions import AppError
 
 from app_settings import Preferences
-from tests.support.download_recorder import RecordingDownloader
 from engine.fake_engine import FakeEngine, fake_image_service
 from engine.service import ImageService
+from engine.settings import DEFAULT_MANIFEST
 from engine.store.catalog import ModelState
 from engine.store.manifest import load_manifest
-from engine.settings import DEFAULT_MANIFEST
 from locales import error_text, translate
-from ui.access import Access
+from tests.support.download_recorder import RecordingDownloader
 from tests.support.model_files import model_state
 from tests.support.ui_client import RunningUi, by_keys, call, running_ui
+from ui.access import Access
 
 pytestmark = pytest.mark.servers
 

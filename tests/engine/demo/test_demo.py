@@ -9,11 +9,17 @@ import pytest
 from PIL import Image
 
 from engine.demo.build import (
-    BASE_ID, DEMO_MANIFEST_NAME, DEMO_VERSION, MARKER_NAME, build_demo, demo_settings, is_complete,
+    BASE_ID,
+    DEMO_MANIFEST_NAME,
+    DEMO_VERSION,
+    MARKER_NAME,
+    build_demo,
+    demo_settings,
+    is_complete,
 )
-from engine.store.manifest import ModelKind, load_manifest
 from engine.requests import ControlNetRequest, ControlSpec, LoraWeight, Txt2ImgRequest
 from engine.settings import DEFAULT_MANIFEST, EngineSettings
+from engine.store.manifest import ModelKind, load_manifest
 from tests.support.helpers import run, sample_image
 
 PROMPT = "雾蒙蒙的日出在湖面上"
@@ -132,8 +138,8 @@ def test_a_set_without_its_marker_is_rebuilt(demo, tmp_path):
 
 @pytest.mark.engine
 def test_lora_styles_have_preview_pictures(demo):
-    from engine.store.manifest import load_manifest
     from engine.service import ImageService
+    from engine.store.manifest import load_manifest
 
     service = ImageService(demo_settings(demo, EngineSettings(device="cpu")),
                            load_manifest(demo.manifest_path))

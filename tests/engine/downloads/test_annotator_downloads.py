@@ -15,17 +15,17 @@ import pytest
 from huggingface_hub import constants
 from PIL import Image
 
-from tests.support.tiny_repos import make_settings
-from engine.generate.aux_annotators import ANNOTATORS_REPO
-from engine.store.catalog import ModelState
 from engine.downloads.jobs import DownloadState
 from engine.downloads.sources import DownloadSource
 from engine.errors import EngineError
-from engine.store.manifest import load_manifest
+from engine.generate.aux_annotators import ANNOTATORS_REPO
 from engine.requests import ControlSpec
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import ModelState
+from engine.store.manifest import load_manifest
 from tests.support.hub_server import Faults, HubServer
+from tests.support.tiny_repos import make_settings
 
 JOB_WAIT_S = 120
 LINEART = "annotator-lineart"

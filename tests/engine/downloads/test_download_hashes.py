@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tiny_repos import make_settings
-from engine.store.catalog import ModelState
 from engine.downloads.jobs import DownloadState
 from engine.downloads.sources import DownloadSource
-from engine.store.files import as_sha256
-from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import ModelState
+from engine.store.files import as_sha256
+from engine.store.manifest import load_manifest
 from tests.support.hub_server import Faults, HubServer
+from tests.support.tiny_repos import make_settings
 
 LORA_ID = "pai-artist-large-lora-poem"
 LORA_REPO = "alibaba-pai/pai-diffusion-artist-large-zh-lora-poem"

@@ -16,16 +16,16 @@ from huggingface_hub import constants, file_download
 from huggingface_hub.utils import _http
 from PIL import Image
 
-from tests.support.tiny_repos import make_settings
-from engine.store.catalog import ModelState
-from engine.downloads.sources import DownloadSource
 from engine.downloads.jobs import DownloadState
+from engine.downloads.sources import DownloadSource
 from engine.errors import EngineError
-from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import ModelState
+from engine.store.manifest import load_manifest
 from tests.support.helpers import txt2img
 from tests.support.hub_server import Faults, HubServer, StatusFault
+from tests.support.tiny_repos import make_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE_REPO = "alibaba-pai/pai-diffusion-artist-large-zh"

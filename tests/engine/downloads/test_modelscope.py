@@ -15,11 +15,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 from modelscope_hub import HubConfig, _download_control, _legacy_api, constants
 
-from engine.downloads.sources import MODELSCOPE_ENDPOINT
-from engine.store.files import file_digest
 from engine.downloads.jobs import DownloadCancelled
-from engine.errors import ModelError
 from engine.downloads.modelscope import download_modelscope_file, fetch_modelscope_plan
+from engine.downloads.sources import MODELSCOPE_ENDPOINT
+from engine.errors import ModelError
+from engine.store.files import file_digest
 from tests.support.modelscope_server import ACCELERATION_PROBE, ModelScopeServer
 
 REPO = "test-org/tiny-pipeline"
@@ -318,10 +318,10 @@ MS_BASE_REPO = "PAI/pai-diffusion-artist-large-zh"
 
 
 def _service(tmp_path, tiny_repos):
-    from tests.support.tiny_repos import make_settings
-    from engine.store.manifest import load_manifest
     from engine.service import ImageService
     from engine.settings import DEFAULT_MANIFEST
+    from engine.store.manifest import load_manifest
+    from tests.support.tiny_repos import make_settings
 
     settings = make_settings(tiny_repos, hub_cache_dir=tmp_path / "cache",
                              models_dir=tmp_path / "models", offline=False,
@@ -337,8 +337,8 @@ def _modelscope(server):
 
 @pytest.mark.servers
 def test_a_pai_base_downloads_from_modelscope_verifies_and_generates(tiny_repos, tmp_path):
-    from engine.store.catalog import ModelState
     from engine.downloads.jobs import DownloadState
+    from engine.store.catalog import ModelState
     from tests.support.helpers import txt2img
 
     service = _service(tmp_path, tiny_repos)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support.tiny_repos import make_settings
-from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
 from engine.errors import InvalidRequest, ModelError
+from engine.generate.aux_annotators import AUX_ANNOTATORS, AuxAnnotators
+from engine.settings import DEFAULT_MANIFEST
 from engine.store.manifest import ModelKind, load_manifest
 from engine.store.model_store import ModelStore
-from engine.settings import DEFAULT_MANIFEST
+from tests.support.tiny_repos import make_settings
 
 RESOLUTION = 128
 # Not a multiple of 64 and not square: detectors return another size, run() must undo that.

@@ -10,14 +10,22 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.support.tiny_repos import TINY_PAI_SIZE, make_settings
 from engine.errors import EngineError, JobCancelled
 from engine.generate.engine import Engine
 from engine.requests import ResizeMode
 from engine.samplers import SAMPLERS
 from tests.support.helpers import (
-    PROMPT, controlnet, difference, img2img, inpaint, pixels, run, sample_image, txt2img,
+    PROMPT,
+    controlnet,
+    difference,
+    img2img,
+    inpaint,
+    pixels,
+    run,
+    sample_image,
+    txt2img,
 )
+from tests.support.tiny_repos import TINY_PAI_SIZE, make_settings
 
 
 def test_pai_base_loads_without_safety_checker(engine):
@@ -456,10 +464,10 @@ def test_half_an_emoji_is_refused_not_crashed(engine):
 
 
 def test_out_of_memory_while_loading_is_not_a_broken_model(tiny_repos, monkeypatch):
-    from engine.store.catalog import ModelState
-    from engine.store.manifest import load_manifest
     from engine.service import ImageService
     from engine.settings import DEFAULT_MANIFEST
+    from engine.store.catalog import ModelState
+    from engine.store.manifest import load_manifest
 
     service = ImageService(make_settings(tiny_repos), load_manifest(DEFAULT_MANIFEST))
 

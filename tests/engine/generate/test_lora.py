@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support.tiny_repos import make_settings
 from engine.errors import EngineError
 from engine.generate.engine import Engine
 from engine.generate.lora import LoraFormat, detect_format, read_lora_file
 from engine.requests import LoraWeight
 from tests.support.helpers import difference, run, txt2img
+from tests.support.tiny_repos import make_settings
 
 POEM = "pai-artist-large-lora-poem"
 

@@ -7,11 +7,11 @@ import shutil
 import pytest
 import torch
 
-from tests.support.tiny_repos import make_settings
-from engine.generate.devices import pick_placement
 from engine.errors import EngineError
+from engine.generate.devices import pick_placement
 from engine.generate.engine import Engine
 from tests.support.helpers import run, txt2img
+from tests.support.tiny_repos import make_settings
 
 
 def _code(engine, **changes) -> str:

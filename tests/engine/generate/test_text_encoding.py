@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from engine.prompt_syntax import parse_prompt
 from engine.generate.text_encoding import encode_prompts, read_text_context, split_into_chunks
+from engine.prompt_syntax import parse_prompt
 
 
 @pytest.fixture(scope="module")

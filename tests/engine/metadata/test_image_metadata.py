@@ -7,8 +7,8 @@ import json
 
 from PIL import Image, PngImagePlugin
 
-from engine.metadata.reading import read_image_parameters
 from engine.metadata.outputs import encode_png
+from engine.metadata.reading import read_image_parameters
 from engine.requests import GeneratedImage
 
 OURS = {"mode": "txt2img", "model": "pai-artist-large", "prompt": "亭台楼阁 <lora:poem:0.4>",

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from engine.metadata import outputs
 from engine.errors import ResourceError
+from engine.metadata import outputs
 from engine.metadata.infotext import format_infotext, parse_infotext, read_png_parameters
 from engine.metadata.outputs import save_generated
 from engine.requests import GeneratedImage

@@ -16,16 +16,16 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.routes import ApiOptions, install
-from tests.support.tiny_repos import make_settings
-from engine.store.catalog import LocalKind
 from engine.cli import main as cli_main
 from engine.errors import EngineError
 from engine.generate.engine import Engine
-from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
-from tests.support.helpers import run, txt2img
+from engine.store.catalog import LocalKind
+from engine.store.manifest import load_manifest
 from locales import error_text
+from tests.support.helpers import run, txt2img
+from tests.support.tiny_repos import make_settings
 
 CKPT = "evil.ckpt"
 SMALL = {"prompt": "山", "steps": 2, "width": 64, "height": 64}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from engine.store.manifest import ManifestError, ModelKind, load_manifest, parse_manifest
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.manifest import ManifestError, ModelKind, load_manifest, parse_manifest
 
 PAI_REPOS = {
     "alibaba-pai/pai-diffusion-artist-large-zh", "alibaba-pai/pai-diffusion-artist-xlarge-zh",

@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from api.routes import ApiOptions, install
 from engine.demo import tiny_models as tiny
 from engine.demo.build import BASE_REPO, build_demo, demo_manifest_yaml, demo_settings
-from engine.store.manifest import ModelKind, parse_manifest
 from engine.service import ImageService
 from engine.settings import EngineSettings
+from engine.store.manifest import ModelKind, parse_manifest
 from locales import error_text
 
 SMALL = {"prompt": "山", "steps": 2, "width": 64, "height": 64}
@@ -153,12 +153,12 @@ def test_the_command_line_still_names_any_folder(world):
 
 
 def test_lora_links_out_of_the_lora_folder_are_neither_listed_nor_loaded(tiny_repos, tmp_path):
-    from tests.support.tiny_repos import make_settings
     from engine.errors import EngineError
     from engine.generate.engine import Engine
-    from engine.store.manifest import load_manifest
     from engine.settings import DEFAULT_MANIFEST
+    from engine.store.manifest import load_manifest
     from tests.support.helpers import run, txt2img
+    from tests.support.tiny_repos import make_settings
 
     models = tmp_path / "models"
     (models / "lora").mkdir(parents=True)

@@ -9,15 +9,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tests.support.tiny_repos import make_settings
-from engine.store.catalog import LocalKind
 from engine.errors import EngineError
 from engine.generate.engine import Engine
-from engine.store.manifest import load_manifest
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST
+from engine.store.catalog import LocalKind
+from engine.store.manifest import load_manifest
 from tests.support.helpers import pixels, run, txt2img
 from tests.support.ldm_checkpoint import export_single_file
+from tests.support.tiny_repos import make_settings
 
 
 def _tiny_pai_pipe(tiny_repos):
