@@ -1,6 +1,3 @@
 #!/usr/bin/env bash
-# Installs what the app needs (first run only) and starts the WebUI. Arguments go to app.py.
-set -euo pipefail
-cd "$(dirname "$0")"
-scripts/install.sh requirements.txt
-exec .venv/bin/python app.py "$@"
+# Installs what the app needs (first run only) and starts it: launch.py does all the work.
+exec "$(command -v python3.11 || command -v python3)" "$(dirname "$0")/launch.py" run "$@"
