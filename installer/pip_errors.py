@@ -20,7 +20,8 @@ _NO_VERSION = re.compile(r"Could not find a version that satisfies the requireme
 _BUILD = re.compile(r"Failed (?:building wheel|to build(?: installable wheels for)?)"
                     r"(?: for)? ([A-Za-z0-9][A-Za-z0-9._-]*)")
 _HASH_PACKAGE = re.compile(r"^\s+([A-Za-z0-9][A-Za-z0-9._-]*(?:==\S+)?) from \S+", re.M)
-_COLLECTING = re.compile(r"(?:Collecting|Downloading) ([A-Za-z0-9][^\s(]*)")
+_COLLECTING = re.compile(r"Collecting ([A-Za-z0-9][^\s(]*)")
+_INSTALLING = re.compile(r"Installing collected packages: (.+)")
 _CONFLICT = re.compile(r"Cannot install (.+?) because these package versions have conflicting")
 _NETWORK_SIGNS = ("ReadTimeoutError", "ConnectTimeoutError", "Max retries exceeded",
                   "NewConnectionError", "Connection reset", "ConnectionResetError",
@@ -36,8 +37,12 @@ class PipFailure:
 
 
 def _last_collected(log: str) -> str | None:
+    """The package pip was busy with: the last one it fetched, or those it was installing."""
+    installing = _INSTALLING.findall(log)
+    if installing:
+        return str(installing[-1]).strip()
     found = _COLLECTING.findall(log)
-    return found[-1] if found else None
+    return str(found[-1]) if found else None
 
 
 def diagnose(log: str) -> PipFailure:
