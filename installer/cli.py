@@ -1,7 +1,8 @@
 """``launch.py``'s commands: ``run`` (install requirements.txt, start app.py), ``test``
 (install requirements-dev.txt and the system packages, the quality gate, pytest),
-``check`` (the quality gate alone) and ``install`` (the install alone). The launcher's own options are taken out of the
-arguments wherever they stand; everything else goes to app.py or pytest unchanged."""
+``check`` (the quality gate alone) and ``install`` (the install alone). The launcher's own
+options are taken out of the arguments wherever they stand; everything else goes to app.py
+or pytest unchanged."""
 
 from __future__ import annotations
 
