@@ -583,4 +583,63 @@ MUTATIONS: tuple[Mutation, ...] = (
         '    PENDING = "pending"\n    QUEUED = "queued"\n',
         ("tests/test_locales.py::test_every_download_and_model_state_has_a_text",),
     ),
+    # -- the launcher (launch.py, installer/) ------------------------------------------------
+    Mutation(
+        "launcher: a driver exactly at a variant's minimum is refused (off by one)",
+        "installer/torch_choice.py",
+        "    return padded(driver) >= padded(minimum)\n",
+        "    return padded(driver) > padded(minimum)\n",
+        ("tests/installer/test_torch_choice.py::test_the_decision_table",),
+    ),
+    Mutation(
+        "launcher: Linux CUDA is sent to the PyTorch index though PyPI serves it",
+        "installer/torch_choice.py",
+        "        if _at_least(driver, pypi.min_driver_linux):\n",
+        "        if False:\n",
+        ("tests/installer/test_torch_choice.py::test_the_decision_table",),
+    ),
+    Mutation(
+        "launcher: the --torch / HUAJING_TORCH override is ignored",
+        "installer/torch_choice.py",
+        "    if override and override != AUTO:\n",
+        "    if False:\n",
+        ("tests/installer/test_torch_choice.py::test_the_decision_table",),
+    ),
+    Mutation(
+        "launcher: an index is forced on pip instead of the user's configuration",
+        "installer/pip_commands.py",
+        '    return ["--index-url", pip_index] if pip_index else []\n',
+        '    return ["--index-url", pip_index or "https://pypi.org/simple"]\n',
+        ("tests/installer/test_pip_commands.py::test_no_index_option_unless_asked",),
+    ),
+    Mutation(
+        "launcher: a torch build swapped by hand is not put back",
+        "installer/stamp.py",
+        "        wrong_build = installed_build != expected_build\n",
+        "        wrong_build = build_changed\n",
+        ("tests/installer/test_stamp.py::test_a_torch_swapped_by_hand_is_put_back",),
+    ),
+    Mutation(
+        "launcher: the stamp is written before the install succeeds",
+        "installer/install.py",
+        "    carry_out(plan, python, requirements, choice, request, steps, installed, run)\n",
+        "    stamp_file.write_text(wanted.render(), encoding=\"utf-8\")\n"
+        "    carry_out(plan, python, requirements, choice, request, steps, installed, run)\n",
+        ("tests/installer/test_launch_end_to_end.py::"
+         "test_a_failed_install_names_the_package_and_leaves_no_stamp",),
+    ),
+    Mutation(
+        "launcher: a broken venv is kept",
+        "installer/install.py",
+        "    if state.health == venv_setup.OK:\n",
+        "    if state.health != venv_setup.MISSING:\n",
+        ("tests/installer/test_launch_end_to_end.py::test_a_broken_venv_is_rebuilt",),
+    ),
+    Mutation(
+        "launcher: removing a linked venv follows the link",
+        "installer/venv_setup.py",
+        "    if venv.is_symlink() or venv.is_file():\n",
+        "    if venv.is_file():\n",
+        ("tests/installer/test_venv.py::test_removing_a_linked_venv_leaves_its_target",),
+    ),
 )
