@@ -1,7 +1,7 @@
 """What a page shows its visitor when it opens: their language and default sampler, the server
-settings as saved now, the device the engine runs on (and its banner when it matters), and
-the admin-only widgets enabled for admins only. Entering the admin
-password (on a Space, or wherever one is set) enables them for that browser session.
+settings as saved now, the device the engine runs on (and its banner when it matters), and the
+admin-only widgets enabled for admins only. Entering the admin password (on a Space, or
+wherever one is set) enables them for that browser session.
 """
 
 from __future__ import annotations
