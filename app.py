@@ -68,6 +68,19 @@ def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):
                         engine_factory=build_then_start)
 
 
+def log_device_report(service, language: str) -> None:
+    """Once the engine has started: one line saying what generation runs on, and a warning in
+    the app's language naming the command that fixes it when torch cannot use the GPU."""
+    from locales import warning_text
+
+    report = service.device_report()
+    if report is None:
+        return
+    logger.info("device: %s", report.summary())
+    if report.problem is not None:
+        logger.warning("%s", warning_text(language, report.problem.code, report.problem.params))
+
+
 def gpu_decorator():
     """ZeroGPU on Hugging Face Spaces lends a GPU per call to functions wrapped by spaces.GPU."""
     try:
@@ -107,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Image.MAX_IMAGE_PIXELS = service.limits.max_input_pixels
     ui.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    service.after_start(lambda: log_device_report(service, preferences.language))
     service.start(preload=True)
     return serve(build_http_app(ui, service, settings, throttle), settings)
 

@@ -121,6 +121,9 @@ class WarningCode(enum.StrEnum):
     """Every warning code (``EngineWarning``); the text is ``warnings.<value>``."""
 
     CONTROLNET_BASE_MISMATCH = "controlnet_base_mismatch"
+    # The device report's problems (engine.device_report): an NVIDIA GPU torch cannot use.
+    GPU_UNUSED_CUDA_UNAVAILABLE = "gpu_unused_cuda_unavailable"
+    GPU_UNUSED_TORCH_CPU = "gpu_unused_torch_cpu"
     LORA_BASE_MISMATCH = "lora_base_mismatch"
     SAVE_FAILED = "save_failed"
 

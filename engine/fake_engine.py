@@ -23,6 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.control_types import CONTROL_TYPES
+from engine.device_report import DeviceReport, TorchFacts, build_device_report
 from engine.errors import JobCancelled, ModelError, SkipImage
 from engine.interfaces import ProgressCallback
 from engine.metadata.parameters import image_parameters
@@ -53,6 +54,9 @@ COLOURS = ((200, 60, 60), (60, 200, 60), (60, 60, 200), (200, 200, 60))
 GATE_TIMEOUT_S = 60
 PLACEHOLDER_COMMIT = "0" * 40
 PLACEHOLDER_LATENT_SIDE = 64  # unet/config.json sample_size: 512 px, SD 1.x's native size
+CPU_FACTS = TorchFacts(device="cpu", requested_device="cpu", precision="fp32",
+                       torch_version="fake", cuda_version=None, hip_version=None,
+                       mps_built=False)
 
 
 class FakeEngine:
@@ -77,6 +81,8 @@ class FakeEngine:
         self.loaded: list[str] = []  # each load, in order; "(unloaded)" for each unload
         self.memory_modes: list[str] = []
         self.preprocessed: list[ControlSpec] = []
+        # What ``device_report`` answers: the CPU, no GPU; a test may set another report.
+        self.report = build_device_report(CPU_FACTS, list, "Linux")
         self._lock = threading.Lock()
 
     @property
@@ -113,6 +119,9 @@ class FakeEngine:
 
     def device_memory(self) -> dict[str, dict[str, int]] | None:
         return None  # no CUDA device here
+
+    def device_report(self) -> DeviceReport:
+        return self.report
 
     # -- generation --------------------------------------------------------------------------
 
@@ -250,10 +259,12 @@ def place_placeholder_models(settings: EngineSettings, manifest: Manifest,
 def fake_image_service(data_dir: Path, *, manifest: Manifest | None = None,
                        settings: EngineSettings | None = None, output_dir: Path | None = None,
                        active_model: str | None = None, downloaded: list[str] | None = None,
-                       step_delay: float = 0.0) -> tuple[ImageService, FakeEngine]:
+                       step_delay: float = 0.0, device_report: DeviceReport | None = None,
+                       ) -> tuple[ImageService, FakeEngine]:
     """The real service over a ``FakeEngine``, with its models folder and hub cache in
     ``data_dir`` and ``downloaded`` (every manifest model by default) on disk. The engine is
-    built at once, so the returned one is the one the service uses."""
+    built at once, so the returned one is the one the service uses; ``device_report`` is
+    what it says it runs on (the CPU by default)."""
     manifest = manifest or load_manifest(DEFAULT_MANIFEST)
     settings = settings or EngineSettings(models_dir=data_dir / "models",
                                           hub_cache_dir=data_dir / "hub", offline=True,
@@ -261,6 +272,8 @@ def fake_image_service(data_dir: Path, *, manifest: Manifest | None = None,
     settings = replace(settings, convert_downloads=False)  # nothing to convert: no weights
     place_placeholder_models(settings, manifest, downloaded)
     engine = FakeEngine(settings, manifest, step_delay=step_delay)
+    if device_report is not None:
+        engine.report = device_report
     service = ImageService(settings, manifest, output_dir=output_dir, active_model=active_model,
                            engine_factory=lambda _settings, _manifest: engine)
     service.start(preload=False)

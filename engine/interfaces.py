@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from engine.device_report import DeviceReport
 from engine.downloads.jobs import DownloadStatus
 from engine.downloads.sources import DownloadSource
 from engine.jobs import Job, JobQueue, ModelAction
@@ -57,6 +58,11 @@ class GenerationBackend(Protocol):
 
     def device_memory(self) -> dict[str, dict[str, int]] | None:
         """A1111's ``cuda`` part of /sdapi/v1/memory, or None without a CUDA device."""
+        ...
+
+    def device_report(self) -> DeviceReport:
+        """The device, precision and torch build it runs on, and the problem worth a banner
+        (``engine.device_report``); cheap after the first call."""
         ...
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo: ...
@@ -145,6 +151,11 @@ class ImageServiceLike(Protocol):
     def set_memory_mode(self, mode: str) -> None: ...
 
     def memory(self) -> dict[str, Any]: ...
+
+    def device_report(self) -> DeviceReport | None:
+        """None while the backend starts; raises ``ModelError("engine_failed")`` if it could
+        not."""
+        ...
 
     def save(self, result: GenerationResult) -> list[Path]: ...
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from engine.control_types import CONTROL_TYPES
+from engine.device_report import DeviceReport
 from engine.downloads.downloader import Downloader
 from engine.downloads.jobs import FINISHED, DownloadJob, DownloadStatus
 from engine.downloads.sources import DownloadSource
@@ -76,6 +78,7 @@ class ImageService:
         self._engine_ready = threading.Event()
         self._start_lock = threading.Lock()
         self._starter: threading.Thread | None = None
+        self._when_started: list[Callable[[], None]] = []
         self.max_waiting = MAX_WAITING_JOBS
 
     @property
@@ -100,6 +103,16 @@ class ImageService:
                                              name="engine-start", daemon=True)
             self._starter.start()
 
+    def after_start(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the backend has started, in the starting thread before the
+        preload (at once, here, if it has started already); never if it failed to start."""
+        with self._start_lock:
+            if not self._engine_ready.is_set():
+                self._when_started.append(callback)
+                return
+        if self._engine is not None:
+            callback()
+
     def _build_engine(self, preload: bool) -> None:
         try:
             self._engine = self._engine_factory(self.settings, self.manifest)
@@ -107,8 +120,17 @@ class ImageService:
             logger.exception("the engine could not start")
             self._engine_error = error
         finally:
-            self._engine_ready.set()
-        if preload and self._engine is not None and self._active:
+            with self._start_lock:  # after_start either queues before this or calls itself
+                self._engine_ready.set()
+                callbacks, self._when_started = self._when_started, []
+        if self._engine is None:
+            return
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a report hook must not stop the preload
+                logger.exception("a start-up hook failed")
+        if preload and self._active:
             try:
                 self.activate(self._active)
             except EngineError as error:
@@ -232,6 +254,13 @@ class ImageService:
         if device is not None:
             report["cuda"] = device
         return report
+
+    def device_report(self) -> DeviceReport | None:
+        """None while the backend starts, rather than waiting: a page asks on every load and
+        is served before torch is even imported, so it shows "starting" and asks again."""
+        if not self._engine_ready.is_set():
+            return None
+        return self.engine.device_report()  # raises engine_failed if it could not start
 
     # -- jobs -------------------------------------------------------------------------------
 

@@ -642,4 +642,90 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if venv.is_file():\n",
         ("tests/installer/test_venv.py::test_removing_a_linked_venv_leaves_its_target",),
     ),
+    # -- the device report (issue 12): what generation runs on, and the fix -------------------
+    Mutation(
+        "device report: the banner shows when nothing is wrong",
+        "ui/device_view.py",
+        "    return isinstance(reading, DeviceReport) and reading.problem is not None\n",
+        "    return isinstance(reading, DeviceReport)\n",
+        ("tests/ui/test_device_report.py::"
+         "test_no_banner_when_nothing_is_wrong_and_the_device_shows_in_settings",),
+    ),
+    Mutation(
+        "device report: the Linux command on Windows",
+        "engine/device_report.py",
+        '    launcher = "run.bat" if system == "Windows" else "./run.sh"\n',
+        '    launcher = "./run.sh"\n',
+        ("tests/engine/test_device_report.py::test_the_problem_and_its_fix_command",
+         "tests/ui/test_device_report.py::"
+         "test_the_banner_names_the_gpu_and_the_fix_for_this_platform"),
+    ),
+    Mutation(
+        "device report: the nvidia-smi probe is ignored",
+        "engine/device_report.py",
+        "    gpus = nvidia_gpus()\n",
+        "    gpus: list[NvidiaGpu] = []\n",
+        ("tests/engine/test_device_report.py::test_the_problem_and_its_fix_command",
+         "tests/engine/test_device_report.py::test_the_real_probe_with_a_faked_nvidia_smi"),
+    ),
+    Mutation(
+        "device report: nvidia-smi runs (and warns) while on the GPU or asked for the CPU",
+        "engine/device_report.py",
+        '    if facts.device.startswith("cuda") or facts.requested_device == "cpu":\n',
+        "    if False:\n",
+        ("tests/engine/test_device_report.py::"
+         "test_nvidia_smi_is_not_run_when_nothing_could_come_of_it",),
+    ),
+    Mutation(
+        "device report: a CUDA torch that cannot use the GPU is called a CPU build",
+        "engine/device_report.py",
+        "    if facts.cuda_version is None:  # a CPU (or ROCm) build of torch\n",
+        "    if True:\n",
+        ("tests/engine/test_device_report.py::test_the_problem_and_its_fix_command",
+         "tests/engine/test_device_report.py::"
+         "test_a_cuda_torch_that_cannot_use_the_gpu_names_the_driver_and_cuda_release"),
+    ),
+    Mutation(
+        "service: the device report waits for the backend to start",
+        "engine/service.py",
+        "        if not self._engine_ready.is_set():\n            return None\n"
+        "        return self.engine.device_report()",
+        "        return self.engine.device_report()",
+        ("tests/engine/test_service.py::"
+         "test_the_device_report_is_none_while_the_backend_starts_then_the_backends",),
+    ),
+    Mutation(
+        "service: start-up hooks never run",
+        "engine/service.py",
+        "        for callback in callbacks:\n",
+        "        for callback in []:\n",
+        ("tests/engine/test_service.py::"
+         "test_the_start_up_hook_runs_once_started_before_the_preload_and_at_once_after",
+         "tests/app/test_device_log.py::"
+         "test_the_line_comes_once_the_engine_has_started_and_main_does_not_wait"),
+    ),
+    Mutation(
+        "app: the device warning is not logged",
+        "app.py",
+        "    if report.problem is not None:\n        logger.warning(",
+        "    if False:\n        logger.warning(",
+        ("tests/app/test_device_log.py::test_start_up_logs_the_device_and_warns_with_the_fix",),
+    ),
+    Mutation(
+        "ui: the banner stays in Chinese when the language switches",
+        "ui/device_view.py",
+        "banner_markdown(read_device(service),\n"
+        "                                                                     language))",
+        'banner_markdown(read_device(service), "zh-CN"))',
+        ("tests/ui/test_device_report.py::"
+         "test_switching_language_in_settings_translates_the_banner_and_the_section",),
+    ),
+    Mutation(
+        "ui: the page keeps what it showed while the engine started",
+        "ui/session_view.py",
+        "                device.poll: gr.Timer(active=not device.settled())}",
+        "                device.poll: gr.Timer(active=False)}",
+        ("tests/ui/test_device_report.py::"
+         "test_while_the_engine_starts_the_page_says_so_and_asks_again_until_it_has",),
+    ),
 )

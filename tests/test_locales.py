@@ -105,7 +105,8 @@ NAMES = ["Stable Diffusion", "Schedule type", "CFG Scale", "ControlNet", "LoRA",
          "python -m engine download", "Hugging Face", "SHA-256", "http(s)", "HTTP", "GB",
          "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s",
          "pai-diffusion-artist-large-zh", "PAI-Diffusion", "SD", "models/checkpoints", ".ckpt",
-         ".pt", ".bin", "ModelScope", "modelscope.cn", "/sdapi/v2/jobs", "X-Job-Token"]
+         ".pt", ".bin", "ModelScope", "modelscope.cn", "/sdapi/v2/jobs", "X-Job-Token",
+         "PyTorch", "CUDA", "NVIDIA", "CPU"]
 
 
 def test_chinese_texts_leave_only_names_in_english():

@@ -19,6 +19,7 @@ from engine.interfaces import ImageServiceLike
 from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.controlnet_tab import build_controlnet_tab
+from ui.device_view import build_device_banner, build_device_section
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
 from ui.generation_panel import PanelContext
 from ui.img2img_tab import build_img2img_tab
@@ -78,7 +79,9 @@ def _model_choices(service: ImageServiceLike) -> Callable[[str], list[tuple[str,
     return choices
 
 
-def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
+def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> tuple[Any, Any]:
+    """The title, the model picker and the banners: demo mode, and the device's when it
+    matters."""
     with gr.Row(elem_id="huajing-header", equal_height=True):
         texts.make(gr.Markdown, text="app.title")
         choices = _model_choices(service)
@@ -87,7 +90,7 @@ def _header(service: ImageServiceLike, texts: Texts, options: UiOptions) -> Any:
         texts.bind(model, label="app.model", choices=choices)
     if options.demo:
         texts.make(gr.Markdown, text="app.demo_banner", elem_id="demo-banner")
-    return model
+    return model, build_device_banner(texts, service)
 
 
 def _wire_model_switch(service: ImageServiceLike, texts: Texts, runner: JobRunner, model: Any,
@@ -149,7 +152,7 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
     # Uploads and results in Gradio's cache are removed after a day, checked every hour.
     with gr.Blocks(title="画境 Huajing", analytics_enabled=False,
                    delete_cache=(3600, 86400)) as demo:
-        model = _header(service, texts, options)
+        model, device_banner = _header(service, texts, options)
         context = PanelContext(service, texts, runner, model, preferences.default_sampler,
                                options.on_gpu)
         offer = build_download_offer(texts)
@@ -170,6 +173,7 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):
                 settings = build_settings_tab(texts, preferences, access, options.outputs_base)
+                device = build_device_section(texts, service, device_banner)
         panels = (txt2img.panel, img2img.panel, controlnet.panel)
         sizes = SizeSliders(tuple((panel.parameters.width, panel.parameters.height)
                                   for panel in panels))
@@ -188,7 +192,7 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                       options.allow_private_endpoint)
         samplers = [settings.default_sampler, *(panel.parameters.sampler for panel in panels)]
         view = SessionView(settings, [*settings.server_widgets(), *models.admin_widgets(),
-                                      offer.accept], samplers)
+                                      offer.accept], samplers, device)
         wire_session_view(demo, texts, store, access, view)
     return demo
 

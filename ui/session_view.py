@@ -1,6 +1,7 @@
 """What a page shows its visitor when it opens: their language and default sampler, the server
-settings as saved now, and the admin-only widgets enabled for admins only. Entering the admin
-password (on a Space, or wherever one is set) enables them for that browser session.
+settings as saved now, the device the engine runs on (and its banner when it matters), and the
+admin-only widgets enabled for admins only. Entering the admin password (on a Space, or
+wherever one is set) enables them for that browser session.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import gradio as gr
 
 from app_settings import PreferencesStore
 from ui.access import Access
+from ui.device_view import DeviceView
 from ui.settings_tab import SettingsTab, personal_choices
 from ui.texts import Texts
 
@@ -24,6 +26,7 @@ class SessionView:
     settings: SettingsTab
     admin_widgets: list[Any]  # buttons and fields that change the server or its models
     samplers: list[Any]  # every default-sampler dropdown, the generation tabs' too
+    device: DeviceView
 
     def admin_changes(self, admin: bool, access: Access) -> dict[Any, dict[str, Any]]:
         """Per component, what it shows for an admin or not."""
@@ -39,7 +42,8 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
     built_in = texts.language
     tab = view.settings
     missing = set(map(id, [*view.admin_widgets, *view.samplers, tab.admin_password,
-                           tab.unlock, tab.language])) - set(map(id, texts.components))
+                           tab.unlock, tab.language, view.device.banner,
+                           view.device.details])) - set(map(id, texts.components))
     if missing:  # on_load answers for texts.components only
         raise ValueError("a widget that a page load changes has no bound texts")
 
@@ -55,6 +59,8 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
                               (tab.language, language),
                               *((sampler_widget, sampler) for sampler_widget in view.samplers)):
             changes.setdefault(widget, {})["value"] = value
+        for widget, change in view.device.changes(language).items():
+            changes.setdefault(widget, {}).update(change)
         if language == built_in:
             updates = {component: gr.update(**changes[component]) if changes.get(component)
                        else gr.skip() for component in texts.components}
@@ -67,6 +73,7 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
 
     demo.load(on_load, inputs=tab.personal, outputs=texts.components, queue=False,
               api_name="on_load")
+    wire_device_poll(texts, store, view)
 
     def unlock(password: str, request: gr.Request):
         wait = access.unlock_wait(request)
@@ -82,3 +89,20 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
     outputs = list(view.admin_changes(True, access))
     tab.unlock.click(unlock, inputs=tab.admin_password, outputs=outputs, queue=False,
                      api_name="unlock_admin")
+
+
+def wire_device_poll(texts: Texts, store: PreferencesStore, view: SessionView) -> None:
+    """While the engine starts, a page asks for the device report every few seconds; once
+    the engine has started (or failed to), the page's timer stops."""
+    device = view.device
+
+    def refresh(state: Any = None):
+        language, _sampler = personal_choices(state, store.load())
+        changes = device.changes(language)
+        return {device.banner: gr.update(**changes[device.banner]),
+                device.details: gr.update(**changes[device.details]),
+                device.poll: gr.Timer(active=not device.settled())}
+
+    device.poll.tick(refresh, inputs=view.settings.personal,
+                     outputs=[device.banner, device.details, device.poll], queue=False,
+                     show_progress="hidden")

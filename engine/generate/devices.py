@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.device_report import TorchFacts
 from engine.errors import InvalidRequest
 from engine.settings import DEVICES, PRECISIONS
 
@@ -47,3 +48,31 @@ def pick_placement(device: str = "auto", precision: str = "auto") -> Placement:
     placement = Placement(torch.device(device), _DTYPES[precision])
     logger.info("models run on %s in %s", placement.device, precision)
     return placement
+
+
+def _mps_memory() -> int | None:
+    """What macOS lets MPS use (torch 2.5+); None where this torch cannot say."""
+    recommended = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
+    try:
+        return int(recommended()) if recommended is not None else None
+    except RuntimeError:
+        return None
+
+
+def torch_facts(placement: Placement, requested_device: str) -> TorchFacts:
+    """What torch says about its build and the device ``placement`` uses."""
+    device = placement.device
+    used, name, memory = device.type, None, None
+    if device.type == "cuda":  # ROCm builds use the cuda device type too
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        properties = torch.cuda.get_device_properties(index)
+        used, name, memory = f"cuda:{index}", properties.name, int(properties.total_memory)
+    elif device.type == "mps":
+        memory = _mps_memory()
+    mps = getattr(torch.backends, "mps", None)
+    return TorchFacts(device=used, requested_device=requested_device,
+                      precision=placement.precision, torch_version=torch.__version__,
+                      cuda_version=torch.version.cuda,
+                      hip_version=getattr(torch.version, "hip", None),
+                      mps_built=bool(mps and mps.is_built()), gpu_name=name,
+                      gpu_memory_bytes=memory)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import platform
 import secrets
 import threading
 import time
@@ -30,6 +31,7 @@ from PIL import Image, ImageOps
 
 from engine import images as image_ops
 from engine.control_types import CONTROL_TYPES
+from engine.device_report import DeviceReport, NvidiaProbe, build_device_report
 from engine.errors import (
     JobCancelled,
     ModelError,
@@ -38,7 +40,7 @@ from engine.errors import (
     WarningCode,
 )
 from engine.generate.aux_annotators import AuxAnnotators
-from engine.generate.devices import Placement, pick_placement
+from engine.generate.devices import Placement, pick_placement, torch_facts
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import Preprocessors
 from engine.generate.text_encoding import (
@@ -68,6 +70,7 @@ from engine.store.loras import find_lora, lora_exists
 from engine.store.manifest import Manifest, load_manifest
 from engine.store.model_store import ModelStore
 from engine.validation import check_prompt_text, prepare_request, validate_control
+from installer.probes import nvidia_gpus
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +139,8 @@ class _TokenCounter:
 
 class Engine:
     def __init__(self, settings: EngineSettings, manifest: Manifest | None = None,
-                 placement: Placement | None = None) -> None:
+                 placement: Placement | None = None,
+                 nvidia_probe: NvidiaProbe = nvidia_gpus) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.manifest = manifest or load_manifest(settings.manifest_path)
@@ -148,6 +152,9 @@ class Engine:
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
         self._counters: dict[Path, _TokenCounter] = {}
         self._counters_lock = threading.Lock()
+        self._nvidia_probe = nvidia_probe
+        self._device_report: DeviceReport | None = None
+        self._device_report_lock = threading.Lock()
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -222,6 +229,16 @@ class Engine:
         free, total = torch.cuda.mem_get_info()
         return {"system": {"free": free, "used": total - free, "total": total},
                 "active": {"peak": torch.cuda.max_memory_allocated()}}
+
+    def device_report(self) -> DeviceReport:
+        """Made once: torch's facts do not change while it runs, and the probe behind a
+        problem (``nvidia-smi``) may take seconds."""
+        with self._device_report_lock:
+            if self._device_report is None:
+                facts = torch_facts(self.placement, self.settings.device)
+                self._device_report = build_device_report(facts, self._nvidia_probe,
+                                                          platform.system())
+            return self._device_report
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo:
         """Token count of ``prompt`` against ``model``'s context, for a live counter.

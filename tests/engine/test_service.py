@@ -182,3 +182,70 @@ def test_a_bad_request_is_refused_while_the_backend_is_still_starting(tmp_path):
     finally:
         release.set()
     assert job.wait(30) and job.error is None and len(job.result.images) == 1
+
+
+# -- the device report and the start-up hook (over the torch-free fake backend) ---------------
+
+def _slow_service(tmp_path, factory_fails: bool = False):
+    """A service whose backend starts when ``release`` is set, recording what ran in order."""
+    import threading
+
+    from engine.fake_engine import FakeEngine, place_placeholder_models
+    from engine.settings import EngineSettings
+
+    settings = EngineSettings(models_dir=tmp_path / "models", hub_cache_dir=tmp_path / "hub")
+    manifest = load_manifest(DEFAULT_MANIFEST)
+    place_placeholder_models(settings, manifest)
+    release, events = threading.Event(), []
+
+    def slow_factory(settings, manifest):
+        release.wait(timeout=5)
+        if factory_fails:
+            raise RuntimeError("no GPU driver here")
+        engine = FakeEngine(settings, manifest)
+        real_load = engine.load
+        engine.load = lambda model: (events.append(("load", model)), real_load(model))
+        return engine
+
+    return ImageService(settings, manifest, engine_factory=slow_factory), release, events
+
+
+def test_the_device_report_is_none_while_the_backend_starts_then_the_backends(tmp_path):
+    service, release, _events = _slow_service(tmp_path)
+    service.start(preload=False)
+    assert service.device_report() is None  # answered at once, not after the start
+    release.set()
+    service.engine  # noqa: B018 - waits for the start
+    report = service.device_report()
+    assert report is not None and report.device == "cpu" and report.problem is None
+
+
+def test_the_start_up_hook_runs_once_started_before_the_preload_and_at_once_after(tmp_path):
+    import threading
+
+    service, release, events = _slow_service(tmp_path)
+    service.after_start(lambda: events.append(("hook", threading.current_thread().name)))
+    service.start(preload=True)
+    assert events == []
+    release.set()
+    service.engine  # noqa: B018 - waits for the start
+    for _ in range(100):  # the preload follows in the starting thread
+        if len(events) == 2:
+            break
+        threading.Event().wait(0.05)
+    assert events[0] == ("hook", "engine-start") and events[1][0] == "load"
+    service.after_start(lambda: events.append(("late hook", threading.current_thread().name)))
+    assert events[-1] == ("late hook", threading.current_thread().name)
+
+
+def test_a_backend_that_failed_has_no_report_and_runs_no_hook(tmp_path):
+    service, release, events = _slow_service(tmp_path, factory_fails=True)
+    service.after_start(lambda: events.append("hook"))
+    release.set()
+    service.start(preload=False)
+    with pytest.raises(EngineError) as caught:
+        service.engine  # noqa: B018 - waits for the start
+    assert caught.value.code == "engine_failed"
+    with pytest.raises(EngineError) as caught:
+        service.device_report()
+    assert caught.value.code == "engine_failed" and events == []
