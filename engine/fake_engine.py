@@ -17,7 +17,8 @@ import logging
 import random
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -256,6 +257,20 @@ def place_placeholder_models(settings: EngineSettings, manifest: Manifest,
         store.point_main_at(entry.cache_repo, PLACEHOLDER_COMMIT)
 
 
+def _placeholder_setup(data_dir: Path, manifest: Manifest | None,
+                       settings: EngineSettings | None,
+                       downloaded: list[str] | None) -> tuple[EngineSettings, Manifest]:
+    """Settings with the models folder and hub cache in ``data_dir``, and ``downloaded`` (every
+    manifest model by default) on disk as placeholders."""
+    manifest = manifest or load_manifest(DEFAULT_MANIFEST)
+    settings = settings or EngineSettings(models_dir=data_dir / "models",
+                                          hub_cache_dir=data_dir / "hub", offline=True,
+                                          device="cpu", precision="fp32")
+    settings = replace(settings, convert_downloads=False)  # nothing to convert: no weights
+    place_placeholder_models(settings, manifest, downloaded)
+    return settings, manifest
+
+
 def fake_image_service(data_dir: Path, *, manifest: Manifest | None = None,
                        settings: EngineSettings | None = None, output_dir: Path | None = None,
                        active_model: str | None = None, downloaded: list[str] | None = None,
@@ -265,12 +280,7 @@ def fake_image_service(data_dir: Path, *, manifest: Manifest | None = None,
     ``data_dir`` and ``downloaded`` (every manifest model by default) on disk. The engine is
     built at once, so the returned one is the one the service uses; ``device_report`` is
     what it says it runs on (the CPU by default)."""
-    manifest = manifest or load_manifest(DEFAULT_MANIFEST)
-    settings = settings or EngineSettings(models_dir=data_dir / "models",
-                                          hub_cache_dir=data_dir / "hub", offline=True,
-                                          device="cpu", precision="fp32")
-    settings = replace(settings, convert_downloads=False)  # nothing to convert: no weights
-    place_placeholder_models(settings, manifest, downloaded)
+    settings, manifest = _placeholder_setup(data_dir, manifest, settings, downloaded)
     engine = FakeEngine(settings, manifest, step_delay=step_delay)
     if device_report is not None:
         engine.report = device_report
@@ -278,3 +288,33 @@ def fake_image_service(data_dir: Path, *, manifest: Manifest | None = None,
                            engine_factory=lambda _settings, _manifest: engine)
     service.start(preload=False)
     return service, engine
+
+
+@dataclass
+class SlowStart:
+    """A backend factory that takes its time: it builds a ``FakeEngine`` only once ``release``
+    is set (or ``wait_s`` has passed), so a test can act while the service's backend starts."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    built: threading.Event = field(default_factory=threading.Event)  # set once it returned
+    wait_s: float = 30.0
+    configure: Callable[[FakeEngine], None] | None = None  # e.g. set its device report
+    fails: bool = False  # raise instead: a backend that cannot start
+
+    def __call__(self, settings: EngineSettings, manifest: Manifest) -> FakeEngine:
+        self.release.wait(timeout=self.wait_s)
+        if self.fails:
+            raise RuntimeError("the backend could not start")
+        engine = FakeEngine(settings, manifest)
+        if self.configure is not None:
+            self.configure(engine)
+        self.built.set()
+        return engine
+
+
+def slowly_starting_service(data_dir: Path, slow_start: SlowStart, *,
+                            manifest: Manifest | None = None,
+                            settings: EngineSettings | None = None) -> ImageService:
+    """The real service over a backend built by ``slow_start``; not started yet."""
+    settings, manifest = _placeholder_setup(data_dir, manifest, settings, None)
+    return ImageService(settings, manifest, engine_factory=slow_start)

@@ -11,10 +11,8 @@ import pytest
 from PIL import Image
 
 from engine.device_report import TorchFacts, build_device_report
-from engine.fake_engine import FakeEngine, fake_image_service, place_placeholder_models
+from engine.fake_engine import SlowStart, fake_image_service, slowly_starting_service
 from engine.service import ImageService
-from engine.settings import DEFAULT_MANIFEST, EngineSettings
-from engine.store.manifest import load_manifest
 from installer.probes import NvidiaGpu
 from locales import translate
 from tests.support.ui_client import free_port
@@ -70,19 +68,9 @@ def test_a_healthy_device_is_one_info_line_and_no_warning(tmp_path, monkeypatch,
 def test_the_line_comes_once_the_engine_has_started_and_main_does_not_wait(tmp_path,
                                                                            monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="huajing")
-    settings = EngineSettings(models_dir=tmp_path / "models", hub_cache_dir=tmp_path / "hub",
-                              device="cpu", precision="fp32")
-    manifest = load_manifest(DEFAULT_MANIFEST)
-    place_placeholder_models(settings, manifest)
-    release = threading.Event()
-
-    def slow_factory(settings, manifest):
-        release.wait(timeout=30)
-        engine = FakeEngine(settings, manifest)
-        engine.report = GPU_UNUSED
-        return engine
-
-    service = ImageService(settings, manifest, engine_factory=slow_factory)
+    slow_start = SlowStart(configure=lambda engine: setattr(engine, "report", GPU_UNUSED))
+    release = slow_start.release
+    service = slowly_starting_service(tmp_path, slow_start)
     try:
         run_main(tmp_path, monkeypatch, service)  # returns while the engine is still starting
         assert not [line for line in logged(caplog, logging.INFO) if line.startswith("device:")]

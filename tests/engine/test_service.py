@@ -153,22 +153,12 @@ def test_the_engine_runs_only_prepared_requests(service):
 
 def test_a_bad_request_is_refused_while_the_backend_is_still_starting(tmp_path):
     """Preparing and validating is torch-free: it never waits for the backend to start."""
-    import threading
+    from engine.fake_engine import SlowStart, slowly_starting_service
 
-    from engine.fake_engine import FakeEngine, place_placeholder_models
-    from engine.settings import EngineSettings
-
-    settings = EngineSettings(models_dir=tmp_path / "models", hub_cache_dir=tmp_path / "hub")
-    manifest = load_manifest(DEFAULT_MANIFEST)
-    place_placeholder_models(settings, manifest)
-    release, built = threading.Event(), threading.Event()
-
-    def slow_factory(settings, manifest):
-        release.wait(timeout=5)  # a service that waited for it would wait this long, then fail
-        built.set()
-        return FakeEngine(settings, manifest)
-
-    service = ImageService(settings, manifest, engine_factory=slow_factory)
+    # A service that waited for its backend would wait these 5 s, then fail below.
+    slow_start = SlowStart(wait_s=5)
+    release, built = slow_start.release, slow_start.built
+    service = slowly_starting_service(tmp_path, slow_start)
     service.start(preload=False)
     try:
         with pytest.raises(EngineError) as caught:
@@ -188,26 +178,16 @@ def test_a_bad_request_is_refused_while_the_backend_is_still_starting(tmp_path):
 
 def _slow_service(tmp_path, factory_fails: bool = False):
     """A service whose backend starts when ``release`` is set, recording what ran in order."""
-    import threading
+    from engine.fake_engine import SlowStart, slowly_starting_service
 
-    from engine.fake_engine import FakeEngine, place_placeholder_models
-    from engine.settings import EngineSettings
+    events = []
 
-    settings = EngineSettings(models_dir=tmp_path / "models", hub_cache_dir=tmp_path / "hub")
-    manifest = load_manifest(DEFAULT_MANIFEST)
-    place_placeholder_models(settings, manifest)
-    release, events = threading.Event(), []
-
-    def slow_factory(settings, manifest):
-        release.wait(timeout=5)
-        if factory_fails:
-            raise RuntimeError("no GPU driver here")
-        engine = FakeEngine(settings, manifest)
+    def record_loads(engine) -> None:
         real_load = engine.load
         engine.load = lambda model: (events.append(("load", model)), real_load(model))
-        return engine
 
-    return ImageService(settings, manifest, engine_factory=slow_factory), release, events
+    slow_start = SlowStart(wait_s=5, configure=record_loads, fails=factory_fails)
+    return slowly_starting_service(tmp_path, slow_start), slow_start.release, events
 
 
 def test_the_device_report_is_none_while_the_backend_starts_then_the_backends(tmp_path):

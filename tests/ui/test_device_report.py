@@ -5,13 +5,11 @@ page says so, and asks again until it has started."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from app_settings import Preferences, PreferencesStore
 from engine.device_report import DeviceReport, TorchFacts, build_device_report
-from engine.fake_engine import FakeEngine, fake_image_service, place_placeholder_models
+from engine.fake_engine import SlowStart, fake_image_service, slowly_starting_service
 from engine.service import ImageService
 from engine.settings import DEFAULT_MANIFEST, EngineSettings
 from engine.store.manifest import load_manifest
@@ -129,19 +127,9 @@ def tick(ui) -> tuple[dict, dict, object]:
 
 
 def test_while_the_engine_starts_the_page_says_so_and_asks_again_until_it_has(tmp_path):
-    settings = EngineSettings(models_dir=tmp_path / "models", hub_cache_dir=tmp_path / "hub",
-                              device="cpu", precision="fp32")
-    manifest = load_manifest(DEFAULT_MANIFEST)
-    place_placeholder_models(settings, manifest)
-    release = threading.Event()
-
-    def slow_factory(settings, manifest):
-        release.wait(timeout=30)
-        engine = FakeEngine(settings, manifest)
-        engine.report = gpu_unused()
-        return engine
-
-    service = ImageService(settings, manifest, engine_factory=slow_factory)
+    slow_start = SlowStart(configure=lambda engine: setattr(engine, "report", gpu_unused()))
+    release = slow_start.release
+    service = slowly_starting_service(tmp_path, slow_start)
     service.start(preload=False)
     try:
         with running_ui(service, tmp_path) as ui:
