@@ -119,8 +119,9 @@ class BarePath:
         self.plain = StableDiffusionPipeline.from_pretrained(repos.base_folder, **common).to(device)
         controlnet = ControlNetModel.from_pretrained(repos.controlnet_folder, dtype=torch_dtype)
         # from_pipe shares the base's modules (diffusers' documented way to add a ControlNet).
+        # Its dtype defaults to fp32 and casts those shared modules in place: name it.
         self.control = StableDiffusionControlNetPipeline.from_pipe(
-            self.plain, controlnet=controlnet).to(device)
+            self.plain, controlnet=controlnet, dtype=torch_dtype).to(device)
         for pipe in (self.plain, self.control):
             pipe.set_progress_bar_config(disable=True)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from bench.gpu_matrix import (
     offered_optimizations,
 )
 from bench.gpu_paths import BarePath, EnginePath, Job, Run
-from bench.real_size import PAI_CONTEXT_LENGTH, REAL_SD15, TINY_SD15, write_bench_repos
+from bench.real_size import PAI_CONTEXT_LENGTH, REAL_SD15, TINY_SD15, BenchRepos, write_bench_repos
 
 logger = logging.getLogger("bench.gpu")
 
@@ -84,8 +84,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="start no job after this many seconds; what was measured is kept")
-    parser.add_argument("--repeats", type=int, help="timed runs per job and path (5; 2 --tiny)")
-    parser.add_argument("--warmups", type=int, default=1, help="untimed runs first")
+    parser.add_argument("--repeats", type=int,
+                        help="timed runs per job and path (5; 2 with --tiny); at least 1")
+    parser.add_argument("--warmups", type=int, default=1, help="untimed runs first, per path")
     parser.add_argument("--steps", type=int, help="denoising steps (20; 3 with --tiny)")
     parser.add_argument("--sizes", type=int, nargs="+", help="image sides (512 768)")
     parser.add_argument("--batches", type=int, nargs="+", help="batch sizes (1 4)")
@@ -158,21 +159,33 @@ def pick_peak(args: argparse.Namespace, device: torch.device, plan: Plan) -> Pea
     return measure_peak(device, DTYPES[plan.dtypes[0]])
 
 
+class BenchPath(Protocol):
+    """One way of running a job (bare diffusers, or the engine with some optimization)."""
+
+    label: str
+
+    def run(self, job: Job) -> Run: ...
+
+
 @dataclass
 class Paths:
     """The loaded paths per precision, made when first needed and kept (the next jobs reuse
     them: loading is not what this benchmark measures)."""
 
-    repos: Any
+    repos: BenchRepos
     device: torch.device
     scratch: Path
     bare: dict[str, BarePath] = field(default_factory=dict)
     engines: dict[tuple[str, str], EnginePath] = field(default_factory=dict)
 
-    def for_dtype(self, dtype: str) -> list[tuple[str | None, Any]]:
+    def bare_path(self, dtype: str) -> BarePath:
         if dtype not in self.bare:
             self.bare[dtype] = BarePath(self.repos, self.device, dtype)
-        paths: list[tuple[str | None, Any]] = [(None, self.bare[dtype])]
+        return self.bare[dtype]
+
+    def for_dtype(self, dtype: str) -> list[tuple[str | None, BenchPath]]:
+        """Bare diffusers first (the reference), then each optimization the engine offers."""
+        paths: list[tuple[str | None, BenchPath]] = [(None, self.bare_path(dtype))]
         for optimization in offered_optimizations():
             key = (dtype, optimization.name)
             if key not in self.engines:
@@ -192,17 +205,18 @@ def _floor_row(job: Job, table: FlopTable, peak: Peak, path: str, optimization: 
                floor_steps_per_s=floor.steps_per_s, floor_s_per_image=floor.s_per_image)
 
 
-def unmeasured_rows(job: Job, table: FlopTable, peak: Peak, status: str) -> list[Row]:
-    """The job's rows with the floor only: skipped for time, or optimizations not offered."""
-    rows = []
-    if status != NOT_OFFERED:
-        rows.append(_floor_row(job, table, peak, BARE_PATH, None, BarePath.label, status))
-    for optimization in ENGINE_OPTIMIZATIONS:
-        offered = optimization.settings is not None
-        if offered == (status != NOT_OFFERED):
-            rows.append(_floor_row(job, table, peak, ENGINE_PATH, optimization.name,
-                                   optimization.label, status))
+def over_budget_rows(job: Job, table: FlopTable, peak: Peak) -> list[Row]:
+    """A job the time budget left out: the rows it would have had, with the floor only."""
+    rows = [_floor_row(job, table, peak, BARE_PATH, None, BarePath.label, OVER_BUDGET)]
+    rows += [_floor_row(job, table, peak, ENGINE_PATH, o.name, o.label, OVER_BUDGET)
+             for o in offered_optimizations()]
     return rows
+
+
+def not_offered_rows(job: Job, table: FlopTable, peak: Peak) -> list[Row]:
+    """The optimizations the engine does not offer yet: a row each, with the floor only."""
+    return [_floor_row(job, table, peak, ENGINE_PATH, o.name, o.label, NOT_OFFERED)
+            for o in ENGINE_OPTIMIZATIONS if o.settings is None]
 
 
 def compare_images(reference: np.ndarray, other: np.ndarray, dtype: str) -> tuple[bool, int]:
@@ -213,32 +227,30 @@ def compare_images(reference: np.ndarray, other: np.ndarray, dtype: str) -> tupl
     return diff <= tolerance, diff
 
 
-def measure_job(job: Job, paths: list[tuple[str | None, Any]], plan: Plan, table: FlopTable,
-                peak: Peak) -> list[Row]:
-    """Warm every path up (checking its images against bare diffusers), then time them in
-    turn, rotating the order each round so no path always runs first."""
-    rows = []
-    reference: np.ndarray | None = None
-    for optimization, path in paths:
-        run = path.run(job)
-        for _ in range(plan.warmups - 1):
+def measure_job(job: Job, paths: list[tuple[str | None, BenchPath]], plan: Plan,
+                table: FlopTable, peak: Peak) -> list[Row]:
+    """Warm every path up, then time them in turn, rotating the order each round so no path
+    always runs first; the first timed round's images are checked against bare diffusers'
+    (after the warm-up, so a path that changes itself on its first job is caught too)."""
+    for _, path in paths:
+        for _ in range(plan.warmups):
             path.run(job)
-        row = _floor_row(job, table, peak, ENGINE_PATH if optimization else BARE_PATH,
-                         optimization, path.label, MEASURED)
-        if reference is None:
-            reference = run.images
-        else:
-            row.images_match, row.max_pixel_diff = compare_images(reference, run.images,
-                                                                  job.dtype)
-        rows.append(row)
     timed: list[list[Run]] = [[] for _ in paths]
     for round_index in range(plan.repeats):
-        order = list(range(len(paths)))
         shift = round_index % len(paths)
+        order = list(range(len(paths)))
         for index in order[shift:] + order[:shift]:
             timed[index].append(paths[index][1].run(job))
-    for row, runs in zip(rows, timed, strict=True):
+    rows = []
+    reference = timed[0][0].images
+    for (optimization, path), runs in zip(paths, timed, strict=True):
+        row = _floor_row(job, table, peak, ENGINE_PATH if optimization else BARE_PATH,
+                         optimization, path.label, MEASURED)
+        if optimization is not None:
+            row.images_match, row.max_pixel_diff = compare_images(reference, runs[0].images,
+                                                                  job.dtype)
         _fill_timings(row, runs, job)
+        rows.append(row)
     bare_rate = rows[0].steps_per_s
     for row in rows:
         row.speedup_vs_bare = row.steps_per_s / bare_rate if row.steps_per_s and bare_rate else None
@@ -254,7 +266,8 @@ def _fill_timings(row: Row, runs: list[Run], job: Job) -> None:
 
 
 def _work(job: Job) -> float:
-    return job.side**2 * job.batch * (1.35 if job.controlnet else 1.0)
+    """Relative work of a job, for the budget's estimate (ControlNet adds about 35 %)."""
+    return job.side**2 * job.batch * (1 + SD15_FLOPS.controlnet_extra * job.controlnet)
 
 
 class Budget:
@@ -327,12 +340,15 @@ def environment(device: torch.device, tiny: bool) -> dict[str, Any]:
 
 
 def flop_table(plan: Plan, paths: Paths) -> FlopTable:
-    if not plan.tiny:
+    """The brief's table for the full-size models at its sides; counted here otherwise (the
+    tiny replicas, or full size at other sides, as a CPU smoke run uses)."""
+    known = set(SD15_FLOPS.unet_guided_step_tflop)
+    if not plan.tiny and set(plan.sides) <= known:
         return SD15_FLOPS
     from bench.flop_count import count_flop_table
 
-    bare = paths.for_dtype(plan.dtypes[0])[0][1]
-    return count_flop_table(bare.modules(), plan.sides, PAI_CONTEXT_LENGTH)
+    modules = paths.bare_path(plan.dtypes[0]).modules()
+    return count_flop_table(modules, plan.sides, PAI_CONTEXT_LENGTH)
 
 
 def check_images(rows: list[Row], plan: Plan) -> None:
@@ -350,13 +366,13 @@ def run_matrix(plan: Plan, paths: Paths, results: Results, out: Path | None) -> 
         if not budget.allows(job):
             logger.warning("time budget: %s² b%d %s %s not measured", job.side, job.batch,
                            job.dtype, job.kind)
-            results.rows += unmeasured_rows(job, results.flops, results.peak, OVER_BUDGET)
+            results.rows += over_budget_rows(job, results.flops, results.peak)
             continue
         job_paths = paths.for_dtype(job.dtype)  # loading is outside the job's estimate
         started = time.perf_counter()
         rows = measure_job(job, job_paths, plan, results.flops, results.peak)
         budget.record(job, time.perf_counter() - started)
-        results.rows += rows + unmeasured_rows(job, results.flops, results.peak, NOT_OFFERED)
+        results.rows += rows + not_offered_rows(job, results.flops, results.peak)
         results.write(out)
         logger.info("%s² b%d %s %s: %s", job.side, job.batch, job.dtype, job.kind,
                     ", ".join(f"{r.label} {r.steps_per_s:.2f} steps/s" for r in rows))
