@@ -80,7 +80,12 @@ def goal_checks(rows: list[Row], dtypes: tuple[str, ...], side: int = GOAL_SIDE,
 
 
 def _number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    """``digits`` significant digits, never rounded down to a bare 0 (a CPU's floor is tiny)."""
+    if value is None:
+        return "-"
+    if abs(value) >= 10**digits:
+        return f"{value:.0f}"
+    return f"{value:#.{digits}g}".rstrip(".")
 
 
 def _match(row: Row) -> str:
@@ -101,10 +106,10 @@ def table_lines(rows: list[Row]) -> list[str]:
         if row.status != MEASURED:
             lines.append([job, row.label, row.status, "", "", "", "", "", "", ""])
             continue
-        lines.append([job, row.label, _number(row.steps_per_s, 2),
-                      _number(row.floor_steps_per_s, 1), _number(row.steps_x_floor, 1),
-                      _number(row.s_per_image, 4), _number(row.floor_s_per_image, 4),
-                      _number(row.image_x_floor, 1), _number(row.speedup_vs_bare, 2),
+        lines.append([job, row.label, _number(row.steps_per_s, 3),
+                      _number(row.floor_steps_per_s, 3), _number(row.steps_x_floor, 3),
+                      _number(row.s_per_image, 3), _number(row.floor_s_per_image, 3),
+                      _number(row.image_x_floor, 3), _number(row.speedup_vs_bare, 3),
                       _match(row)])
     widths = [max(len(line[i]) for line in lines if len(line) > i) for i in range(len(HEADER))]
     out = []
