@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print numbers and never fail on them (see each file)."""
