@@ -642,6 +642,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         "    if venv.is_file():\n",
         ("tests/installer/test_venv.py::test_removing_a_linked_venv_leaves_its_target",),
     ),
+    Mutation(
+        "pipelines: a derived pipeline turns the shared base to fp32",
+        "engine/generate/pipelines.py",
+        "from_pipe(base.pipe, dtype=self.placement.dtype,",
+        "from_pipe(base.pipe,",
+        ("tests/engine/generate/test_derived_pipeline_dtype.py::"
+         "test_an_img2img_job_leaves_a_bf16_base_in_bf16",),
+    ),
     # -- the device report (issue 12): what generation runs on, and the fix -------------------
     Mutation(
         "device report: the banner shows when nothing is wrong",
