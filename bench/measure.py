@@ -1,0 +1,44 @@
+"""Timing that can be compared: sides run interleaved (A, B, A, B...) after a warm-up of each,
+so a slow spell of a shared machine falls on both; each side's figure is the median."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds per run of each side, in the order measured."""
+
+    by_side: dict[str, list[float]]
+
+    def median(self, side: str) -> float:
+        return statistics.median(self.by_side[side])
+
+    def ratio(self, numerator: str, denominator: str) -> float:
+        return self.median(numerator) / self.median(denominator)
+
+
+def seconds(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def interleaved(sides: dict[str, Callable[[], object]], repeats: int,
+                warmups: int = 1) -> Timings:
+    """Run every side ``warmups`` times untimed, then ``repeats`` rounds of one timed run of
+    each side; the side that goes first alternates, so neither always follows the other."""
+    names: Sequence[str] = list(sides)
+    for _ in range(warmups):
+        for name in names:
+            sides[name]()
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        order = names if round_index % 2 == 0 else list(reversed(names))
+        for name in order:
+            timings[name].append(seconds(sides[name]))
+    return Timings(timings)
