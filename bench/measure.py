@@ -19,7 +19,10 @@ class Timings:
         return statistics.median(self.by_side[side])
 
     def ratio(self, numerator: str, denominator: str) -> float:
-        return self.median(numerator) / self.median(denominator)
+        """The median of each round's ratio: the two runs of a round ran back to back, so a
+        slow spell of a shared machine mostly falls on both and cancels."""
+        pairs = zip(self.by_side[numerator], self.by_side[denominator], strict=True)
+        return statistics.median(top / bottom for top, bottom in pairs)
 
 
 def seconds(action: Callable[[], object]) -> float:
