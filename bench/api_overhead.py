@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+
 from bench.context import NEGATIVE_PROMPT, PROMPT, SEED, BenchContext
 from bench.measure import interleaved
 from bench.preview_cost import PreviewKeeper

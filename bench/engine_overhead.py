@@ -45,7 +45,8 @@ def bare_pipeline(context: BenchContext):
     from diffusers import StableDiffusionPipeline
 
     loaded = context.engine.pipelines.base(context.base_id).pipe
-    bare = StableDiffusionPipeline(**loaded.components)
+    # Any: diffusers sets a pipeline's modules at run time (register_modules).
+    bare: Any = StableDiffusionPipeline(**loaded.components)
     bare.set_progress_bar_config(disable=True)
     scheduler = loaded.scheduler
     bare.scheduler = type(scheduler).from_config(scheduler.config)

@@ -3,6 +3,8 @@ memory of every mode ready."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from PIL import Image
 
 from bench.context import CONTROLNET_ID, PROMPT, SEED
@@ -20,8 +22,8 @@ def requests_by_mode(base_id: str, side: int) -> dict:
     """txt2img, img2img and ControlNet requests (the control map given, not preprocessed)."""
     from engine.requests import ControlNetRequest, ControlSpec, Img2ImgRequest, Txt2ImgRequest
 
-    common = dict(model=base_id, prompt=PROMPT, steps=SWITCH_STEPS, seed=SEED, width=side,
-                  height=side)
+    common: dict[str, Any] = dict(model=base_id, prompt=PROMPT, steps=SWITCH_STEPS, seed=SEED,
+                                  width=side, height=side)
     control = ControlSpec(model=CONTROLNET_ID, control_type="canny", image=input_image(side),
                           preprocess=False)
     return {"txt2img": Txt2ImgRequest(**common),
