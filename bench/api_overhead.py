@@ -35,6 +35,7 @@ def _through_api(context: BenchContext, app: ServedApp) -> Callable[[], object]:
             "steps": context.plan.steps, "width": context.plan.side,
             "height": context.plan.side, "sampler_name": "DPM++ 2M"}
     client = httpx.Client(timeout=HTTP_TIMEOUT_S)
+    app.clients.append(client)
 
     def post() -> None:
         answer = client.post(f"{app.url}/sdapi/v1/txt2img", json=body)
@@ -50,6 +51,7 @@ def _through_gradio(context: BenchContext, app: ServedApp) -> Callable[[], objec
     from tests.support.ui_client import by_keys, call
 
     client = Client(app.url + "/", verbose=False)
+    app.clients.append(client)
     values = by_keys(common__prompt=PROMPT, common__negative_prompt=NEGATIVE_PROMPT,
                      common__seed=SEED, common__steps=context.plan.steps,
                      common__width=context.plan.side, common__height=context.plan.side)
@@ -62,8 +64,7 @@ def _ratio(context: BenchContext, app: ServedApp, name: str,
     served()  # warm-up, and the request the engine is then given, recorded
     direct = _direct(context, app)
     timings = interleaved({"served": served, "direct": direct}, context.plan.repeats)
-    note = (f"{timings.median('served') * 1000:.0f} ms served vs "
-            f"{timings.median('direct') * 1000:.0f} ms engine call; "
+    note = (f"served vs engine call: {timings.describe('served', 'direct')}; "
             f"{context.plan.steps} steps, {context.plan.side}px")
     return Figure(name, timings.ratio("served", "direct"), "ratio", GOAL_AT_MOST, note)
 

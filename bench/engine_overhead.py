@@ -92,7 +92,6 @@ def measure(context: BenchContext, bare_seed: int = SEED) -> list[Figure]:
     ratio = timings.ratio("engine", "bare")
     logger.info("engine %.3f s, bare diffusers %.3f s", timings.median("engine"),
                 timings.median("bare"))
-    note = (f"engine {timings.median('engine') * 1000:.0f} ms vs bare diffusers "
-            f"{timings.median('bare') * 1000:.0f} ms; {context.plan.steps} steps, "
-            f"{context.plan.side}px; identical images asserted")
+    note = (f"engine vs bare diffusers: {timings.describe('engine', 'bare')}; "
+            f"{context.plan.steps} steps, {context.plan.side}px; identical images asserted")
     return [Figure("engine_overhead_ratio", ratio, "ratio", GOAL_AT_MOST, note)]

@@ -21,8 +21,19 @@ class Timings:
     def ratio(self, numerator: str, denominator: str) -> float:
         """The median of each round's ratio: the two runs of a round ran back to back, so a
         slow spell of a shared machine mostly falls on both and cancels."""
+        return statistics.median(self.ratios(numerator, denominator))
+
+    def ratios(self, numerator: str, denominator: str) -> list[float]:
         pairs = zip(self.by_side[numerator], self.by_side[denominator], strict=True)
-        return statistics.median(top / bottom for top, bottom in pairs)
+        return [top / bottom for top, bottom in pairs]
+
+    def describe(self, numerator: str, denominator: str) -> str:
+        """Each side's median and the spread of the per-round ratios, for a figure's note:
+        how noisy the machine was shows here."""
+        ratios = self.ratios(numerator, denominator)
+        return (f"median {self.median(numerator) * 1000:.0f} vs "
+                f"{self.median(denominator) * 1000:.0f} ms; median of {len(ratios)} paired "
+                f"ratios, range {min(ratios):.2f}-{max(ratios):.2f}")
 
 
 def seconds(action: Callable[[], object]) -> float:

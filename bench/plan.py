@@ -19,5 +19,5 @@ class Plan:
         return self == QUICK
 
 
-FULL = Plan(repeats=5, steps=20, side=128, startup_runs=3, memory_runs=3)
+FULL = Plan(repeats=9, steps=20, side=128, startup_runs=3, memory_runs=3)
 QUICK = Plan(repeats=1, steps=2, side=64, startup_runs=1, memory_runs=1)

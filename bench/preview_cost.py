@@ -37,7 +37,7 @@ def measure(context: BenchContext) -> list[Figure]:
     }, context.plan.repeats)
     if keeper.previews == 0:
         raise AssertionError("no live preview was made: the ratio would measure nothing")
-    note = (f"{timings.median('with_preview') * 1000:.0f} ms with a preview each step vs "
-            f"{timings.median('without') * 1000:.0f} ms without")
+    note = (f"a preview each step vs none: {timings.describe('with_preview', 'without')}; "
+            f"{context.plan.steps} steps, {context.plan.side}px")
     return [Figure("preview_cost_ratio", timings.ratio("with_preview", "without"), "ratio",
                    GOAL_AT_MOST, note)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.context import BenchContext
@@ -34,6 +34,8 @@ class ServedApp:
     url: str
     recorder: RecordingEngine
     service: Any
+    # Clients opened against the app (gradio_client's keep a heartbeat thread): closed at exit.
+    clients: list[Any] = field(default_factory=list)
 
 
 @contextmanager
@@ -60,8 +62,11 @@ def served_app(context: BenchContext) -> Iterator[ServedApp]:
     port = free_port()
     server = build_server(build_http_app(ui, service, AppSettings(port=port)), "127.0.0.1", port)
     thread = server.start_in_thread()
+    app = ServedApp(f"http://127.0.0.1:{port}", recorder, service)
     try:
-        yield ServedApp(f"http://127.0.0.1:{port}", recorder, service)
+        yield app
     finally:
+        for client in app.clients:
+            client.close()
         server.should_exit = True
         thread.join(10)
