@@ -10,6 +10,7 @@ single-user install (loopback, no accounts) everyone is the same user, as in AUT
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -176,14 +177,22 @@ def build_router(service: ImageServiceLike, options: ApiOptions = ApiOptions()) 
 
 
 async def wait_for(job: Job, timeout: float, service: ImageServiceLike) -> None:
-    """Wait for ``job`` on the event loop: no server thread is held while it waits in line."""
+    """Wait for ``job`` on the event loop: no server thread is held while it waits in line,
+    and the job's end wakes the loop at once (a poll would add up to its period to every
+    answer)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not job.finished.is_set():
-        if loop.time() > deadline:
-            service.cancel(job)
-            raise ResourceError(ErrorCode.JOB_TIMEOUT)
-        await asyncio.sleep(POLL_S)
+    finished = asyncio.Event()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits now
+            loop.call_soon_threadsafe(finished.set)
+
+    job.when_finished(wake)
+    try:
+        await asyncio.wait_for(finished.wait(), timeout)
+    except TimeoutError:
+        service.cancel(job)
+        raise ResourceError(ErrorCode.JOB_TIMEOUT) from None
     if job.error is not None:
         raise job.error
 async def _run(service: ImageServiceLike, body: Txt2ImgBody, caller: Caller,

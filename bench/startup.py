@@ -27,13 +27,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
-
 
 
 def measure(data_dir: Path) -> tuple[float, float]:
@@ -49,7 +48,7 @@ def measure(data_dir: Path) -> tuple[float, float]:
         served = loaded = None
         while time.perf_counter() - started < LIMIT_S:
             now = time.perf_counter() - started
-            if served is None and _answers(f"http://127.0.0.1:{port}/"):
+            if served is None and answers(f"http://127.0.0.1:{port}/"):
                 served = now
             if loaded is None and "active model: demo-base" in log_path.read_text():
                 loaded = now

@@ -105,9 +105,31 @@ class Job:
         self.context: object = None  # what the submitter keeps with the job (an API body)
         # The latest rough picture of the first image, while running.
         self.preview: Image.Image | None = None
+        self._on_finish: list[Callable[[], None]] = []
+        self._on_finish_lock = threading.Lock()
 
     def wait(self, timeout: float | None = None) -> bool:
         return self.finished.wait(timeout)
+
+    def when_finished(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the job has finished (now, if it has). It runs in the thread
+        that finishes the job, so it must be quick: the HTTP API wakes its event loop with it
+        instead of polling, which cost each answer up to a poll period."""
+        with self._on_finish_lock:
+            if not self.finished.is_set():
+                self._on_finish.append(callback)
+                return
+        callback()
+
+    def mark_finished(self) -> None:
+        with self._on_finish_lock:
+            self.finished.set()
+            callbacks, self._on_finish = self._on_finish, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a waiter's hook must not stop the queue's worker
+                logger.exception("a hook waiting for job %s failed", self.id)
 
     @property
     def eta_s(self) -> float | None:
@@ -216,7 +238,7 @@ class JobQueue:
             self._drop_expired()
         else:  # its submitter holds the job itself and reads the result from it
             self._jobs.pop(job.id, None)
-        job.finished.set()
+        job.mark_finished()
 
     def _drop_expired(self) -> None:
         """Forget kept jobs older than the keep time, and the oldest beyond the cap."""

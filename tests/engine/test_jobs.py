@@ -133,3 +133,30 @@ def test_kept_results_are_capped(runner):
     jobs = [queue.submit(txt2img(seed=i), owner="a", keep_result=True) for i in range(5)]
     assert all(job.wait(10) for job in jobs)
     assert [queue.get(job.id) is not None for job in jobs] == [False, False, True, True, True]
+
+
+def test_a_finish_hook_runs_once_when_the_job_ends_or_at_once_if_it_has(runner):
+    queue = JobQueue(runner)
+    job = queue.submit(txt2img(), owner="a")
+    calls: list[str] = []
+    job.when_finished(lambda: calls.append("waiting"))
+    assert calls == []
+    runner.gate.set()
+    assert job.wait(10)
+    assert calls == ["waiting"]
+    job.when_finished(lambda: calls.append("late"))
+    assert calls == ["waiting", "late"]
+
+
+def test_a_failing_finish_hook_does_not_stop_the_queue(runner):
+    queue = JobQueue(runner)
+    first = queue.submit(txt2img(seed=1), owner="a")
+
+    def broken() -> None:
+        raise RuntimeError("event loop is closed")
+
+    first.when_finished(broken)
+    runner.gate.set()
+    second = queue.submit(txt2img(seed=2), owner="a")
+    assert first.wait(10) and second.wait(10)
+    assert first.state is JobState.DONE and runner.order == [1, 2]
