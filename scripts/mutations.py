@@ -650,6 +650,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/engine/generate/test_derived_pipeline_dtype.py::"
          "test_an_img2img_job_leaves_a_bf16_base_in_bf16",),
     ),
+    Mutation(
+        "api: a waiting route is not woken by its job's end",
+        "api/routes.py",
+        "    job.when_finished(wake)\n",
+        "",
+        ("tests/api/test_wait.py::test_a_waiting_route_wakes_when_its_job_ends_without_polling",),
+    ),
     # -- the device report (issue 12): what generation runs on, and the fix -------------------
     Mutation(
         "device report: the banner shows when nothing is wrong",
