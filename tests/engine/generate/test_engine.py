@@ -494,3 +494,17 @@ def test_model_and_lora_hashes_are_in_the_parameters(engine, tiny_repos):
     assert parameters["model_hash"] == hashlib.sha256(unet.read_bytes()).hexdigest()[:10]
     lora = hashlib.sha256(tiny_repos.diffusers_lora.read_bytes()).hexdigest()[:12]
     assert parameters["loras"] == [{"name": "ink", "weight": 0.5, "hash": lora}]
+
+
+def test_a_batch_of_four_is_one_unet_call_per_step(engine):
+    """batch_size=4 runs the UNet once per step on all four latents (eight with guidance), not
+    four times: the speed a batch is for."""
+    unet = engine.pipelines.base("pai-artist-large").pipe.unet
+    batches = []
+    hook = unet.register_forward_hook(lambda _m, args, _out: batches.append(args[0].shape[0]))
+    try:
+        result = run(engine, txt2img(steps=3, batch_size=4))
+    finally:
+        hook.remove()
+    assert len(result.images) == 4
+    assert batches == [8, 8, 8]  # 3 steps, each 4 latents x (unconditional + prompt)
