@@ -19,6 +19,7 @@ from app_settings import (
     output_folder,
     parse_settings,
 )
+from engine.settings import SpeedSettings
 
 logger = logging.getLogger("huajing")
 
@@ -33,22 +34,25 @@ def configure_logging(verbose: bool) -> None:
     logging.getLogger("huajing").setLevel(logging.INFO)
 
 
-def engine_settings(settings: AppSettings, memory_mode: str):
+def engine_settings(settings: AppSettings, memory_mode: str,
+                    speed: SpeedSettings | None = None):
     from engine.settings import EngineSettings
 
     return EngineSettings(models_dir=settings.models_dir, hub_cache_dir=settings.cache_dir,
                           offline=settings.offline, device=settings.device,
                           precision=settings.precision, memory_mode=memory_mode,
-                          convert_downloads=settings.convert_downloads)
+                          convert_downloads=settings.convert_downloads,
+                          speed=speed or SpeedSettings())
 
 
-def build_service(settings: AppSettings, memory_mode: str, output_dir: Path):
+def build_service(settings: AppSettings, memory_mode: str, output_dir: Path,
+                  speed: SpeedSettings | None = None):
     """The image service; its engine (and, with --demo, the demo models) start in the
     background, so the page is served before torch is even imported."""
     from engine.service import ImageService, default_engine_factory
     from engine.store.manifest import load_manifest, parse_manifest
 
-    config = engine_settings(settings, memory_mode)
+    config = engine_settings(settings, memory_mode, speed)
     if not settings.demo:
         return ImageService(config, load_manifest(config.manifest_path), output_dir=output_dir)
     from engine.demo.build import build_demo, demo_manifest_yaml, demo_set_at, demo_settings
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings.language:
         preferences = dataclasses.replace(preferences, language=settings.language)
     service = build_service(settings, preferences.memory_mode,
-                            output_folder(preferences.output_dir, outputs_base))
+                            output_folder(preferences.output_dir, outputs_base),
+                            speed=preferences.speed)
     from api.guard import LoginThrottle
     from ui.access import Access
     from ui.app import UiOptions, build_ui

@@ -18,7 +18,7 @@ from pathlib import Path
 from engine.downloads.sources import SOURCE_KINDS
 from engine.errors import InvalidRequest
 from engine.samplers import DEFAULT_SAMPLER, SAMPLERS
-from engine.settings import DEVICES, MEMORY_MODES, PRECISIONS
+from engine.settings import DEVICES, MEMORY_MODES, PRECISIONS, SpeedSettings
 from locales import DEFAULT_LANGUAGE, LANGUAGES
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,22 @@ class Preferences:
     default_sampler: str = DEFAULT_SAMPLER
     download_source: str = ""  # "" means HF_ENDPOINT if set, else Hugging Face
     custom_endpoint: str = ""
+    # Speed (engine.settings.SpeedSettings), kept flat so the file stays plain JSON.
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile_unet: bool = False
+    step_cache_interval: int = 0
+    preview_method: str = "approx"
+
+    @property
+    def speed(self) -> SpeedSettings:
+        return SpeedSettings(channels_last=self.channels_last, fuse_qkv=self.fuse_qkv,
+                             compile_unet=self.compile_unet,
+                             step_cache_interval=self.step_cache_interval,
+                             preview_method=self.preview_method)
+
+    def with_speed(self, speed: SpeedSettings) -> Preferences:
+        return dataclasses.replace(self, **dataclasses.asdict(speed))
 
 
 class SettingsError(Exception):
@@ -273,4 +289,8 @@ def _sanitised(preferences: Preferences) -> Preferences:
         preferences = dataclasses.replace(preferences, custom_endpoint="")
     if preferences.default_sampler not in SAMPLERS:
         preferences = dataclasses.replace(preferences, default_sampler=defaults.default_sampler)
+    bad_speed = preferences.speed.problems()
+    if bad_speed:
+        preferences = dataclasses.replace(
+            preferences, **{name: getattr(defaults, name) for name in bad_speed})
     return preferences

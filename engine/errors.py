@@ -58,6 +58,7 @@ class ErrorCode(enum.StrEnum):
     # Settings and download sources.
     ENDPOINT_UNRESOLVED = "endpoint_unresolved"
     INVALID_ENDPOINT = "invalid_endpoint"
+    INVALID_SPEED_SETTING = "invalid_speed_setting"
     OUTPUT_DIR_OUTSIDE_BASE = "output_dir_outside_base"
     PRIVATE_ENDPOINT = "private_endpoint"
     UNKNOWN_DEVICE = "unknown_device"

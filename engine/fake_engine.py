@@ -41,7 +41,7 @@ from engine.requests import (
     PromptInfo,
 )
 from engine.service import ImageService
-from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES, EngineSettings
+from engine.settings import DEFAULT_MANIFEST, MEMORY_MODES, EngineSettings, SpeedSettings
 from engine.store.catalog import required_paths_present
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind, load_manifest
 from engine.store.model_store import ModelStore
@@ -81,6 +81,7 @@ class FakeEngine:
         self.cancelled: list[GenerationRequest] = []
         self.loaded: list[str] = []  # each load, in order; "(unloaded)" for each unload
         self.memory_modes: list[str] = []
+        self.speeds: list[SpeedSettings] = []
         self.preprocessed: list[ControlSpec] = []
         # What ``device_report`` answers: the CPU, no GPU; a test may set another report.
         self.report = build_device_report(CPU_FACTS, list, "Linux")
@@ -117,6 +118,10 @@ class FakeEngine:
             raise ValueError(mode)
         with self._lock:
             self.memory_modes.append(mode)
+
+    def set_speed(self, speed: SpeedSettings) -> None:
+        with self._lock:
+            self.speeds.append(speed)
 
     def device_memory(self) -> dict[str, dict[str, int]] | None:
         return None  # no CUDA device here

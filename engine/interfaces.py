@@ -29,7 +29,7 @@ from engine.requests import (
     ProgressUpdate,
     PromptInfo,
 )
-from engine.settings import EngineSettings
+from engine.settings import EngineSettings, SpeedSettings
 from engine.store.catalog import LocalModelStatus, LoraChoice, ModelStatus
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind
 
@@ -54,6 +54,11 @@ class GenerationBackend(Protocol):
 
     def set_memory_mode(self, mode: str) -> None:
         """One of ``engine.settings.MEMORY_MODES``; loaded models are released."""
+        ...
+
+    def set_speed(self, speed: SpeedSettings) -> None:
+        """New optimizations; loaded models are released only when an option applied at load
+        time changed (``SpeedSettings.load_time``)."""
         ...
 
     def device_memory(self) -> dict[str, dict[str, int]] | None:
@@ -149,6 +154,8 @@ class ImageServiceLike(Protocol):
     def unload_models(self) -> None: ...
 
     def set_memory_mode(self, mode: str) -> None: ...
+
+    def set_speed(self, speed: SpeedSettings) -> None: ...
 
     def memory(self) -> dict[str, Any]: ...
 

@@ -25,7 +25,7 @@ from engine.device_report import DeviceReport
 from engine.downloads.downloader import Downloader
 from engine.downloads.jobs import FINISHED, DownloadJob, DownloadStatus
 from engine.downloads.sources import DownloadSource
-from engine.errors import EngineError, ModelError
+from engine.errors import EngineError, InvalidRequest, ModelError
 from engine.interfaces import BackendFactory, GenerationBackend, ProgressCallback
 from engine.jobs import Job, JobQueue, ModelAction, QueuedRequest
 from engine.limits import Limits
@@ -36,7 +36,7 @@ from engine.requests import (
     PreparedRequest,
     PromptInfo,
 )
-from engine.settings import EngineSettings
+from engine.settings import EngineSettings, SpeedSettings
 from engine.store.catalog import LocalModelStatus, LoraChoice, ModelStatus
 from engine.store.loras import lora_exists
 from engine.store.manifest import Manifest, ManifestEntry, ModelKind
@@ -242,6 +242,13 @@ class ImageService:
     def set_memory_mode(self, mode: str) -> None:
         """Takes effect as models load again: the loaded ones are released now."""
         self.engine.set_memory_mode(mode)
+
+    def set_speed(self, speed: SpeedSettings) -> None:
+        """New optimizations for the jobs that follow (``GenerationBackend.set_speed``)."""
+        problems = speed.problems()
+        if problems:
+            raise InvalidRequest("invalid_speed_setting", name=", ".join(problems))
+        self.engine.set_speed(speed)
 
     def memory(self) -> dict[str, Any]:
         """A1111's /sdapi/v1/memory shape: RAM and, on CUDA, device memory in bytes."""

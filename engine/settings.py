@@ -10,9 +10,47 @@ from engine.limits import DEFAULT_LIMITS, Limits
 MEMORY_MODES = ("normal", "low")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+# Live previews: "approx" projects the latents to RGB with a fixed matrix (free, blurry);
+# "taesd" decodes them with TAESD, a tiny real VAE decoder (sharp, a model to download).
+PREVIEW_METHODS = ("approx", "taesd")
+MAX_STEP_CACHE_INTERVAL = 5
 
 CHECKPOINTS_FOLDER = "checkpoints"  # in ``models_dir``: users' own base models
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models_manifest.yaml"
+
+
+@dataclass(frozen=True)
+class SpeedSettings:
+    """Optimizations beyond SDPA (diffusers' default attention, always on), each off by
+    default because each has a cost somewhere: see the README's speed section.
+
+    ``step_cache_interval`` of N >= 2 runs the UNet's deep blocks only every N steps and
+    reuses their features between (DeepCache-style): faster, slightly different images; 0 or 1
+    (every step) is off.
+    """
+
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile_unet: bool = False
+    step_cache_interval: int = 0
+    preview_method: str = "approx"
+
+    @property
+    def load_time(self) -> tuple[bool, bool, bool]:
+        """The options applied as a model loads: changing one releases the loaded models."""
+        return self.channels_last, self.fuse_qkv, self.compile_unet
+
+    def problems(self) -> list[str]:
+        """Field names whose values are out of range (empty when all are good)."""
+        bad = [name for name in ("channels_last", "fuse_qkv", "compile_unet")
+               if not isinstance(getattr(self, name), bool)]
+        interval = self.step_cache_interval
+        if isinstance(interval, bool) or not isinstance(interval, int) or \
+                not 0 <= interval <= MAX_STEP_CACHE_INTERVAL:
+            bad.append("step_cache_interval")
+        if self.preview_method not in PREVIEW_METHODS:
+            bad.append("preview_method")
+        return bad
 
 
 @dataclass(frozen=True)
@@ -36,6 +74,7 @@ class EngineSettings:
     # name LoRAs by manifest id or file name in ``lora_dir``, and single files only inside
     # ``checkpoint_dir``, so a request cannot make the server read other files.
     allow_file_paths: bool = False
+    speed: SpeedSettings = field(default_factory=SpeedSettings)
     limits: Limits = field(default_factory=lambda: DEFAULT_LIMITS)
 
     @property

@@ -743,4 +743,27 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/ui/test_device_report.py::"
          "test_while_the_engine_starts_the_page_says_so_and_asks_again_until_it_has",),
     ),
+    Mutation(
+        "engine: any speed change releases the loaded models",
+        "engine/generate/engine.py",
+        "reload = speed.load_time != self.pipelines.speed.load_time",
+        "reload = True",
+        ("tests/engine/generate/test_speed_settings.py::"
+         "test_only_load_time_options_release_the_loaded_models",),
+    ),
+    Mutation(
+        "ui: saved speed settings never reach the engine",
+        "ui/settings_tab.py",
+        "        if chosen.speed != before.speed:\n            service.set_speed(chosen.speed)",
+        "        if False:\n            service.set_speed(chosen.speed)",
+        ("tests/ui/test_ui_admin.py::"
+         "test_the_admin_changes_speed_settings_and_a_bad_one_changes_nothing",),
+    ),
+    Mutation(
+        "app: a damaged speed field in settings.json is kept",
+        "app_settings.py",
+        "    bad_speed = preferences.speed.problems()",
+        "    bad_speed: list[str] = []",
+        ("tests/app/test_app_settings.py::test_a_bad_field_falls_back_alone",),
+    ),
 )

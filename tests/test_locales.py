@@ -106,7 +106,8 @@ NAMES = ["Stable Diffusion", "Schedule type", "CFG Scale", "ControlNet", "LoRA",
          "MB", "HF_ENDPOINT", "https://hf-mirror.com", "fp16", "MB/s",
          "pai-diffusion-artist-large-zh", "PAI-Diffusion", "SD", "models/checkpoints", ".ckpt",
          ".pt", ".bin", "ModelScope", "modelscope.cn", "/sdapi/v2/jobs", "X-Job-Token",
-         "PyTorch", "CUDA", "NVIDIA", "CPU"]
+         "PyTorch", "CUDA", "NVIDIA", "CPU", "README", "channels-last", "QKV", "UNet",
+         "torch.compile", "DeepCache", "TAESD"]
 
 
 def test_chinese_texts_leave_only_names_in_english():

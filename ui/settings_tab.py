@@ -18,10 +18,10 @@ import gradio as gr
 
 from app_settings import Preferences, PreferencesStore, output_folder
 from engine.downloads.sources import SOURCE_KINDS, DownloadSource
-from engine.errors import EngineError
+from engine.errors import EngineError, InvalidRequest
 from engine.interfaces import ImageServiceLike
 from engine.samplers import SAMPLERS
-from engine.settings import MEMORY_MODES
+from engine.settings import MAX_STEP_CACHE_INTERVAL, MEMORY_MODES, PREVIEW_METHODS, SpeedSettings
 from locales import LANGUAGES, translate
 from ui.access import Access
 from ui.texts import Texts
@@ -46,14 +46,71 @@ class SettingsTab:
     admin_password: Any
     unlock: Any
     personal: Any  # gr.BrowserState: {"language": ..., "default_sampler": ...} or {}
+    speed: SpeedWidgets
 
     def server_widgets(self) -> list[Any]:
         """What only an admin may change."""
-        return [self.output_dir, self.memory_mode, self.source, self.custom_endpoint]
+        return [self.output_dir, self.memory_mode, self.source, self.custom_endpoint,
+                *self.speed.widgets()]
+
+    def inputs(self) -> set[Any]:
+        return {self.language, self.output_dir, self.memory_mode, self.default_sampler,
+                self.source, self.custom_endpoint, *self.speed.widgets()}
+
+
+@dataclass(frozen=True)
+class SpeedWidgets:
+    """``engine.settings.SpeedSettings`` field by field."""
+
+    channels_last: Any
+    fuse_qkv: Any
+    compile_unet: Any
+    step_cache_interval: Any
+    preview_method: Any
+
+    def widgets(self) -> list[Any]:
+        return [getattr(self, field.name) for field in dataclasses.fields(self)]
+
+    def chosen(self, values: dict) -> SpeedSettings:
+        chosen = {field.name: values[getattr(self, field.name)]
+                  for field in dataclasses.fields(self)}
+        interval = chosen["step_cache_interval"]
+        if isinstance(interval, float) and interval.is_integer():  # a slider sends floats
+            chosen["step_cache_interval"] = int(interval)
+        return SpeedSettings(**chosen)
 
 
 def _memory_choices(language: str) -> list[tuple[str, str]]:
     return [(translate(language, f"settings.memory_{mode}"), mode) for mode in MEMORY_MODES]
+
+
+def _preview_choices(language: str) -> list[tuple[str, str]]:
+    return [(translate(language, f"settings.preview_{method}"), method)
+            for method in PREVIEW_METHODS]
+
+
+def _speed_widgets(texts: Texts, preferences: Preferences) -> SpeedWidgets:
+    speed = preferences.speed
+    with texts.make(gr.Accordion, label="settings.speed", open=False):
+        texts.make(gr.Markdown, text="settings.speed_hint")
+        with gr.Row():
+            channels_last = texts.make(gr.Checkbox, label="settings.channels_last",
+                                       info="settings.channels_last_hint",
+                                       value=speed.channels_last)
+            fuse_qkv = texts.make(gr.Checkbox, label="settings.fuse_qkv",
+                                  info="settings.fuse_qkv_hint", value=speed.fuse_qkv)
+            compile_unet = texts.make(gr.Checkbox, label="settings.compile_unet",
+                                      info="settings.compile_unet_hint",
+                                      value=speed.compile_unet)
+        with gr.Row():
+            step_cache = texts.make(gr.Slider, label="settings.step_cache_interval",
+                                    info="settings.step_cache_interval_hint", minimum=0,
+                                    maximum=MAX_STEP_CACHE_INTERVAL, step=1,
+                                    value=speed.step_cache_interval)
+            preview = gr.Radio(choices=_preview_choices(texts.language),
+                               value=speed.preview_method, label=texts("settings.preview_method"))
+            texts.bind(preview, label="settings.preview_method", choices=_preview_choices)
+    return SpeedWidgets(channels_last, fuse_qkv, compile_unet, step_cache, preview)
 
 
 def _source_choices(language: str) -> list[tuple[str, str]]:
@@ -105,11 +162,12 @@ def build_settings_tab(texts: Texts, preferences: Preferences, access: Access,
                                  placeholder="settings.custom_endpoint_hint",
                                  value=preferences.custom_endpoint,
                                  elem_id="settings-custom-endpoint")
+    speed = _speed_widgets(texts, preferences)
     save = texts.make(gr.Button, text="settings.save", variant="primary", elem_id="settings-save")
     password, unlock = _admin_unlock(texts, access)
     personal = gr.BrowserState({}, storage_key=BROWSER_KEY, secret=BROWSER_KEY)
     return SettingsTab(language, output_dir, memory_mode, default_sampler, source,
-                       custom_endpoint, save, password, unlock, personal)
+                       custom_endpoint, save, password, unlock, personal, speed)
 
 
 def _output_hint(language: str, base: Path) -> str:
@@ -129,10 +187,13 @@ def _server_changes(values: dict, tab: SettingsTab, before: Preferences,
     chosen = dataclasses.replace(
         before, output_dir=(values[tab.output_dir] or "").strip(),
         memory_mode=values[tab.memory_mode], download_source=values[tab.source] or "",
-        custom_endpoint=(values[tab.custom_endpoint] or "").strip())
+        custom_endpoint=(values[tab.custom_endpoint] or "").strip(),
+    ).with_speed(tab.speed.chosen(values))
     unchanged = (_same_folder(chosen.output_dir, before.output_dir, base)
-                 and (chosen.memory_mode, chosen.download_source, chosen.custom_endpoint)
-                 == (before.memory_mode, before.download_source, before.custom_endpoint))
+                 and (chosen.memory_mode, chosen.download_source, chosen.custom_endpoint,
+                      chosen.speed)
+                 == (before.memory_mode, before.download_source, before.custom_endpoint,
+                     before.speed))
     return None if unchanged else chosen
 
 
@@ -148,6 +209,9 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
             folder = output_folder(chosen.output_dir, outputs_base)
             DownloadSource.from_choice(chosen.download_source, chosen.custom_endpoint,
                                        allow_private=allow_private_endpoint)
+            problems = chosen.speed.problems()
+            if problems:
+                raise InvalidRequest("invalid_speed_setting", name=", ".join(problems))
         except EngineError as error:
             raise texts.engine_failure(error) from None
         try:
@@ -166,6 +230,8 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
             service.output_dir = folder
         if chosen.memory_mode != before.memory_mode:
             service.set_memory_mode(chosen.memory_mode)
+        if chosen.speed != before.speed:
+            service.set_speed(chosen.speed)
 
     def save(values: dict, request: gr.Request):
         before = store.load()
@@ -190,6 +256,5 @@ def wire_settings(tab: SettingsTab, texts: Texts, service: ImageServiceLike,
         mine = {"language": language, "default_sampler": sampler} if personal else {}
         return {**updates, tab.personal: mine}
 
-    tab.save.click(save, inputs={tab.language, tab.output_dir, tab.memory_mode,
-                                 tab.default_sampler, tab.source, tab.custom_endpoint},
-                   outputs=[*texts.components, tab.personal], api_name="save_settings")
+    tab.save.click(save, inputs=tab.inputs(), outputs=[*texts.components, tab.personal],
+                   api_name="save_settings")

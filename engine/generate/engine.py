@@ -65,7 +65,7 @@ from engine.requests import (
     ResizeMode,
 )
 from engine.samplers import build_scheduler
-from engine.settings import EngineSettings
+from engine.settings import EngineSettings, SpeedSettings
 from engine.store.loras import find_lora, lora_exists
 from engine.store.manifest import Manifest, load_manifest
 from engine.store.model_store import ModelStore
@@ -147,7 +147,8 @@ class Engine:
         self.placement = placement or pick_placement(settings.device, settings.precision)
         self.store = ModelStore(settings, self.manifest)
         self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models,
-                                         memory_mode=settings.memory_mode)
+                                         memory_mode=settings.memory_mode,
+                                         speed=settings.speed)
         aux = AuxAnnotators(self.store.complete_folder, device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
         self._counters: dict[Path, _TokenCounter] = {}
@@ -221,6 +222,15 @@ class Engine:
         with self.pipelines.lock:
             self.pipelines.memory_mode = mode
             self.pipelines.unload_all()
+
+    def set_speed(self, speed: SpeedSettings) -> None:
+        """Options applied at load time release the loaded models (the next job loads them
+        with the new ones); the others take effect with the next job."""
+        with self.pipelines.lock:
+            reload = speed.load_time != self.pipelines.speed.load_time
+            self.pipelines.speed = speed
+            if reload:
+                self.pipelines.unload_all()
 
     def device_memory(self) -> dict[str, dict[str, int]] | None:
         """A1111's ``cuda`` part of /sdapi/v1/memory in bytes; None off CUDA."""

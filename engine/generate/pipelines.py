@@ -23,6 +23,7 @@ from engine.generate.devices import Placement
 from engine.generate.lora import LoraAdapters, weights_only_forced_off
 from engine.generate.text_encoding import TextContext, read_text_context
 from engine.requests import JobKind
+from engine.settings import SpeedSettings
 from engine.store.manifest import ManifestEntry
 from engine.store.model_store import ModelStore
 
@@ -93,8 +94,10 @@ def free_memory() -> None:
 
 class PipelineManager:
     def __init__(self, store: ModelStore, placement: Placement, max_loaded: int = 2,
-                 max_controlnets: int = 2, memory_mode: str = "normal") -> None:
+                 max_controlnets: int = 2, memory_mode: str = "normal",
+                 speed: SpeedSettings | None = None) -> None:
         self.store = store
+        self.speed = speed or SpeedSettings()
         self.placement = placement
         self.memory_mode = memory_mode
         self.max_loaded = max_loaded

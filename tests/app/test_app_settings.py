@@ -15,6 +15,7 @@ from app_settings import (
     SettingsError,
     parse_settings,
 )
+from engine.settings import SpeedSettings
 
 # -- parse_settings ---------------------------------------------------------------------------
 
@@ -180,10 +181,14 @@ def test_unknown_keys_are_ignored(tmp_path):
     ("memory_mode", "huge"), ("memory_mode", 3),
     ("output_dir", ""), ("output_dir", "   "), ("output_dir", 5),
     ("default_sampler", 7), ("default_sampler", None), ("default_sampler", "No such sampler"),
+    ("channels_last", 1), ("fuse_qkv", "yes"), ("compile_unet", None),
+    ("step_cache_interval", 9), ("step_cache_interval", -1), ("step_cache_interval", True),
+    ("step_cache_interval", 2.5), ("preview_method", "full"),
 ])
 def test_a_bad_field_falls_back_alone(tmp_path, field, bad):
     good = Preferences(language="en", output_dir="/pictures", memory_mode="low",
-                       default_sampler="Euler a")
+                       default_sampler="Euler a", channels_last=True, fuse_qkv=True,
+                       compile_unet=True, step_cache_interval=3, preview_method="taesd")
     raw = {**good.__dict__, field: bad}
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(raw), encoding="utf-8")
@@ -192,6 +197,19 @@ def test_a_bad_field_falls_back_alone(tmp_path, field, bad):
 
     expected = {**good.__dict__, field: getattr(Preferences(), field)}
     assert loaded == Preferences(**expected)
+
+
+def test_speed_settings_round_trip_and_reach_the_engine_settings(tmp_path):
+    import app
+
+    speed = SpeedSettings(channels_last=True, fuse_qkv=False, compile_unet=True,
+                          step_cache_interval=3, preview_method="taesd")
+    store = PreferencesStore(tmp_path / "settings.json")
+    store.save(Preferences(language="en").with_speed(speed))
+    loaded = store.load()
+    assert loaded.speed == speed and loaded.language == "en"
+    assert app.engine_settings(parse_settings([], {}), "normal", loaded.speed).speed == speed
+    assert app.engine_settings(parse_settings([], {}), "normal").speed == SpeedSettings()
 
 
 def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):

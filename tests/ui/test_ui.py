@@ -610,7 +610,9 @@ def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path
         saved = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
         assert saved == {"language": "en", "output_dir": str(pictures), "memory_mode": "low",
                          "default_sampler": "Euler a", "download_source": "",
-                         "custom_endpoint": ""}
+                         "custom_endpoint": "", "channels_last": False, "fuse_qkv": False,
+                         "compile_unet": False, "step_cache_interval": 0,
+                         "preview_method": "approx"}
         assert ui.store.load() == Preferences("en", str(pictures), "low", "Euler a")
         prompt_updates = _updates_labelled(ui.client, "/save_settings", result, "common.prompt")
         assert {update["label"] for update in prompt_updates} == {"Prompt"}

@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError
 from app_settings import Preferences
 from engine.fake_engine import FakeEngine, fake_image_service
 from engine.service import ImageService
-from engine.settings import DEFAULT_MANIFEST
+from engine.settings import DEFAULT_MANIFEST, SpeedSettings
 from engine.store.catalog import ModelState
 from engine.store.manifest import load_manifest
 from locales import error_text, translate
@@ -67,12 +67,20 @@ def served(tmp_path: Path) -> tuple[ImageService, FakeEngine, RecordingDownloade
     return service, engine, RecordingDownloader.install(service)
 
 
+DEFAULT_SPEED = SpeedSettings()
+
+
 def save(client, output_dir: str, language: str = ZH, memory_mode: str = "normal",
-         source: str = "", endpoint: str = "", sampler: str = "DPM++ 2M"):
+         source: str = "", endpoint: str = "", sampler: str = "DPM++ 2M",
+         speed: SpeedSettings = DEFAULT_SPEED):
     return call(client, "/save_settings", **by_keys(
         settings__language=language, settings__output_dir=output_dir,
         settings__memory_mode=memory_mode, settings__default_sampler=sampler,
-        settings__source=source, settings__custom_endpoint=endpoint))
+        settings__source=source, settings__custom_endpoint=endpoint,
+        settings__channels_last=speed.channels_last, settings__fuse_qkv=speed.fuse_qkv,
+        settings__compile_unet=speed.compile_unet,
+        settings__step_cache_interval=speed.step_cache_interval,
+        settings__preview_method=speed.preview_method))
 
 
 def refused_as(code: str, caught: pytest.ExceptionInfo, **params) -> bool:
@@ -92,6 +100,7 @@ def shared(tmp_path):
 @pytest.mark.parametrize("change", [
     dict(output_dir="elsewhere"), dict(memory_mode="low"), dict(source="hf-mirror"),
     dict(source="custom", endpoint="https://hub.example.com"),
+    dict(speed=SpeedSettings(fuse_qkv=True)), dict(speed=SpeedSettings(step_cache_interval=3)),
 ])
 def test_a_non_admin_cannot_change_server_settings(shared, tmp_path, change):
     ui, bob = shared.ui, shared.bob
@@ -104,6 +113,7 @@ def test_a_non_admin_cannot_change_server_settings(shared, tmp_path, change):
     assert refused_as("admin_only", caught)
     assert file_text(ui.store.path) == before
     assert shared.engine.memory_modes == [] and ui.service.output_dir is None
+    assert shared.engine.speeds == []
     assert not (tmp_path / "elsewhere").exists()
 
 
@@ -123,6 +133,23 @@ def test_the_admin_can_change_server_settings(shared, tmp_path):
         str(tmp_path / "pictures"), "low", "hf-mirror")
     assert shared.engine.memory_modes == ["low"]
     assert ui.service.output_dir == (tmp_path / "pictures").resolve()
+    assert shared.engine.speeds == []  # unchanged, so not sent
+
+
+def test_the_admin_changes_speed_settings_and_a_bad_one_changes_nothing(shared, tmp_path):
+    ui, outputs = shared.ui, str(tmp_path / "outputs")
+    speed = SpeedSettings(channels_last=True, compile_unet=True, step_cache_interval=3,
+                          preview_method="taesd")
+    save(ui.client, outputs, speed=speed)
+    assert ui.store.load().speed == speed
+    assert shared.engine.speeds == [speed]
+
+    before = file_text(ui.store.path)
+    with pytest.raises(AppError) as caught:
+        # Gradio refuses values beyond the slider's range; a fraction gets past it.
+        save(ui.client, outputs, speed=SpeedSettings(step_cache_interval=2.5))  # type: ignore[arg-type]
+    assert refused_as("invalid_speed_setting", caught, name="step_cache_interval")
+    assert file_text(ui.store.path) == before and shared.engine.speeds == [speed]
 
 
 @pytest.mark.parametrize("api_name, arguments", [
