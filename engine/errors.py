@@ -122,6 +122,8 @@ class WarningCode(enum.StrEnum):
     """Every warning code (``EngineWarning``); the text is ``warnings.<value>``."""
 
     CONTROLNET_BASE_MISMATCH = "controlnet_base_mismatch"
+    # A few-step LoRA (LCM, TCD, Hyper-SD) used far from its sampler, steps or CFG.
+    FEW_STEP_LORA_SETTINGS = "few_step_lora_settings"
     # The device report's problems (engine.device_report): an NVIDIA GPU torch cannot use.
     GPU_UNUSED_CUDA_UNAVAILABLE = "gpu_unused_cuda_unavailable"
     GPU_UNUSED_TORCH_CPU = "gpu_unused_torch_cpu"

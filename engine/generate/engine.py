@@ -39,6 +39,7 @@ from engine.errors import (
     SkipImage,
     WarningCode,
 )
+from engine.few_step import few_step_warning
 from engine.generate.aux_annotators import AuxAnnotators
 from engine.generate.devices import Placement, pick_placement, torch_facts
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
@@ -64,7 +65,7 @@ from engine.requests import (
     PromptInfo,
     ResizeMode,
 )
-from engine.samplers import build_scheduler
+from engine.samplers import build_scheduler, sampler_call_options
 from engine.settings import EngineSettings, SpeedSettings
 from engine.store.loras import find_lora, lora_exists
 from engine.store.manifest import Manifest, load_manifest
@@ -98,6 +99,16 @@ class _Job:
     @property
     def request(self) -> GenerationRequest:
         return self.prepared.request
+
+
+def _denoising_steps(job: _Job) -> int:
+    """The ``num_inference_steps`` the pipeline gets: img2img runs int(steps * strength) of
+    them, so a tiny strength raises the count until that is at least one."""
+    steps = job.request.steps
+    strength = job.request.strength if isinstance(job.request, Img2ImgRequest) else None
+    if strength and steps * strength < 1:
+        steps = math.ceil(1 / strength)
+    return steps
 
 
 # How SD 1.x latent channels map to RGB, approximately (a widely used fixed projection); a
@@ -292,7 +303,7 @@ class Engine:
         job.lora_hashes = {s.name: self.store.file_hash(s.path)[:12] for s, _ in sources}
         base.loras.apply(base.pipe, sources)
         base.pipe.scheduler = build_scheduler(base.scheduler_config, request.sampler,
-                                              request.schedule)
+                                              request.schedule, _denoising_steps(job))
 
     def _size_for(self, request: GenerationRequest, base: LoadedBase) -> tuple[int, int]:
         if request.width and request.height:
@@ -387,17 +398,13 @@ class Engine:
             return kwargs
 
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        steps = request.steps
-        strength = job.call_args.get("strength")
-        if strength and steps * strength < 1:
-            # img2img runs int(steps * strength) steps; make that at least one.
-            steps = math.ceil(1 / strength)
         output = pipe(
             prompt_embeds=encoded.positive, negative_prompt_embeds=encoded.negative,
-            num_inference_steps=steps, guidance_scale=float(request.guidance),
+            num_inference_steps=_denoising_steps(job), guidance_scale=float(request.guidance),
             num_images_per_prompt=request.batch_size, generator=generators,
             output_type="latent",
-            callback_on_step_end=on_step_end, **job.call_args)
+            callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),
+            **job.call_args)
         return output.images
 
     @staticmethod
@@ -445,6 +452,10 @@ class Engine:
             if source.manifest_base and source.manifest_base != base.model_id:
                 warnings.append(EngineWarning(WarningCode.LORA_BASE_MISMATCH, {
                     "lora": lora.name, "base": base.model_id, "expected": source.manifest_base}))
+            if source.sampling is not None and lora.weight != 0:
+                settings_warning = few_step_warning(lora.name, source.sampling, request)
+                if settings_warning is not None:
+                    warnings.append(settings_warning)
             wanted.append((source, float(lora.weight)))
         return wanted
 

@@ -179,7 +179,7 @@ def lora_choice_from_entry(entry: ManifestEntry) -> LoraChoice:
     return LoraChoice(
         name=entry.id, title_zh=entry.name.zh, title_en=entry.name.en,
         description_zh=entry.description.zh, description_en=entry.description.en,
-        base=entry.base, weight=entry.recommended.lora_weight or 1.0,
+        base=entry.base_label, weight=entry.recommended.lora_weight or 1.0,
         trigger_words=entry.trigger_words, has_preview=entry.preview_image is not None)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from engine.errors import EngineError
 from engine.settings import EngineSettings
 from engine.store.catalog import stays_inside
-from engine.store.manifest import ModelKind
+from engine.store.manifest import ModelKind, Recommended
 from engine.store.model_store import ModelStore
 
 
@@ -22,6 +22,8 @@ class LoraSource:
     path: Path
     allow_pickle: bool
     manifest_base: str | None = None
+    # A few-step LoRA's sampler, steps and guidance (None for other LoRAs).
+    sampling: Recommended | None = None
 
     @property
     def adapter_name(self) -> str:
@@ -38,7 +40,8 @@ def find_lora(store: ModelStore, settings: EngineSettings, name: str) -> LoraSou
         folder = store.resolve(name)
         assert entry.weight_file is not None  # the manifest refuses a LoRA without one
         return LoraSource(name, folder / entry.weight_file, allow_pickle=True,
-                          manifest_base=entry.base)
+                          manifest_base=entry.base,
+                          sampling=entry.recommended if entry.prescribes_sampling else None)
     if settings.allow_file_paths and Path(name).expanduser().is_file():
         return LoraSource(name, Path(name).expanduser(), allow_pickle=False)
     if Path(name).name != name or name in (".", ".."):

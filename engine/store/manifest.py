@@ -10,9 +10,10 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import EngineError
+from engine.samplers import ALL_SCHEDULES, SAMPLERS
 
 
 class ModelKind(str, enum.Enum):
@@ -20,6 +21,17 @@ class ModelKind(str, enum.Enum):
     CONTROLNET = "controlnet"
     LORA = "lora"
     ANNOTATOR = "annotator"  # a preprocessor's weights (controlnet-aux), not a diffusion model
+
+
+class BaseFamily(str, enum.Enum):
+    """An architecture family a LoRA may fit as a whole (every base in this manifest is SD 1.x:
+    PAI's and Taiyi's UNets are SD 1.5's, only their text encoders differ)."""
+
+    SD15 = "sd15"
+
+    @property
+    def label(self) -> str:
+        return {"sd15": "SD 1.5"}[self.value]
 
 
 class _Strict(BaseModel):
@@ -47,6 +59,20 @@ class Recommended(_Strict):
     lora_weight: float | None = Field(default=None, ge=-2, le=2)
     strength: float | None = Field(default=None, ge=0, le=1)
 
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str | None) -> str | None:
+        if value is not None and value not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{value}' (known: {', '.join(SAMPLERS)})")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, value: str | None) -> str | None:
+        if value is not None and value not in ALL_SCHEDULES:
+            raise ValueError(f"unknown schedule '{value}' (known: {', '.join(ALL_SCHEDULES)})")
+        return value
+
 
 class ExamplePrompt(_Strict):
     prompt: str = Field(min_length=1)
@@ -66,6 +92,9 @@ class ManifestEntry(_Strict):
     license: str
     license_url: str | None = None
     base: str | None = None
+    # Instead of one ``base``: a LoRA made for a whole family (the few-step LoRAs for SD 1.5),
+    # fitting every base of it. Whether it suits a fine-tuned base is the user's to judge.
+    base_family: BaseFamily | None = None
     default_size: ImageSize | None = None
     recommended: Recommended = Recommended()
     examples: tuple[ExamplePrompt, ...] = ()
@@ -88,6 +117,17 @@ class ManifestEntry(_Strict):
         return f"{self.approx_size_gb:g}" if self.approx_size_gb else "?"
 
     @property
+    def base_label(self) -> str | None:
+        """What a LoRA or ControlNet was made for, as the UI shows it."""
+        return self.base or (self.base_family.label if self.base_family else None)
+
+    @property
+    def prescribes_sampling(self) -> bool:
+        """A LoRA whose card sets the sampler, steps and guidance (a few-step LoRA): requests
+        far from them get a warning."""
+        return self.kind is ModelKind.LORA and self.recommended.sampler is not None
+
+    @property
     def cache_repo(self) -> str:
         """Where its files live in the hub cache (and its download records). An entry that
         takes a few files of a shared repo gets a folder of its own, so that each detector's
@@ -100,17 +140,32 @@ class ManifestEntry(_Strict):
             raise ValueError("sha256 values are 64 lowercase hex digits")
         if self.kind is ModelKind.BASE and self.default_size is None:
             raise ValueError("a base model needs default_size")
+        self._check_recommended()
         if self.kind is ModelKind.ANNOTATOR:
             return self._annotator_fields()
         if self.files:
             raise ValueError("only an annotator lists files")
-        if self.kind is not ModelKind.BASE and self.base is None:
-            raise ValueError("a ControlNet or LoRA names the base it was trained for")
+        if self.kind is ModelKind.BASE and self.base_family is not None:
+            raise ValueError("a base model has no base_family")
+        if self.kind is not ModelKind.BASE and (self.base is None) == (self.base_family is None):
+            raise ValueError("a ControlNet or LoRA names either the base it was trained for "
+                             "(base) or the family it fits (base_family)")
         if self.kind is ModelKind.CONTROLNET and not self.control_type:
             raise ValueError("a ControlNet needs control_type")
         if self.kind is ModelKind.LORA and not self.weight_file:
             raise ValueError("a LoRA needs weight_file")
         return self
+
+    def _check_recommended(self) -> None:
+        recommended = self.recommended
+        if recommended.sampler and recommended.schedule and (
+                recommended.schedule not in SAMPLERS[recommended.sampler].schedules):
+            raise ValueError(f"recommended: sampler '{recommended.sampler}' does not offer the "
+                             f"schedule '{recommended.schedule}'")
+        if self.prescribes_sampling and (recommended.steps is None
+                                         or recommended.guidance is None):
+            raise ValueError("recommended: a LoRA that names a sampler names steps and guidance "
+                             "too")
 
     def _annotator_fields(self) -> ManifestEntry:
         if not self.files:
@@ -118,8 +173,9 @@ class ManifestEntry(_Strict):
         # Plain names: a file lands in the snapshot folder under this name.
         if any(not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", name) for name in self.files):
             raise ValueError("annotator files are plain file names")
-        if self.base is not None or self.control_type or self.weight_file:
-            raise ValueError("an annotator has no base, control_type or weight_file")
+        if (self.base is not None or self.base_family is not None or self.control_type
+                or self.weight_file):
+            raise ValueError("an annotator has no base, base_family, control_type or weight_file")
         return self
 
 

@@ -15,6 +15,7 @@ from engine.samplers import (
     build_scheduler,
     find_sampler,
     find_schedule,
+    sampler_call_options,
     split_legacy_sampler_name,
 )
 
@@ -66,3 +67,29 @@ def test_lookups_accept_aliases_and_labels():
     assert find_schedule("Karras") == "karras" and find_schedule("SGM Uniform") == "sgm_uniform"
     assert split_legacy_sampler_name("DPM++ 2M SDE Karras") == ("DPM++ 2M SDE", "karras")
     assert split_legacy_sampler_name("Euler a") == ("Euler a", None)
+
+
+def test_tcd_is_offered_under_its_webui_name_with_its_gamma():
+    assert find_sampler("tcd").name == "TCD"
+    assert build_scheduler(dict(DPM_SOLVER_CONFIG), "TCD", "automatic").__class__.__name__ == (
+        "TCDScheduler")
+    assert sampler_call_options("TCD") == {"eta": 0.3}
+    assert sampler_call_options("LCM") == {} and sampler_call_options("DDIM") == {}
+
+
+@pytest.mark.parametrize("name", ["LCM", "TCD"])
+def test_distilled_samplers_keep_their_grid_and_widen_it_for_more_steps(name):
+    scheduler = build_scheduler(dict(DPM_SOLVER_CONFIG), name, "automatic", 4)
+    scheduler.set_timesteps(4)
+    assert scheduler.timesteps.tolist() == [999, 759, 499, 259]  # diffusers' LCM-LoRA docs
+    many = build_scheduler(dict(DPM_SOLVER_CONFIG), name, "automatic", 120)
+    many.set_timesteps(120)
+    assert len(many.timesteps) == 120
+
+
+def test_ddim_never_clips_latents_and_trailing_starts_at_the_last_timestep():
+    """Hyper-SD's setting: DDIM with trailing spacing (SGM Uniform), unclipped."""
+    scheduler = build_scheduler(dict(DPM_SOLVER_CONFIG), "DDIM", "sgm_uniform")
+    assert scheduler.config.clip_sample is False
+    scheduler.set_timesteps(8)
+    assert scheduler.timesteps[0] == 999

@@ -66,6 +66,8 @@ def test_choices_for_the_ui(service, tiny_repos):
     assert {"ink", "kohya-style"} <= set(names)  # files dropped into models/lora
     poem = service.lora_choices()[0]
     assert poem.weight == 0.4 and poem.title_zh == "诗意"
+    lcm = next(choice for choice in service.lora_choices() if choice.name == "lcm-lora-sd15")
+    assert lcm.base == "SD 1.5" and lcm.weight == 1.0  # a family LoRA: made for all SD 1.5
     assert service.default_size("pai-anime-large") == (512, 768)
     assert "canny" in service.control_types() and "lineart" in service.control_types()
 

@@ -21,6 +21,8 @@ class TinyRepos:
     kohya_lora: Path
     foreign_lora: Path
     annotators: Path  # the tiny lllyasviel/Annotators replica, every detector's files
+    # manifest id -> the hub cache file of LCM-LoRA, TCD-LoRA and Hyper-SD15 in their formats
+    few_step_loras: dict[str, Path]
 
     @property
     def lora_dir(self) -> Path:
@@ -35,6 +37,7 @@ def build_tiny_repos(root: Path) -> TinyRepos:
     )
     from engine.settings import DEFAULT_MANIFEST
     from engine.store.manifest import ModelKind, load_manifest
+    from tests.support.few_step_loras import place_few_step_loras
 
     hub = root / "hub"
     made = root / "made"
@@ -72,7 +75,7 @@ def build_tiny_repos(root: Path) -> TinyRepos:
         kohya_lora=tiny.write_kohya_lora(lora_dir / "kohya-style.safetensors", pai),
         foreign_lora=tiny.write_kohya_lora(lora_dir / "sd2-style.safetensors", pai,
                                            in_features_override=77),
-        annotators=annotators)
+        annotators=annotators, few_step_loras=place_few_step_loras(made, pai, hub))
 
 
 def make_settings(repos: TinyRepos, **overrides):

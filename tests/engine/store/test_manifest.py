@@ -30,9 +30,34 @@ def test_every_model_of_the_brief_is_listed(manifest):
         "alibaba-pai/pai-diffusion-general-large-zh-controlnet-depth": ("pai-general-large",
                                                                         "depth"),
     }
-    loras = manifest.of_kind(ModelKind.LORA)
+    loras = [e for e in manifest.of_kind(ModelKind.LORA) if e.base is not None]
     assert {e.repo.rsplit("-", 1)[1] for e in loras} == {"poem", "25d"}
     assert all(e.recommended.lora_weight == 0.4 and e.base == "pai-artist-large" for e in loras)
+
+
+def test_few_step_loras_follow_their_cards(manifest):
+    few_step = {e.id: (e.repo, e.weight_file, e.license,
+                       e.recommended.model_dump(exclude_none=True))
+                for e in manifest.of_kind(ModelKind.LORA) if e.prescribes_sampling}
+    assert few_step == {
+        "lcm-lora-sd15": ("latent-consistency/lcm-lora-sdv1-5",
+                          "pytorch_lora_weights.safetensors", "openrail++",
+                          {"sampler": "LCM", "schedule": "automatic", "steps": 4,
+                           "guidance": 1.0, "lora_weight": 1.0}),
+        "tcd-lora-sd15": ("h1t/TCD-SD15-LoRA", "pytorch_lora_weights.safetensors", "mit",
+                          {"sampler": "TCD", "schedule": "automatic", "steps": 4,
+                           "guidance": 1.0, "lora_weight": 1.0}),
+        "hyper-sd15-8steps-lora": ("ByteDance/Hyper-SD", "Hyper-SD15-8steps-lora.safetensors",
+                                   "openrail++",
+                                   {"sampler": "DDIM", "schedule": "sgm_uniform", "steps": 8,
+                                    "guidance": 1.0, "lora_weight": 1.0}),
+    }
+    for model_id in few_step:
+        entry = manifest.get(model_id)
+        assert entry.base is None and entry.base_family.value == "sd15"
+        assert entry.base_label == "SD 1.5" and not entry.sha256
+        # The model card does not promise PAI's Chinese UNet anything: the entry says so.
+        assert "unverified" in entry.description.en and "未经验证" in entry.description.zh
 
 
 def test_default_sizes_follow_the_cards(manifest):
@@ -120,6 +145,38 @@ def test_yaml_tags_are_not_run():
 def test_bad_fields_name_the_entry(change, fragment):
     error = _error(_with_first_entry(change))
     assert error.params["entry"] == "pai-artist-large" and fragment in error.params["detail"]
+
+
+def _change_entry(model_id: str, **fields):
+    def change(entry, data):
+        target = next(e for e in data["models"] if e["id"] == model_id)
+        for key, value in fields.items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+
+    return change
+
+
+@pytest.mark.parametrize("model_id, fields, fragment", [
+    ("lcm-lora-sd15", {"recommended": {"sampler": "LCM fast", "steps": 4, "guidance": 1.0}},
+     "unknown sampler 'LCM fast'"),
+    ("lcm-lora-sd15", {"recommended": {"sampler": "LCM", "schedule": "trailing", "steps": 4,
+                                       "guidance": 1.0}}, "unknown schedule 'trailing'"),
+    ("lcm-lora-sd15", {"recommended": {"sampler": "LCM", "schedule": "karras", "steps": 4,
+                                       "guidance": 1.0}}, "does not offer the schedule 'karras'"),
+    ("lcm-lora-sd15", {"recommended": {"sampler": "LCM", "guidance": 1.0}},
+     "names steps and guidance too"),
+    ("lcm-lora-sd15", {"base": "pai-artist-large"}, "either the base"),
+    ("lcm-lora-sd15", {"base_family": None}, "either the base"),
+    ("lcm-lora-sd15", {"base_family": "sdxl"}, "base_family"),
+    ("pai-artist-large", {"base_family": "sd15"}, "a base model has no base_family"),
+    ("annotator-hed", {"base_family": "sd15"}, "an annotator has no base"),
+])
+def test_bad_sampling_and_families_name_the_entry(model_id, fields, fragment):
+    error = _error(_with_first_entry(_change_entry(model_id, **fields)))
+    assert error.params["entry"] == model_id and fragment in error.params["detail"], error.params
 
 
 def test_references_and_duplicates():
