@@ -17,7 +17,7 @@ from engine.errors import InvalidRequest, ResourceError, WarningCode
 from engine.interfaces import ImageServiceLike
 from engine.limits import Limits
 from engine.metadata.infotext import format_infotext
-from engine.metadata.outputs import encode_png
+from engine.metadata.outputs import png_of, with_png
 from engine.requests import (
     ControlNetRequest,
     ControlSpec,
@@ -166,7 +166,9 @@ def local_model_row(name: str) -> dict:
 
 def saved_or_warned(service: ImageServiceLike, result: GenerationResult) -> GenerationResult:
     """Save as the client asked; a full or read-only disk must not cost it the images it
-    waited for: they come back with ``save_failed`` among the ``info`` warnings (no path)."""
+    waited for: they come back with ``save_failed`` among the ``info`` warnings (no path).
+    The images come back with their PNG attached: the response sends the bytes just saved."""
+    result = with_png(result)
     try:
         service.save(result)
     except ResourceError:  # logged where it happened
@@ -184,7 +186,7 @@ def encode_png_image(image: Image.Image) -> str:
 def to_response(result: GenerationResult, body: Txt2ImgBody) -> GenerationResponse:
     images = []
     if body.send_images:
-        images = [base64.b64encode(encode_png(item)).decode("ascii") for item in result.images]
+        images = [base64.b64encode(png_of(item)).decode("ascii") for item in result.images]
         if result.control_map is not None:
             images.append(encode_png_image(result.control_map))
     parameters = body.model_dump(exclude={"init_images", "mask"})

@@ -14,7 +14,7 @@ from bench.context import NEGATIVE_PROMPT, PROMPT, SEED, BenchContext
 from bench.measure import interleaved
 from bench.preview_cost import PreviewKeeper
 from bench.report import Figure
-from bench.serving import ServedApp, served_app
+from bench.serving import EMPTY_EVENT, ServedApp, served_app
 
 GOAL_AT_MOST = 1.10
 HTTP_TIMEOUT_S = 600
@@ -45,31 +45,59 @@ def _through_api(context: BenchContext, app: ServedApp) -> Callable[[], object]:
     return post
 
 
-def _through_gradio(context: BenchContext, app: ServedApp) -> Callable[[], object]:
+def _gradio_client(app: ServedApp):
+    """A gradio_client session on the served app. ``ssl_verify=False``: the app is plain HTTP on
+    127.0.0.1, so nothing is ever verified, but with the default gradio_client has httpx load
+    the CA bundle into a new SSL context for each of its requests (sending the job, opening the
+    event stream, downloading the image): about 28 ms of CPU each on this machine, a cost of
+    that client alone (a browser builds nothing per request) that the ratio would count as the
+    app's."""
     from gradio_client import Client
 
+    client = Client(app.url + "/", verbose=False, ssl_verify=False)
+    app.clients.append(client)
+    return client
+
+
+def _through_gradio(context: BenchContext, app: ServedApp) -> Callable[[], object]:
     from tests.support.ui_client import by_keys, call
 
-    client = Client(app.url + "/", verbose=False)
-    app.clients.append(client)
+    client = _gradio_client(app)
     values = by_keys(common__prompt=PROMPT, common__negative_prompt=NEGATIVE_PROMPT,
                      common__seed=SEED, common__steps=context.plan.steps,
                      common__width=context.plan.side, common__height=context.plan.side)
     return lambda: call(client, "/txt2img", **values)
 
 
+def _empty_gradio_event_ms(context: BenchContext, app: ServedApp) -> float:
+    """The median time of an event that does nothing, through the same queue and client: the
+    part of the Gradio path's overhead that any job pays, whatever the app does."""
+    client = _gradio_client(app)
+
+    def empty() -> object:
+        return client.predict(api_name="/" + EMPTY_EVENT)
+
+    empty()
+    return interleaved({"empty": empty}, context.plan.repeats).median("empty") * 1000
+
+
 def _ratio(context: BenchContext, app: ServedApp, name: str,
-           channel: Callable[[BenchContext, ServedApp], Callable[[], object]]) -> Figure:
+           channel: Callable[[BenchContext, ServedApp], Callable[[], object]],
+           also: str = "") -> Figure:
     served = channel(context, app)
     served()  # warm-up, and the request the engine is then given, recorded
     direct = _direct(context, app)
     timings = interleaved({"served": served, "direct": direct}, context.plan.repeats)
     note = (f"served vs engine call: {timings.describe('served', 'direct')}; "
-            f"{context.plan.steps} steps, {context.plan.side}px")
+            f"{context.plan.steps} steps, {context.plan.side}px{also}")
     return Figure(name, timings.ratio("served", "direct"), "ratio", GOAL_AT_MOST, note)
 
 
 def measure(context: BenchContext) -> list[Figure]:
     with served_app(context) as app:
-        return [_ratio(context, app, "api_overhead_ratio", _through_api),
-                _ratio(context, app, "gradio_overhead_ratio", _through_gradio)]
+        api = _ratio(context, app, "api_overhead_ratio", _through_api)
+        empty_ms = _empty_gradio_event_ms(context, app)
+        gradio = _ratio(context, app, "gradio_overhead_ratio", _through_gradio,
+                        also=f"; an empty event through the same queue and client: "
+                             f"{empty_ms:.0f} ms (the client reads its messages every 50 ms)")
+        return [api, gradio]

@@ -12,6 +12,11 @@ from typing import Any
 
 from bench.context import BenchContext
 
+# A queued Gradio event that does nothing, added to the served UI: what any job through the
+# Gradio queue costs a gradio_client caller before the job's own work (queue join, SSE stream,
+# the client's message loop), measured beside the txt2img job so the figure's note can say so.
+EMPTY_EVENT = "bench_empty"
+
 
 class RecordingEngine:
     """The engine, remembering the last prepared request it was asked to run."""
@@ -58,6 +63,7 @@ def served_app(context: BenchContext) -> Iterator[ServedApp]:
     store = PreferencesStore(context.root / "settings.json")
     ui = build_ui(service, UiOptions(Preferences(output_dir=str(outputs)),
                                      outputs_base=context.root), store)
+    _add_empty_event(ui)
     ui.queue(max_size=32, default_concurrency_limit=1)
     port = free_port()
     server = build_server(build_http_app(ui, service, AppSettings(port=port)), "127.0.0.1", port)
@@ -70,3 +76,10 @@ def served_app(context: BenchContext) -> Iterator[ServedApp]:
             client.close()
         server.should_exit = True
         thread.join(10)
+
+
+def _add_empty_event(ui: Any) -> None:
+    import gradio as gr
+
+    with ui:
+        gr.Button(visible=False).click(lambda: None, api_name=EMPTY_EVENT)

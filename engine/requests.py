@@ -142,6 +142,9 @@ class GeneratedImage:
     image: Image.Image
     seed: int
     parameters: dict[str, Any]
+    # The image as a PNG file with its infotext, once ``engine.metadata.outputs.with_png`` has
+    # encoded it: saving it and showing or sending it then share one encoding.
+    png: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -260,6 +260,28 @@ MUTATIONS: tuple[Mutation, ...] = (
         "else Recommended())",
         ("tests/ui/test_ui.py::test_txt2img_and_img2img_start_at_the_active_models_recommended_settings",),
     ),
+    Mutation(
+        "ui: the gallery encodes each image again instead of showing the saved PNG",
+        "ui/generation_widgets.py",
+        "        if item.png is None:\n            return item.image\n",
+        "        if True:\n            return item.image\n",
+        ("tests/ui/test_ui.py::test_the_gallery_shows_the_very_png_saved_infotext_included",),
+    ),
+    Mutation(
+        "api: the answer encodes each saved image again",
+        "api/convert.py",
+        "    result = with_png(result)\n",
+        "",
+        ("tests/api/test_api.py::test_saved_and_sent_images_are_encoded_once_and_sent_as_saved",),
+    ),
+    Mutation(
+        "outputs: saving encodes the image again instead of writing its attached PNG",
+        "engine/metadata/outputs.py",
+        "        data = png_of(image)\n",
+        "        data = encode_png(image)\n",
+        ("tests/engine/metadata/test_outputs.py::"
+         "test_with_png_attaches_the_saved_bytes_and_saving_writes_them_as_they_are",),
+    ),
     # -- the prompt parser -------------------------------------------------------------------
     Mutation(
         "prompt: long prompts parse to nothing",

@@ -12,6 +12,7 @@ import gradio as gr
 from engine.errors import EngineError
 from engine.interfaces import ImageServiceLike
 from engine.jobs import NO_SHARE, ModelAction
+from engine.metadata.outputs import with_png
 from engine.requests import GenerationRequest, GenerationResult
 from ui.texts import Texts
 
@@ -66,8 +67,9 @@ class JobRunner:
                 self._jobs[session].remove(job)
         if job.error is not None:
             raise self.texts.engine_failure(job.error)
-        result = job.result
-        assert result is not None  # a generation job that did not fail has its result
+        assert job.result is not None  # a generation job that did not fail has its result
+        # One PNG per image, saved and then shown from the same bytes (see ResultWidgets).
+        result = with_png(job.result)
         self._save(result)
         for warning in result.warnings:
             gr.Warning(self.texts.warning(warning.code, warning.params))

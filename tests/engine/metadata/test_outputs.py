@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import threading
 from datetime import datetime
@@ -13,8 +14,8 @@ from PIL import Image
 from engine.errors import ResourceError
 from engine.metadata import outputs
 from engine.metadata.infotext import format_infotext, parse_infotext, read_png_parameters
-from engine.metadata.outputs import save_generated
-from engine.requests import GeneratedImage
+from engine.metadata.outputs import save_generated, with_png
+from engine.requests import GeneratedImage, GenerationResult, PromptInfo
 
 DAY = datetime(2025, 3, 14, 15, 9, 26)
 NEXT_DAY = datetime(2025, 3, 15, 0, 0, 1)
@@ -45,6 +46,20 @@ def test_saved_png_carries_the_parameters(tmp_path):
     for key in ("prompt", "negative_prompt", "sampler", "schedule", "steps", "guidance", "seed",
                 "width", "height", "model", "strength", "loras"):
         assert parsed[key] == image.parameters[key], key
+
+
+def test_with_png_attaches_the_saved_bytes_and_saving_writes_them_as_they_are(tmp_path):
+    info = PromptInfo(tokens=3, context_length=77, chunks=1)
+    result = GenerationResult(images=(_image(7), _image(8)), control_map=None, warnings=(),
+                              prompt_info=info, negative_prompt_info=info, duration_s=0.1)
+    encoded = with_png(result)
+    assert [image.png for image in encoded.images] == [
+        outputs.encode_png(image) for image in result.images]
+    assert with_png(encoded).images[0].png is encoded.images[0].png  # not encoded again
+
+    marked = dataclasses.replace(encoded.images[0], png=b"the bytes the caller holds")
+    [path] = save_generated([marked], tmp_path, now=DAY)
+    assert path.read_bytes() == b"the bytes the caller holds"
 
 
 def test_numbering_continues_across_calls_and_existing_files(tmp_path):
