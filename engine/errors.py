@@ -121,6 +121,8 @@ class ErrorCode(enum.StrEnum):
 class WarningCode(enum.StrEnum):
     """Every warning code (``EngineWarning``); the text is ``warnings.<value>``."""
 
+    # torch.compile failed (no C++ compiler, an unsupported device): the job ran without it.
+    COMPILE_SKIPPED = "compile_skipped"
     CONTROLNET_BASE_MISMATCH = "controlnet_base_mismatch"
     # The device report's problems (engine.device_report): an NVIDIA GPU torch cannot use.
     GPU_UNUSED_CUDA_UNAVAILABLE = "gpu_unused_cuda_unavailable"
