@@ -381,7 +381,8 @@ def run_matrix(plan: Plan, paths: Paths, results: Results, out: Path | None) -> 
         if not budget.allows(job):
             logger.warning("time budget: %s² b%d %s %s not measured", job.side, job.batch,
                            job.dtype, job.kind)
-            results.rows += over_budget_rows(job, results.flops, results.peak)
+            results.rows += over_budget_rows(job, results.flops, results.peak) + \
+                not_offered_rows(job, results.flops, results.peak)
             continue
         job_paths = paths.for_dtype(job.dtype)  # loading is outside the job's estimate
         started = time.perf_counter()

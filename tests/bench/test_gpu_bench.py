@@ -92,7 +92,10 @@ def test_tiny_run_has_a_row_for_every_job_and_path(tiny_results):
     found = {(r["side"], r["batch"], r["dtype"], r["kind"], r["label"]) for r in rows}
     assert found == {(*job, label) for job in TINY_JOBS for label in PATH_LABELS}
     assert len(rows) == len(found)
-    statuses = {r["label"]: r["status"] for r in rows}
+    # The first job always runs; on a busy machine the time budget may leave later ones out.
+    first = TINY_JOBS[0]
+    statuses = {r["label"]: r["status"] for r in rows
+                if (r["side"], r["batch"], r["dtype"], r["kind"]) == first}
     assert statuses["diffusers eager (SDPA)"] == statuses["engine, SDPA (default)"] == "measured"
     for optimization in ENGINE_OPTIMIZATIONS:
         offered = optimization.settings is not None
