@@ -823,13 +823,6 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/engine/generate/test_speed_settings.py::test_two_loras_on_a_compiled_unet_then_swapping_both",),
     ),
     Mutation(
-        "hotswap: every LoRA loads anew (recompiles)",
-        "engine/generate/lora_hotswap.py",
-        "        if exists and rank <= self.target_rank:",
-        "        if False:",
-        ("tests/engine/generate/test_speed_settings.py::test_changing_loras_on_a_compiled_unet_does_not_recompile",),
-    ),
-    Mutation(
         "ui: compiling shows as step 0",
         "ui/job_runner.py",
         "        if state.phase == PHASE_COMPILING:",
