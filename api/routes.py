@@ -48,10 +48,10 @@ from engine.interfaces import ImageServiceLike
 from engine.jobs import NO_SHARE, Job, JobState, ModelAction
 from engine.limits import Limits
 from engine.metadata.reading import read_image_parameters
-from engine.requests import ControlSpec
+from engine.requests import PHASE_COMPILING, ControlSpec
 from engine.samplers import ALL_SCHEDULES, SAMPLERS, SCHEDULE_LABELS
 from engine.store.manifest import ModelKind
-from locales import error_text, language_of
+from locales import error_text, language_of, translate
 
 logger = logging.getLogger(__name__)
 
@@ -354,9 +354,10 @@ def _own_running_job(service: ImageServiceLike, caller: Caller, options: ApiOpti
 
 
 def _progress(service: ImageServiceLike, caller: Caller, options: ApiOptions,
-              skip_current_image: bool) -> dict:
+              skip_current_image: bool, language: str) -> dict:
     """A1111's progress, of the caller's own running job only (on a single-user install, of
-    whatever runs): another user's prompt, preview and progress are theirs."""
+    whatever runs): another user's prompt, preview and progress are theirs. ``textinfo`` says
+    when the job is compiling (its first step, after a load with compiling on)."""
     job = _own_running_job(service, caller, options)
     waiting = service.jobs.waiting if options.single_user else \
         service.jobs.waiting_for(caller.user)
@@ -370,8 +371,10 @@ def _progress(service: ImageServiceLike, caller: Caller, options: ApiOptions,
                  interrupted=job.cancel_event.is_set())
     preview = None if skip_current_image or job.preview is None else \
         encode_png_image(job.preview)
+    textinfo = translate(language, "common.compiling") \
+        if job.progress.phase == PHASE_COMPILING else None
     return {"progress": job.progress.fraction, "eta_relative": job.eta_s or 0.0,
-            "state": state, "current_image": preview, "textinfo": None}
+            "state": state, "current_image": preview, "textinfo": textinfo}
 
 
 def _png_info(body: PngInfoBody, limits: Limits) -> dict:
@@ -400,7 +403,8 @@ def _utility_routes(router: APIRouter, service: ImageServiceLike, options: ApiOp
 
     @router.get("/sdapi/v1/progress")
     def progress(request: Request, skip_current_image: bool = False) -> dict:
-        return _progress(service, caller_of(request, options), options, skip_current_image)
+        return _progress(service, caller_of(request, options), options, skip_current_image,
+                         _language(request))
 
     @router.post("/sdapi/v1/interrupt")
     def interrupt(request: Request) -> None:

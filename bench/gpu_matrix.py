@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.gpu_paths import Job
+from engine.settings import SpeedSettings
 
 PLAIN, CONTROLNET = "plain", "controlnet"
 BARE_PATH = "diffusers eager"
@@ -20,20 +21,26 @@ OVER_BUDGET = "not measured (time budget)"
 @dataclass(frozen=True)
 class EngineOptimization:
     """One way the engine can run faster. ``settings`` are the ``EngineSettings`` overrides
-    that switch it on; None while the engine does not offer it (its row says so)."""
+    that switch it on; None while the engine does not offer it (its row says so).
+    ``reorders_math``: the same computation summed in another order (another memory layout,
+    fused matrices, generated kernels), so fp32 images may differ by a rounding step."""
 
     name: str
     label: str
     settings: dict[str, Any] | None
+    reorders_math: bool = False
 
 
 # SDPA is diffusers' and the engine's default attention; the others are the usual next steps
 # (performance brief): each becomes a measured row once the engine has a setting for it.
 ENGINE_OPTIMIZATIONS = (
     EngineOptimization("sdpa", "engine, SDPA (default)", {}),
-    EngineOptimization("channels_last", "engine + channels-last", None),
-    EngineOptimization("fused_qkv", "engine + fused QKV", None),
-    EngineOptimization("torch_compile", "engine + torch.compile", None),
+    EngineOptimization("channels_last", "engine + channels-last",
+                       {"speed": SpeedSettings(channels_last=True)}, reorders_math=True),
+    EngineOptimization("fused_qkv", "engine + fused QKV",
+                       {"speed": SpeedSettings(fuse_qkv=True)}, reorders_math=True),
+    EngineOptimization("torch_compile", "engine + torch.compile",
+                       {"speed": SpeedSettings(compile_unet=True)}, reorders_math=True),
     EngineOptimization("step_cache", "engine + step cache", None),
 )
 

@@ -161,7 +161,8 @@ class EnginePath:
     a progress callback included (the app always passes one, for the live preview)."""
 
     def __init__(self, repos: BenchRepos, device: torch.device, dtype: str, scratch: Path,
-                 settings_overrides: dict[str, Any], label: str) -> None:
+                 settings_overrides: dict[str, Any], label: str,
+                 compile_backend: str = "inductor") -> None:
         from engine.generate.engine import Engine
         from engine.settings import EngineSettings
 
@@ -173,6 +174,7 @@ class EnginePath:
         self.device = device
         self.repos = repos
         self.engine = Engine(settings)
+        self.engine.pipelines.compile_watch.backend = compile_backend
         self.engine.load(repos.base_repo)
 
     def _request(self, job: Job) -> Any:

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import api_overhead, cold_start, engine_overhead, memory, preview_cost, switching
+from bench import (
+    api_overhead,
+    cold_start,
+    engine_overhead,
+    memory,
+    optimizations,
+    preview_cost,
+    switching,
+)
 from bench.context import BenchContext, build_context
 from bench.plan import Plan
 from bench.report import Figure, not_measured
@@ -36,6 +44,8 @@ BENCHMARKS = (
     Benchmark("api_overhead", ("api_overhead_ratio", "gradio_overhead_ratio"),
               api_overhead.measure),
     Benchmark("preview_cost", ("preview_cost_ratio",), preview_cost.measure),
+    # One ratio per speed option the engine offers (bench.gpu_matrix): new options join.
+    Benchmark("optimizations", optimizations.figure_names(), optimizations.measure),
     Benchmark("mode_switch", ("mode_switch_ms", "mode_switch_loaded_bytes"),
               switching.measure_modes),
     Benchmark("lora_switch", ("base_load_ms", "lora_switch_ms", "lora_weight_change_ms"),

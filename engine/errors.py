@@ -121,6 +121,8 @@ class ErrorCode(enum.StrEnum):
 class WarningCode(enum.StrEnum):
     """Every warning code (``EngineWarning``); the text is ``warnings.<value>``."""
 
+    # torch.compile failed (no C++ compiler, an unsupported device): the job ran without it.
+    COMPILE_SKIPPED = "compile_skipped"
     CONTROLNET_BASE_MISMATCH = "controlnet_base_mismatch"
     # A few-step LoRA (LCM, TCD, Hyper-SD) used far from its sampler, steps or CFG.
     FEW_STEP_LORA_SETTINGS = "few_step_lora_settings"

@@ -76,6 +76,7 @@ class JobProgress:
     total_steps: int = 0
     batch_index: int = 0
     batch_count: int = 0
+    phase: str = ""  # ProgressUpdate.phase: "compiling" while torch.compile works
 
     @property
     def fraction(self) -> float:
@@ -264,7 +265,7 @@ class JobQueue:
                 job.skip_event.clear()
                 raise SkipImage()
             job.progress = JobProgress(update.step, update.total_steps, update.batch_index,
-                                       update.batch_count)
+                                       update.batch_count, update.phase)
             if update.preview is not None:
                 job.preview = update.preview
 

@@ -166,12 +166,17 @@ class GenerationResult:
     duration_s: float
 
 
+PHASE_COMPILING = "compiling"
+
+
 @dataclass(frozen=True)
 class ProgressUpdate:
     """Sent after every denoising step; ``batch_index`` counts batches (``batch_count``).
 
     ``preview`` is a rough picture of the first image so far (a linear projection of the
-    latents, milliseconds to make), when the engine has one.
+    latents, milliseconds to make), when the engine has one. ``phase`` is "" while denoising,
+    ``PHASE_COMPILING`` while torch.compile works inside a step (the first job after a load
+    with compiling on: seconds to minutes, so the UI and the API say why no step comes).
     """
 
     step: int
@@ -179,3 +184,4 @@ class ProgressUpdate:
     batch_index: int
     batch_count: int
     preview: Image.Image | None = None
+    phase: str = ""

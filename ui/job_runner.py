@@ -13,7 +13,7 @@ from engine.errors import EngineError
 from engine.interfaces import ImageServiceLike
 from engine.jobs import NO_SHARE, ModelAction
 from engine.metadata.outputs import with_png
-from engine.requests import GenerationRequest, GenerationResult
+from engine.requests import PHASE_COMPILING, GenerationRequest, GenerationResult
 from ui.texts import Texts
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,9 @@ class JobRunner:
 
     def _report(self, job: Any, progress: Any) -> None:
         state = job.progress
+        if state.phase == PHASE_COMPILING:
+            progress(0, desc=self.texts("common.compiling"))
+            return
         total = state.total_steps * state.batch_count
         if not total:
             ahead = self.service.queue_position(job)

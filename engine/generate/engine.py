@@ -44,6 +44,7 @@ from engine.generate.aux_annotators import AuxAnnotators
 from engine.generate.devices import Placement, pick_placement, torch_facts
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import Preprocessors
+from engine.generate.speed import COMPILE_CACHE_FOLDER, settle_fused_qkv, user_cache_dir
 from engine.generate.text_encoding import (
     TextContext,
     encode_prompts,
@@ -53,6 +54,7 @@ from engine.generate.text_encoding import (
 from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
+    PHASE_COMPILING,
     ControlNetRequest,
     EngineWarning,
     GeneratedImage,
@@ -159,7 +161,9 @@ class Engine:
         self.store = ModelStore(settings, self.manifest)
         self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models,
                                          memory_mode=settings.memory_mode,
-                                         speed=settings.speed)
+                                         speed=settings.speed,
+                                         compile_cache_dir=user_cache_dir() or
+                                         settings.models_dir / COMPILE_CACHE_FOLDER)
         aux = AuxAnnotators(self.store.complete_folder, device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
         self._counters: dict[Path, _TokenCounter] = {}
@@ -198,6 +202,7 @@ class Engine:
                 encoded = self._encode_prompts(job)
                 # 6. For each batch: denoise, decode, describe each image
                 images = self._run_batches(job, pipe, encoded, on_progress, cancel)
+                self._warn_if_compile_skipped(job)
             except torch.OutOfMemoryError:
                 # Freed below, once the traceback no longer holds the tensors.
                 job = pipe = encoded = None
@@ -302,6 +307,7 @@ class Engine:
         sources = self._lora_sources(request, base, job.warnings)
         job.lora_hashes = {s.name: self.store.file_hash(s.path)[:12] for s, _ in sources}
         base.loras.apply(base.pipe, sources)
+        settle_fused_qkv(base.pipe.unet, self.pipelines.speed, loras_active=bool(sources))
         base.pipe.scheduler = build_scheduler(base.scheduler_config, request.sampler,
                                               request.schedule, _denoising_steps(job))
 
@@ -386,8 +392,22 @@ class Engine:
 
     def _denoise(self, pipe, job: _Job, encoded, seeds, batch_index, on_progress, cancel):
         request = job.request
+        # What on_progress raised (cancel, skip) while compiling, raised at the step's end:
+        # raised inside the compiler it would read as a compile failure.
+        deferred: list[Exception] = []
+
+        def on_compile() -> None:
+            if on_progress is None:
+                return
+            try:
+                on_progress(ProgressUpdate(0, pipe.num_timesteps, batch_index,
+                                           request.batch_count, phase=PHASE_COMPILING))
+            except Exception as exc:  # noqa: BLE001 - re-raised by on_step_end
+                deferred.append(exc)
 
         def on_step_end(pipeline, step, timestep, kwargs):
+            if deferred:
+                raise deferred.pop()
             # Raising here stops within one step; pipe._interrupt would still run the VAE.
             if cancel is not None and cancel.is_set():
                 raise JobCancelled()
@@ -398,14 +418,24 @@ class Engine:
             return kwargs
 
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
-        output = pipe(
-            prompt_embeds=encoded.positive, negative_prompt_embeds=encoded.negative,
-            num_inference_steps=_denoising_steps(job), guidance_scale=float(request.guidance),
-            num_images_per_prompt=request.batch_size, generator=generators,
-            output_type="latent",
-            callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),
-            **job.call_args)
+        self.pipelines.compile_watch.listener = on_compile
+        try:
+            output = pipe(
+                prompt_embeds=encoded.positive, negative_prompt_embeds=encoded.negative,
+                num_inference_steps=_denoising_steps(job),
+                guidance_scale=float(request.guidance),
+                num_images_per_prompt=request.batch_size, generator=generators,
+                output_type="latent",
+                callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),
+                **job.call_args)
+        finally:
+            self.pipelines.compile_watch.listener = None
         return output.images
+
+    def _warn_if_compile_skipped(self, job: _Job) -> None:
+        """Compiling failed for this model (it ran eager, slower): say so on each job."""
+        if self.pipelines.speed.compile_unet and self.pipelines.compile_watch.failed:
+            job.warnings.append(EngineWarning(WarningCode.COMPILE_SKIPPED, {}))
 
     @staticmethod
     def _keep_unmasked(pipe, job: _Job, image: Image.Image) -> Image.Image:

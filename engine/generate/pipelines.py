@@ -21,6 +21,8 @@ import torch
 from engine.errors import ModelError
 from engine.generate.devices import Placement
 from engine.generate.lora import LoraAdapters, weights_only_forced_off
+from engine.generate.lora_hotswap import HotswapLoras
+from engine.generate.speed import CompileWatch, apply_load_time, use_compile_cache
 from engine.generate.text_encoding import TextContext, read_text_context
 from engine.requests import JobKind
 from engine.settings import SpeedSettings
@@ -41,7 +43,8 @@ class LoadedBase:
     scheduler_config: dict
     text_context: TextContext
     model_hash: str | None = None
-    loras: LoraAdapters = field(default_factory=LoraAdapters)
+    # HotswapLoras when the UNet is compiled: changing LoRAs then never recompiles it.
+    loras: LoraAdapters | HotswapLoras = field(default_factory=LoraAdapters)
     derived: dict = field(default_factory=dict)
 
     @property
@@ -95,9 +98,13 @@ def free_memory() -> None:
 class PipelineManager:
     def __init__(self, store: ModelStore, placement: Placement, max_loaded: int = 2,
                  max_controlnets: int = 2, memory_mode: str = "normal",
-                 speed: SpeedSettings | None = None) -> None:
+                 speed: SpeedSettings | None = None,
+                 compile_cache_dir: Path | None = None) -> None:
         self.store = store
         self.speed = speed or SpeedSettings()
+        # Every compiled module's backend; tests give it a counting backend (same code path).
+        self.compile_watch = CompileWatch()
+        self.compile_cache_dir = compile_cache_dir
         self.placement = placement
         self.memory_mode = memory_mode
         self.max_loaded = max_loaded
@@ -132,6 +139,7 @@ class PipelineManager:
         with self.lock:
             self._bases.clear()
             self._controlnets.clear()
+            self.compile_watch.reset()
             free_memory()
 
     def _load_base(self, reference: str, folder: Path) -> LoadedBase:
@@ -149,6 +157,9 @@ class PipelineManager:
                 pipe = StableDiffusionPipeline.from_pretrained(
                     folder, use_safetensors=_prefer_safetensors(folder), **common)
             self._place(pipe)  # weights a file left out are still "meta": moving them fails
+            self._speed_up(pipe.unet)
+            if self.speed.channels_last:
+                pipe.vae.to(memory_format=torch.channels_last)
         except (torch.OutOfMemoryError, ModelError):
             raise  # not a broken model (the caller frees memory), or already explained
         except Exception as exc:  # noqa: BLE001 - see _load_failed
@@ -159,7 +170,14 @@ class PipelineManager:
             reference=reference, folder=folder, entry=self.store.entry(reference), pipe=pipe,
             scheduler_config=dict(pipe.scheduler.config),
             text_context=read_text_context(pipe.tokenizer, pipe.text_encoder),
-            model_hash=self.store.model_hash(folder))
+            model_hash=self.store.model_hash(folder),
+            loras=HotswapLoras() if self.speed.compile_unet else LoraAdapters())
+
+    def _speed_up(self, model) -> None:
+        """The load-time speed options on a UNet or a ControlNet (``engine.generate.speed``)."""
+        if self.speed.compile_unet and self.compile_cache_dir is not None:
+            use_compile_cache(self.compile_cache_dir)
+        apply_load_time(model, self.speed, self.compile_watch)
 
     def _from_single_file(self, path: Path, common: dict):
         from diffusers import AutoencoderKL, StableDiffusionPipeline
@@ -197,6 +215,7 @@ class PipelineManager:
                 model = ControlNetModel.from_pretrained(
                     folder, dtype=self.placement.dtype, use_safetensors=_has_safetensors(folder))
                 model.to(self.placement.device)
+                self._speed_up(model)
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:  # noqa: BLE001 - see _load_failed

@@ -328,6 +328,35 @@ def test_interrupt_and_progress_mid_job(client, service):
 
 
 @pytest.mark.engine
+def test_progress_textinfo_says_when_the_first_step_compiles(client, service):
+    from engine.requests import PHASE_COMPILING, ProgressUpdate
+    from locales import translate
+
+    compiling, release = threading.Event(), threading.Event()
+    original = service.generate
+
+    def compile_first(request, on_progress=None, cancel=None):
+        on_progress(ProgressUpdate(0, 3, 0, 1, phase=PHASE_COMPILING))
+        compiling.set()
+        release.wait(30)
+        return original(request, on_progress=on_progress, cancel=cancel)
+
+    service.generate = compile_first
+    try:
+        job = client.post("/sdapi/v2/jobs", json={"prompt": "山", **SMALL}).json()
+        assert compiling.wait(30)
+        progress = client.get("/sdapi/v1/progress", headers={"Accept-Language": "zh-CN"}).json()
+        assert progress["textinfo"] == translate("zh-CN", "common.compiling")
+        english = client.get("/sdapi/v1/progress", headers={"Accept-Language": "en"}).json()
+        assert english["textinfo"] == translate("en", "common.compiling")
+    finally:
+        release.set()
+        service.generate = original
+    assert service.jobs.get(job["id"]).wait(60)
+    assert client.get("/sdapi/v1/progress").json()["textinfo"] is None
+
+
+@pytest.mark.engine
 def test_a_full_queue_answers_503_in_chinese(tmp_path_factory):
     demo = build_demo(tmp_path_factory.mktemp("demo-busy"))
     busy = ImageService(demo_settings(demo, EngineSettings(device="cpu", precision="fp32")),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.optimizations import figure_names as optimization_figures
 from bench.plan import QUICK
 from bench.report import Figure, not_measured, table
 from bench.suite import ALL_FIGURES, selected
@@ -22,7 +23,7 @@ EXPECTED_FIGURES = {
     "engine_overhead_ratio", "api_overhead_ratio", "gradio_overhead_ratio", "mode_switch_ms",
     "mode_switch_loaded_bytes", "lora_switch_ms", "lora_weight_change_ms", "base_load_ms",
     "cold_start_s", "first_image_s", "rss_all_modes_over_base", "preview_cost_ratio",
-    "hires_cost_ratio", "upscale_tile_ratio"}
+    "hires_cost_ratio", "upscale_tile_ratio", *optimization_figures()}
 NOT_YET = {"hires_cost_ratio", "upscale_tile_ratio"}
 
 

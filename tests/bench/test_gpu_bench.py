@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from bench.floor import SD15_FLOPS, FlopTable, compute_floor, known_peak, times_floor
+from bench.gpu_matrix import ENGINE_OPTIMIZATIONS
+from bench.gpu_run import OPTIMIZATIONS, REORDERED_TOLERANCE
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_JOBS = [(64, batch, "fp32", kind) for batch in (1, 2) for kind in ("plain", "controlnet")]
@@ -90,9 +92,15 @@ def test_tiny_run_has_a_row_for_every_job_and_path(tiny_results):
     found = {(r["side"], r["batch"], r["dtype"], r["kind"], r["label"]) for r in rows}
     assert found == {(*job, label) for job in TINY_JOBS for label in PATH_LABELS}
     assert len(rows) == len(found)
-    statuses = {r["label"]: r["status"] for r in rows}
+    # The first job always runs; on a busy machine the time budget may leave later ones out.
+    first = TINY_JOBS[0]
+    statuses = {r["label"]: r["status"] for r in rows
+                if (r["side"], r["batch"], r["dtype"], r["kind"]) == first}
     assert statuses["diffusers eager (SDPA)"] == statuses["engine, SDPA (default)"] == "measured"
-    assert statuses["engine + torch.compile"] == "not offered yet"
+    for optimization in ENGINE_OPTIMIZATIONS:
+        offered = optimization.settings is not None
+        assert (statuses[optimization.label] == "measured") == offered, optimization.name
+    assert statuses["engine + torch.compile"] == "measured"
 
 
 @pytest.mark.engine
@@ -105,7 +113,9 @@ def test_tiny_run_numbers_are_positive_and_images_match(tiny_results):
         assert all(row[name] > 0 for name in MEASURED_NUMBERS), row
         assert len(row["runs"]) == 1
         if row["path"] == "engine":
-            assert row["images_match"] is True and row["max_pixel_diff"] == 0, row
+            exact = not OPTIMIZATIONS[row["optimization"]].reorders_math
+            assert row["images_match"] is True, row
+            assert row["max_pixel_diff"] <= (0 if exact else REORDERED_TOLERANCE["fp32"]), row
 
 
 @pytest.mark.engine

@@ -533,6 +533,34 @@ def test_job_runner_turns_engine_progress_into_gradio_progress_with_eta(monkeypa
     assert set(units) == {"步"}
 
 
+def test_job_runner_says_when_the_first_step_compiles(tmp_path, monkeypatch):
+    from engine.requests import PHASE_COMPILING, ProgressUpdate
+    from ui import job_runner
+    from ui.job_runner import JobRunner
+    from ui.texts import Texts
+
+    monkeypatch.setattr(job_runner, "POLL_SECONDS", 0.01)
+    service, _backend = fake_image_service(tmp_path / "data")
+    runner = JobRunner(service, Texts(ZH))
+    compiling = translate(ZH, "common.compiling")
+    shown: list = []
+    run_steps = service.generate
+
+    def compile_first(request, on_progress=None, cancel=None):
+        on_progress(ProgressUpdate(0, 2, 0, 1, phase=PHASE_COMPILING))
+        deadline = time.monotonic() + 10
+        while compiling not in shown and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return run_steps(request, on_progress=on_progress, cancel=cancel)
+
+    service.generate = compile_first
+    runner.run(Txt2ImgRequest(model=service.active_model, prompt=PROMPT, steps=2, width=64,
+                              height=64), "session",
+               lambda value, desc=None, unit="steps": shown.append(desc))
+    assert "首次编译" in compiling
+    assert compiling in shown  # not "step 0 of 2" for what may take minutes
+
+
 def test_job_runner_reports_engine_errors_as_translated_gradio_errors(tmp_path):
     from ui.job_runner import JobRunner
     from ui.texts import Texts
