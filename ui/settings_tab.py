@@ -150,8 +150,10 @@ def build_settings_tab(texts: Texts, preferences: Preferences, access: Access,
     texts.bind(output_dir, label="settings.output_dir",
                info=lambda language: _output_hint(language, outputs_base))
     memory_mode = gr.Radio(choices=_memory_choices(texts.language), value=preferences.memory_mode,
-                           label=texts("settings.memory_mode"))
-    texts.bind(memory_mode, label="settings.memory_mode", choices=_memory_choices)
+                           label=texts("settings.memory_mode"),
+                           info=texts("settings.memory_mode_hint"))
+    texts.bind(memory_mode, label="settings.memory_mode", info="settings.memory_mode_hint",
+               choices=_memory_choices)
     default_sampler = texts.make(gr.Dropdown, label="settings.default_sampler",
                                  choices=list(SAMPLERS), value=preferences.default_sampler)
     source = gr.Radio(choices=_source_choices(texts.language),

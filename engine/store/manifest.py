@@ -20,6 +20,8 @@ class ModelKind(str, enum.Enum):
     CONTROLNET = "controlnet"
     LORA = "lora"
     ANNOTATOR = "annotator"  # a preprocessor's weights (controlnet-aux), not a diffusion model
+    # A tiny VAE decoder (TAESD, diffusers' AutoencoderTiny) that draws the live previews.
+    PREVIEW_DECODER = "preview_decoder"
 
 
 class _Strict(BaseModel):
@@ -104,7 +106,7 @@ class ManifestEntry(_Strict):
             return self._annotator_fields()
         if self.files:
             raise ValueError("only an annotator lists files")
-        if self.kind is not ModelKind.BASE and self.base is None:
+        if self.kind in (ModelKind.CONTROLNET, ModelKind.LORA) and self.base is None:
             raise ValueError("a ControlNet or LoRA names the base it was trained for")
         if self.kind is ModelKind.CONTROLNET and not self.control_type:
             raise ValueError("a ControlNet needs control_type")
