@@ -17,6 +17,7 @@ PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 # Live previews: "approx" projects the latents to RGB with a fixed matrix (free, blurry);
 # "taesd" decodes them with TAESD, a tiny real VAE decoder (sharp, a model to download).
 PREVIEW_METHODS = ("approx", "taesd")
+TAESD_MODEL = "taesd"  # the manifest id of the "taesd" method's decoder
 MAX_STEP_CACHE_INTERVAL = 5
 
 

@@ -172,7 +172,8 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
             with _tab(texts, "tabs.pnginfo", "pnginfo"):
                 pnginfo = build_pnginfo_tab(texts)
             with _tab(texts, "tabs.settings", "settings"):
-                settings = build_settings_tab(texts, preferences, access, options.outputs_base)
+                settings = build_settings_tab(texts, preferences, access, options.outputs_base,
+                                              service)
                 device = build_device_section(texts, service, device_banner)
         panels = (txt2img.panel, img2img.panel, controlnet.panel)
         sizes = SizeSliders(tuple((panel.parameters.width, panel.parameters.height)

@@ -14,7 +14,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -342,9 +342,10 @@ def write_taesd(root: Path, seed: int = 40) -> Path:
     from diffusers import AutoencoderTiny
 
     torch.manual_seed(seed)
-    taesd = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
-                            decoder_block_out_channels=(8, 8, 8, 8),
-                            num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    taesd: Any = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
+                                 decoder_block_out_channels=(8, 8, 8, 8),
+                                 num_encoder_blocks=(1, 1, 1, 1),
+                                 num_decoder_blocks=(1, 1, 1, 1))
     _randomise(taesd, seed, scale=0.3)
     taesd.save_pretrained(Path(root), safe_serialization=True)
     return Path(root)

@@ -19,11 +19,11 @@ from PIL import Image
 
 from engine.errors import ModelError
 from engine.generate.devices import Placement
+from engine.settings import TAESD_MODEL
 from engine.store.model_store import ModelStore
 
 logger = logging.getLogger(__name__)
 
-TAESD_MODEL = "taesd"  # its manifest id
 PreviewMaker = Callable[[torch.Tensor | None], Image.Image | None]
 
 # How SD 1.x latent channels map to RGB, approximately (a widely used fixed projection); a
