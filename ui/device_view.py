@@ -105,6 +105,17 @@ class DeviceView:
         return read_device(self.service) is not None
 
 
+def wire_device_refresh(tab: Any, view: DeviceView, language: Any) -> None:
+    """Opening 设置 shows the device as it is now: the memory mode of each model loaded since
+    the page opened (``language``: the page's language radio)."""
+
+    def refresh(chosen: str) -> str:
+        return details_markdown(read_device(view.service), chosen)
+
+    tab.select(refresh, inputs=language, outputs=view.details, queue=False,
+               show_progress="hidden", api_visibility="private")
+
+
 def build_device_banner(texts: Texts, service: ImageServiceLike) -> Any:
     reading = read_device(service)
     banner = gr.Markdown(banner_markdown(reading, texts.language), visible=has_problem(reading),
