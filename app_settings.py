@@ -18,7 +18,7 @@ from pathlib import Path
 from engine.downloads.sources import SOURCE_KINDS
 from engine.errors import InvalidRequest
 from engine.samplers import DEFAULT_SAMPLER, SAMPLERS
-from engine.settings import DEVICES, MEMORY_MODES, PRECISIONS, SpeedSettings
+from engine.settings import DEVICES, PRECISIONS, SpeedSettings, canonical_memory_mode
 from locales import DEFAULT_LANGUAGE, LANGUAGES
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Preferences:
 
     language: str = DEFAULT_LANGUAGE
     output_dir: str = "outputs"
-    memory_mode: str = "normal"
+    memory_mode: str = "auto"  # engine.settings.MEMORY_MODES; old names are read as theirs
     default_sampler: str = DEFAULT_SAMPLER
     download_source: str = ""  # "" means HF_ENDPOINT if set, else Hugging Face
     custom_endpoint: str = ""
@@ -279,8 +279,10 @@ def _sanitised(preferences: Preferences) -> Preferences:
     defaults = Preferences()
     if preferences.language not in LANGUAGES:
         preferences = dataclasses.replace(preferences, language=defaults.language)
-    if preferences.memory_mode not in MEMORY_MODES:
-        preferences = dataclasses.replace(preferences, memory_mode=defaults.memory_mode)
+    # An old file's "normal"/"low" become "auto"/"model_offload"; anything else the default.
+    preferences = dataclasses.replace(
+        preferences, memory_mode=canonical_memory_mode(preferences.memory_mode)
+        or defaults.memory_mode)
     if not isinstance(preferences.output_dir, str) or not preferences.output_dir.strip():
         preferences = dataclasses.replace(preferences, output_dir=defaults.output_dir)
     if preferences.download_source not in ("", *SOURCE_KINDS):

@@ -43,7 +43,8 @@ BENCHMARKS = (
     Benchmark("engine_overhead", ("engine_overhead_ratio",), engine_overhead.measure),
     Benchmark("api_overhead", ("api_overhead_ratio", "gradio_overhead_ratio"),
               api_overhead.measure),
-    Benchmark("preview_cost", ("preview_cost_ratio",), preview_cost.measure),
+    Benchmark("preview_cost", ("preview_cost_ratio", "preview_cost_ratio_taesd"),
+              preview_cost.measure),
     # One ratio per speed option the engine offers (bench.gpu_matrix): new options join.
     Benchmark("optimizations", optimizations.figure_names(), optimizations.measure),
     Benchmark("mode_switch", ("mode_switch_ms", "mode_switch_loaded_bytes"),

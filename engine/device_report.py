@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from engine.errors import WarningCode
+from engine.memory_plan import ModelMemory
 from engine.requests import EngineWarning
 from installer.probes import NvidiaGpu
 
@@ -48,6 +49,8 @@ class DeviceReport:
     gpu_name: str | None
     gpu_memory_bytes: int | None
     problem: EngineWarning | None = None  # what deserves a banner; None when all is well
+    # The memory mode of each loaded model (engine.memory_plan): changes as models load.
+    models: tuple[ModelMemory, ...] = ()
 
     @property
     def gpu_memory_gb(self) -> str | None:

@@ -62,6 +62,7 @@ class ErrorCode(enum.StrEnum):
     OUTPUT_DIR_OUTSIDE_BASE = "output_dir_outside_base"
     PRIVATE_ENDPOINT = "private_endpoint"
     UNKNOWN_DEVICE = "unknown_device"
+    UNKNOWN_MEMORY_MODE = "unknown_memory_mode"
     UNKNOWN_PRECISION = "unknown_precision"
     UNKNOWN_SOURCE = "unknown_source"
     # Models, LoRAs and ControlNets: found, loaded, used with this base.

@@ -29,6 +29,7 @@ from engine.errors import EngineError, InvalidRequest, ModelError
 from engine.interfaces import BackendFactory, GenerationBackend, ProgressCallback
 from engine.jobs import Job, JobQueue, ModelAction, QueuedRequest
 from engine.limits import Limits
+from engine.memory_plan import checked_memory_mode
 from engine.requests import (
     ControlSpec,
     GenerationRequest,
@@ -240,8 +241,9 @@ class ImageService:
             self._engine.unload_all()
 
     def set_memory_mode(self, mode: str) -> None:
-        """Takes effect as models load again: the loaded ones are released now."""
-        self.engine.set_memory_mode(mode)
+        """Takes effect as models load again: the loaded ones are released now. One of
+        MEMORY_MODES, or an old name for one ("normal", "low")."""
+        self.engine.set_memory_mode(checked_memory_mode(mode))
 
     def set_speed(self, speed: SpeedSettings) -> None:
         """New optimizations for the jobs that follow (``GenerationBackend.set_speed``)."""

@@ -7,13 +7,27 @@ from pathlib import Path
 
 from engine.limits import DEFAULT_LIMITS, Limits
 
-MEMORY_MODES = ("normal", "low")
+# Where a model's weights live while it runs: "auto" picks one of the others per model as it
+# loads, from the device's free memory (``engine.memory_plan``); the README says what each costs.
+MEMORY_MODES = ("auto", "gpu", "model_offload", "sequential_offload")
+# Names earlier versions saved (settings files) and API callers may still send.
+MEMORY_MODE_ALIASES = {"normal": "auto", "low": "model_offload"}
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 # Live previews: "approx" projects the latents to RGB with a fixed matrix (free, blurry);
 # "taesd" decodes them with TAESD, a tiny real VAE decoder (sharp, a model to download).
 PREVIEW_METHODS = ("approx", "taesd")
+TAESD_MODEL = "taesd"  # the manifest id of the "taesd" method's decoder
 MAX_STEP_CACHE_INTERVAL = 5
+
+
+def canonical_memory_mode(mode: object) -> str | None:
+    """``mode`` as one of MEMORY_MODES (an old name mapped), or None when it is none of them."""
+    if not isinstance(mode, str):
+        return None
+    mode = MEMORY_MODE_ALIASES.get(mode, mode)
+    return mode if mode in MEMORY_MODES else None
+
 
 CHECKPOINTS_FOLDER = "checkpoints"  # in ``models_dir``: users' own base models
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "models_manifest.yaml"
@@ -68,7 +82,7 @@ class EngineSettings:
     precision: str = "auto"
     offline: bool = False
     max_loaded_models: int = 2
-    memory_mode: str = "normal"  # "normal", or "low": offload idle modules and tile the VAE
+    memory_mode: str = "auto"  # one of MEMORY_MODES (an alias is read as what it names)
     convert_downloads: bool = True  # pickled fp32 downloads get an fp16 safetensors copy
     # LoRAs and single-file checkpoints by any file path (the command line). The UI and the API
     # name LoRAs by manifest id or file name in ``lora_dir``, and single files only inside

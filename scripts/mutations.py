@@ -968,4 +968,193 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        if False else None",
         ("tests/api/test_api.py::test_progress_textinfo_says_when_the_first_step_compiles",),
     ),
+    # -- memory modes, VAE tiling, TAESD previews -----------------------------------------
+    Mutation(
+        'memory: auto never offloads',
+        'engine/memory_plan.py',
+        '    if free_bytes is None or free_bytes >= needed:\n',
+        '    if True:\n',
+        (
+         'tests/engine/test_memory_plan.py::'
+         'test_auto_picks_the_fastest_mode_that_fits_what_is_free',
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_auto_on_cuda_measures_decides_and_calls_diffusers',
+        ),
+    ),
+    Mutation(
+        'memory: auto goes from the GPU straight to sequential offload',
+        'engine/memory_plan.py',
+        '    elif free_bytes >= footprint.largest_part_bytes + margin_bytes:\n',
+        '    elif False:\n',
+        (
+         'tests/engine/test_memory_plan.py::test_the_boundary_is_weights_plus_margin_inclusive',
+        ),
+    ),
+    Mutation(
+        "memory: auto leaves no room for a job's working memory",
+        'engine/memory_plan.py',
+        '    needed = footprint.total_bytes + margin_bytes\n',
+        '    needed = footprint.total_bytes\n',
+        (
+         'tests/engine/test_memory_plan.py::test_the_boundary_is_weights_plus_margin_inclusive',
+        ),
+    ),
+    Mutation(
+        'memory: fp32 uses the fp16 margin',
+        'engine/memory_plan.py',
+        '    return ACTIVATION_MARGIN_BYTES * max(1, element_bytes) // HALF_PRECISION_BYTES\n',
+        '    return ACTIVATION_MARGIN_BYTES\n',
+        (
+         'tests/engine/test_memory_plan.py::test_fp32_needs_twice_the_margin',
+        ),
+    ),
+    Mutation(
+        'settings: the old memory mode names are unknown',
+        'engine/settings.py',
+        'MEMORY_MODE_ALIASES = {"normal": "auto", "low": "model_offload"}',
+        'MEMORY_MODE_ALIASES: dict[str, str] = {}',
+        (
+         'tests/engine/test_memory_plan.py::test_old_mode_names_are_accepted_as_what_they_name',
+         'tests/app/test_app_settings.py::test_an_old_files_memory_mode_is_read_as_what_it_named',
+        ),
+    ),
+    Mutation(
+        "app: an old file's memory mode is reset to the default",
+        'app_settings.py',
+        '        preferences, memory_mode=canonical_memory_mode(preferences.memory_mode)\n',
+        ('        preferences, memory_mode=(preferences.memory_mode\n'
+         '            if preferences.memory_mode in (\n'
+         '            "auto", "gpu", "model_offload", "sequential_offload") else None)\n'),
+        (
+         'tests/app/test_app_settings.py::test_an_old_files_memory_mode_is_read_as_what_it_named',
+        ),
+    ),
+    Mutation(
+        'memory: offload modes decode a batch whole',
+        'engine/generate/memory.py',
+        '    pipe.vae.enable_slicing()\n',
+        '    pass\n',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_auto_on_cuda_measures_decides_and_calls_diffusers',
+        ),
+    ),
+    Mutation(
+        'memory: model offload offloads layer by layer',
+        'engine/generate/memory.py',
+        '        pipe.enable_model_cpu_offload(device=device)\n',
+        '        pipe.enable_sequential_cpu_offload(device=device)\n',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_auto_on_cuda_measures_decides_and_calls_diffusers',
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_a_fixed_mode_is_applied_whatever_is_free',
+        ),
+    ),
+    Mutation(
+        'pipelines: the memory mode setting is ignored at load',
+        'engine/generate/pipelines.py',
+        'place_pipeline(pipe, self.memory_mode, self.placement, reference)',
+        'place_pipeline(pipe, "auto", self.placement, reference)',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_each_load_uses_the_mode_set_and_the_report_shows_it',
+        ),
+    ),
+    Mutation(
+        "engine: the device report never shows the loaded models' modes",
+        'engine/generate/engine.py',
+        'models=self.pipelines.memory_modes())',
+        'models=())',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_each_load_uses_the_mode_set_and_the_report_shows_it',
+        ),
+    ),
+    Mutation(
+        'vae: large images decode whole',
+        'engine/generate/vae_tiling.py',
+        '    return width * height > TILED_DECODE_ABOVE_PIXELS\n',
+        '    return False\n',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_an_image_over_1024_squared_decodes_in_tiles',
+        ),
+    ),
+    Mutation(
+        'vae: 1024x1024 decodes in tiles',
+        'engine/generate/vae_tiling.py',
+        '    return width * height > TILED_DECODE_ABOVE_PIXELS\n',
+        '    return width * height >= TILED_DECODE_ABOVE_PIXELS\n',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_up_to_1024_squared_the_image_decodes_whole',
+        ),
+    ),
+    Mutation(
+        'vae: tiling stays on after a large image',
+        'engine/generate/vae_tiling.py',
+        '            vae.disable_tiling()\n',
+        '            pass\n',
+        (
+         'tests/engine/generate/test_memory_modes.py::'
+         'test_an_image_over_1024_squared_decodes_in_tiles',
+        ),
+    ),
+    Mutation(
+        'previews: the taesd method is ignored',
+        'engine/generate/previews.py',
+        '        if method != "taesd":\n',
+        '        if True:\n',
+        (
+         'tests/engine/generate/test_previews.py::'
+         'test_with_taesd_downloaded_each_step_is_decoded_by_it',
+         'tests/engine/generate/test_previews.py::'
+         'test_a_taesd_downloaded_between_jobs_is_used_from_the_next_job',
+        ),
+    ),
+    Mutation(
+        'previews: a missing TAESD fails the job',
+        'engine/generate/previews.py',
+        ('            logger.info("TAESD is not downloaded: live previews use the approximation")\n'
+         '            return None\n'),
+        '            raise\n',
+        (
+         'tests/engine/generate/test_previews.py::'
+         'test_without_taesd_previews_fall_back_to_the_projection',
+        ),
+    ),
+    Mutation(
+        'previews: the approx method loads TAESD anyway',
+        'engine/generate/previews.py',
+        ('        if method != "taesd":\n'
+         '            return latent_preview\n'
+         '        taesd = self._load_taesd()\n'),
+        ('        taesd = self._load_taesd()\n'
+         '        if method != "taesd":\n'
+         '            return latent_preview\n'),
+        (
+         'tests/engine/generate/test_previews.py::test_the_approx_method_never_loads_taesd',
+        ),
+    ),
+    Mutation(
+        'ui: an automatic choice is shown as a fixed one',
+        'ui/device_view.py',
+        '    if choice.requested == AUTO:\n',
+        '    if False:\n',
+        (
+         'tests/ui/test_memory_and_preview_texts.py::'
+         'test_the_device_section_says_what_auto_chose_and_why',
+        ),
+    ),
+    Mutation(
+        'ui: the TAESD line shows after the download too',
+        'ui/settings_tab.py',
+        '    return "" if ready else translate(language, "settings.taesd_missing")\n',
+        '    return translate(language, "settings.taesd_missing")\n',
+        (
+         'tests/ui/test_memory_and_preview_texts.py::'
+         'test_the_taesd_line_shows_until_taesd_is_downloaded',
+        ),
+    ),
 )

@@ -19,7 +19,7 @@ from engine.interfaces import ImageServiceLike
 from engine.store.manifest import ModelKind
 from ui.access import Access
 from ui.controlnet_tab import build_controlnet_tab
-from ui.device_view import build_device_banner, build_device_section
+from ui.device_view import build_device_banner, build_device_section, wire_device_refresh
 from ui.download_offer import DownloadOffer, build_download_offer, wire_download_offer
 from ui.generation_panel import PanelContext
 from ui.img2img_tab import build_img2img_tab
@@ -171,9 +171,11 @@ def build_ui(service: ImageServiceLike, options: UiOptions,
                                           current_source, access)
             with _tab(texts, "tabs.pnginfo", "pnginfo"):
                 pnginfo = build_pnginfo_tab(texts)
-            with _tab(texts, "tabs.settings", "settings"):
-                settings = build_settings_tab(texts, preferences, access, options.outputs_base)
+            with _tab(texts, "tabs.settings", "settings") as settings_tab:
+                settings = build_settings_tab(texts, preferences, access, options.outputs_base,
+                                              service)
                 device = build_device_section(texts, service, device_banner)
+        wire_device_refresh(settings_tab, device, settings.language)
         panels = (txt2img.panel, img2img.panel, controlnet.panel)
         sizes = SizeSliders(tuple((panel.parameters.width, panel.parameters.height)
                                   for panel in panels))

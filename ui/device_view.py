@@ -15,9 +15,10 @@ from typing import Any
 
 import gradio as gr
 
-from engine.device_report import DeviceReport
+from engine.device_report import BYTES_PER_GB, DeviceReport
 from engine.errors import EngineError
 from engine.interfaces import ImageServiceLike
+from engine.memory_plan import AUTO, ON_DEVICE, ModelMemory
 from locales import error_text, translate, warning_text
 from ui.texts import Texts
 
@@ -65,7 +66,24 @@ def details_markdown(reading: DeviceReading, language: str) -> str:
         lines.append(translate(language, "device.no_gpu"))
     lines.append(translate(language, "device.torch", version=reading.torch_version,
                            build=reading.torch_build))
+    lines += [memory_line(loaded, reading.device, language) for loaded in reading.models]
     return "\n\n".join(lines)
+
+
+def _gb(size: int | None) -> str:
+    return f"{size / BYTES_PER_GB:.1f}" if size is not None else "?"
+
+
+def memory_line(loaded: ModelMemory, device: str, language: str) -> str:
+    """e.g. "pai-artist-large：自动：模型 CPU 卸载（可用显存 3.2 GB，需要 4.1 GB）"."""
+    choice = loaded.choice
+    if choice.mode == ON_DEVICE:
+        return translate(language, "device.memory_on_device", model=loaded.model, device=device)
+    mode = translate(language, f"device.mode_{choice.mode}")
+    if choice.requested == AUTO:
+        return translate(language, "device.memory_auto", model=loaded.model, mode=mode,
+                         free=_gb(choice.free_bytes), needed=_gb(choice.needed_bytes))
+    return translate(language, "device.memory_fixed", model=loaded.model, mode=mode)
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,17 @@ class DeviceView:
     def settled(self) -> bool:
         """The engine has started or failed: nothing more to wait for."""
         return read_device(self.service) is not None
+
+
+def wire_device_refresh(tab: Any, view: DeviceView, language: Any) -> None:
+    """Opening 设置 shows the device as it is now: the memory mode of each model loaded since
+    the page opened (``language``: the page's language radio)."""
+
+    def refresh(chosen: str) -> str:
+        return details_markdown(read_device(view.service), chosen)
+
+    tab.select(refresh, inputs=language, outputs=view.details, queue=False,
+               show_progress="hidden", api_visibility="private")
 
 
 def build_device_banner(texts: Texts, service: ImageServiceLike) -> Any:

@@ -42,7 +42,7 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
     built_in = texts.language
     tab = view.settings
     missing = set(map(id, [*view.admin_widgets, *view.samplers, tab.admin_password,
-                           tab.unlock, tab.language, view.device.banner,
+                           tab.unlock, tab.language, tab.preview_note, view.device.banner,
                            view.device.details])) - set(map(id, texts.components))
     if missing:  # on_load answers for texts.components only
         raise ValueError("a widget that a page load changes has no bound texts")
@@ -59,6 +59,7 @@ def wire_session_view(demo: gr.Blocks, texts: Texts, store: PreferencesStore, ac
                               (tab.language, language),
                               *((sampler_widget, sampler) for sampler_widget in view.samplers)):
             changes.setdefault(widget, {})["value"] = value
+        changes.setdefault(tab.preview_note, {})["value"] = tab.preview_note_text(language)
         for widget, change in view.device.changes(language).items():
             changes.setdefault(widget, {}).update(change)
         if language == built_in:

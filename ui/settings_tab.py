@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,15 @@ from engine.downloads.sources import SOURCE_KINDS, DownloadSource
 from engine.errors import EngineError, InvalidRequest
 from engine.interfaces import ImageServiceLike
 from engine.samplers import SAMPLERS
-from engine.settings import MAX_STEP_CACHE_INTERVAL, MEMORY_MODES, PREVIEW_METHODS, SpeedSettings
+from engine.settings import (
+    MAX_STEP_CACHE_INTERVAL,
+    MEMORY_MODES,
+    PREVIEW_METHODS,
+    TAESD_MODEL,
+    SpeedSettings,
+)
+from engine.store.catalog import ModelState
+from engine.store.manifest import ModelKind
 from locales import LANGUAGES, translate
 from ui.access import Access
 from ui.texts import Texts
@@ -47,6 +56,8 @@ class SettingsTab:
     unlock: Any
     personal: Any  # gr.BrowserState: {"language": ..., "default_sampler": ...} or {}
     speed: SpeedWidgets
+    preview_note: Any  # gr.Markdown under the preview method: TAESD is not downloaded
+    preview_note_text: Callable[[str], str]  # what it says now, in a language
 
     def server_widgets(self) -> list[Any]:
         """What only an admin may change."""
@@ -89,7 +100,16 @@ def _preview_choices(language: str) -> list[tuple[str, str]]:
             for method in PREVIEW_METHODS]
 
 
-def _speed_widgets(texts: Texts, preferences: Preferences) -> SpeedWidgets:
+def taesd_note(service: ImageServiceLike, language: str) -> str:
+    """Says that previews use the approximation until TAESD is downloaded (and where to get
+    it); empty once it is ready."""
+    ready = any(status.entry.id == TAESD_MODEL and status.state is ModelState.READY
+                for status in service.model_statuses(ModelKind.PREVIEW_DECODER))
+    return "" if ready else translate(language, "settings.taesd_missing")
+
+
+def _speed_widgets(texts: Texts, preferences: Preferences,
+                   note_text: Callable[[str], str]) -> tuple[SpeedWidgets, Any]:
     speed = preferences.speed
     with texts.make(gr.Accordion, label="settings.speed", open=False):
         texts.make(gr.Markdown, text="settings.speed_hint")
@@ -110,7 +130,9 @@ def _speed_widgets(texts: Texts, preferences: Preferences) -> SpeedWidgets:
             preview = gr.Radio(choices=_preview_choices(texts.language),
                                value=speed.preview_method, label=texts("settings.preview_method"))
             texts.bind(preview, label="settings.preview_method", choices=_preview_choices)
-    return SpeedWidgets(channels_last, fuse_qkv, compile_unet, step_cache, preview)
+        note = gr.Markdown(note_text(texts.language), elem_id="settings-taesd-note")
+        texts.bind(note, value=note_text)
+    return SpeedWidgets(channels_last, fuse_qkv, compile_unet, step_cache, preview), note
 
 
 def _source_choices(language: str) -> list[tuple[str, str]]:
@@ -139,7 +161,7 @@ def _admin_unlock(texts: Texts, access: Access) -> tuple[Any, Any]:
 
 
 def build_settings_tab(texts: Texts, preferences: Preferences, access: Access,
-                       outputs_base: Path) -> SettingsTab:
+                       outputs_base: Path, service: ImageServiceLike) -> SettingsTab:
     language = gr.Radio(choices=[(LANGUAGE_NAMES[code], code) for code in LANGUAGES],
                         value=preferences.language, label=texts("settings.language"),
                         elem_id="settings-language")
@@ -150,8 +172,10 @@ def build_settings_tab(texts: Texts, preferences: Preferences, access: Access,
     texts.bind(output_dir, label="settings.output_dir",
                info=lambda language: _output_hint(language, outputs_base))
     memory_mode = gr.Radio(choices=_memory_choices(texts.language), value=preferences.memory_mode,
-                           label=texts("settings.memory_mode"))
-    texts.bind(memory_mode, label="settings.memory_mode", choices=_memory_choices)
+                           label=texts("settings.memory_mode"),
+                           info=texts("settings.memory_mode_hint"))
+    texts.bind(memory_mode, label="settings.memory_mode", info="settings.memory_mode_hint",
+               choices=_memory_choices)
     default_sampler = texts.make(gr.Dropdown, label="settings.default_sampler",
                                  choices=list(SAMPLERS), value=preferences.default_sampler)
     source = gr.Radio(choices=_source_choices(texts.language),
@@ -162,12 +186,16 @@ def build_settings_tab(texts: Texts, preferences: Preferences, access: Access,
                                  placeholder="settings.custom_endpoint_hint",
                                  value=preferences.custom_endpoint,
                                  elem_id="settings-custom-endpoint")
-    speed = _speed_widgets(texts, preferences)
+    def note_text(language: str) -> str:
+        return taesd_note(service, language)
+
+    speed, note = _speed_widgets(texts, preferences, note_text)
     save = texts.make(gr.Button, text="settings.save", variant="primary", elem_id="settings-save")
     password, unlock = _admin_unlock(texts, access)
     personal = gr.BrowserState({}, storage_key=BROWSER_KEY, secret=BROWSER_KEY)
     return SettingsTab(language, output_dir, memory_mode, default_sampler, source,
-                       custom_endpoint, save, password, unlock, personal, speed)
+                       custom_endpoint, save, password, unlock, personal, speed, note,
+                       note_text)
 
 
 def _output_hint(language: str, base: Path) -> str:

@@ -29,7 +29,7 @@ from engine.settings import EngineSettings
 logger = logging.getLogger(__name__)
 
 DEMO_MANIFEST_NAME = "demo_manifest.yaml"
-DEMO_VERSION = 3  # 3: annotator weights filed per manifest entry
+DEMO_VERSION = 4  # 3: annotator weights filed per manifest entry; 4: a tiny TAESD
 MARKER_NAME = "complete"
 HUB_DIR_NAME = "hub"
 SCRATCH_PREFIX = ".building-"
@@ -172,6 +172,7 @@ def _write_repos(made: Path) -> list[tuple[Path, str]]:
         _write_preview(made / lora.id / PREVIEW_FILE, lora.seed)
         repos.append((made / lora.id, lora.repo))
     repos.append((tiny.write_depth_model(made / "dpt"), DEPTH_MODEL_REPO))
+    repos.append((tiny.write_taesd(made / "taesd"), _taesd_entry().repo))
     return repos
 
 
@@ -191,6 +192,16 @@ def _annotator_entries():
     from engine.store.manifest import ModelKind, load_manifest
 
     return load_manifest(DEFAULT_MANIFEST).of_kind(ModelKind.ANNOTATOR)
+
+
+def _taesd_entry():
+    """The main manifest's live preview decoder: the demo's is tiny and draws noise."""
+    from engine.settings import DEFAULT_MANIFEST, TAESD_MODEL
+    from engine.store.manifest import load_manifest
+
+    entry = load_manifest(DEFAULT_MANIFEST).get(TAESD_MODEL)
+    assert entry is not None  # the manifest test checks it is there
+    return entry
 
 
 def _write_preview(path: Path, seed: int) -> None:
@@ -314,6 +325,13 @@ def demo_manifest() -> dict:
     models += [_controlnet_entry(spec) for spec in CONTROLNETS]
     models += [_lora_entry(spec) for spec in LORAS]
     models += [_annotator_entry(entry) for entry in _annotator_entries()]
+    taesd = _taesd_entry()
+    models.append({
+        "id": taesd.id, "kind": taesd.kind.value, "repo": taesd.repo,
+        "name": _text(f"演示：{taesd.name.zh}", f"Demo: {taesd.name.en}"),
+        "description": _noise_description("微型预览解码器，预览是噪声。",
+                                          "a tiny preview decoder that draws noise."),
+        "license": LICENSE})
     return {"version": 1, "models": models}
 
 

@@ -14,7 +14,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -334,3 +334,18 @@ def write_kohya_lora(path: Path, base: Path, rank: int = 4, seed: int = 32, scal
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
     return Path(path)
+
+
+def write_taesd(root: Path, seed: int = 40) -> Path:
+    """A tiny ``madebyollin/taesd`` look-alike: diffusers' AutoencoderTiny with its files as
+    that repo has them (config.json, diffusion_pytorch_model.safetensors), narrow channels."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    taesd: Any = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
+                                 decoder_block_out_channels=(8, 8, 8, 8),
+                                 num_encoder_blocks=(1, 1, 1, 1),
+                                 num_decoder_blocks=(1, 1, 1, 1))
+    _randomise(taesd, seed, scale=0.3)
+    taesd.save_pretrained(Path(root), safe_serialization=True)
+    return Path(root)

@@ -44,6 +44,7 @@ from engine.generate.aux_annotators import AuxAnnotators
 from engine.generate.devices import Placement, pick_placement, torch_facts
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import Preprocessors
+from engine.generate.previews import PreviewDecoders
 from engine.generate.speed import COMPILE_CACHE_FOLDER, settle_fused_qkv, user_cache_dir
 from engine.generate.text_encoding import (
     TextContext,
@@ -51,6 +52,8 @@ from engine.generate.text_encoding import (
     prompt_info,
     read_text_context,
 )
+from engine.generate.vae_tiling import tiling_for_size
+from engine.memory_plan import checked_memory_mode
 from engine.metadata.parameters import image_parameters
 from engine.prompt_syntax import parse_prompt
 from engine.requests import (
@@ -113,21 +116,6 @@ def _denoising_steps(job: _Job) -> int:
     return steps
 
 
-# How SD 1.x latent channels map to RGB, approximately (a widely used fixed projection); a
-# preview from it costs milliseconds and needs no weights.
-LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264),
-              (-0.184, -0.271, -0.473))
-
-
-def latent_preview(latents: torch.Tensor | None) -> Image.Image | None:
-    if latents is None or latents.ndim != 4 or latents.shape[1] != 4:
-        return None
-    factors = torch.tensor(LATENT_RGB, dtype=torch.float32)
-    rgb = torch.einsum("chw,cr->hwr", latents[0].detach().float().cpu(), factors)
-    pixels = ((rgb + 1) * 127.5).clamp(0, 255).to(torch.uint8).numpy()
-    return Image.fromarray(pixels).resize((pixels.shape[1] * 4, pixels.shape[0] * 4))
-
-
 @dataclasses.dataclass
 class _TokenCounter:
     tokenizer: object
@@ -160,12 +148,13 @@ class Engine:
         self.placement = placement or pick_placement(settings.device, settings.precision)
         self.store = ModelStore(settings, self.manifest)
         self.pipelines = PipelineManager(self.store, self.placement, settings.max_loaded_models,
-                                         memory_mode=settings.memory_mode,
+                                         memory_mode=checked_memory_mode(settings.memory_mode),
                                          speed=settings.speed,
                                          compile_cache_dir=user_cache_dir() or
                                          settings.models_dir / COMPILE_CACHE_FOLDER)
         aux = AuxAnnotators(self.store.complete_folder, device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
+        self.previews = PreviewDecoders(self.store, self.placement)
         self._counters: dict[Path, _TokenCounter] = {}
         self._counters_lock = threading.Lock()
         self._nvidia_probe = nvidia_probe
@@ -231,10 +220,14 @@ class Engine:
 
     def unload_all(self) -> None:
         """Free the device: every loaded model goes (the next job loads what it needs)."""
-        self.pipelines.unload_all()
+        with self.pipelines.lock:
+            self.previews.release()
+            self.pipelines.unload_all()
 
     def set_memory_mode(self, mode: str) -> None:
-        """Takes effect as models load again: the loaded ones are released now."""
+        """Takes effect as models load again: the loaded ones are released now. The old
+        names ("normal", "low") are accepted."""
+        mode = checked_memory_mode(mode)
         with self.pipelines.lock:
             self.pipelines.memory_mode = mode
             self.pipelines.unload_all()
@@ -258,13 +251,15 @@ class Engine:
 
     def device_report(self) -> DeviceReport:
         """Made once: torch's facts do not change while it runs, and the probe behind a
-        problem (``nvidia-smi``) may take seconds."""
+        problem (``nvidia-smi``) may take seconds. The loaded models' memory modes are read
+        each time."""
         with self._device_report_lock:
             if self._device_report is None:
                 facts = torch_facts(self.placement, self.settings.device)
                 self._device_report = build_device_report(facts, self._nvidia_probe,
                                                           platform.system())
-            return self._device_report
+            return dataclasses.replace(self._device_report,
+                                       models=self.pipelines.memory_modes())
 
     def prompt_info(self, model: str, prompt: str) -> PromptInfo:
         """Token count of ``prompt`` against ``model``'s context, for a live counter.
@@ -405,16 +400,17 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - re-raised by on_step_end
                 deferred.append(exc)
 
+        preview = self.previews.maker(self.pipelines.speed.preview_method) if on_progress else None
+
         def on_step_end(pipeline, step, timestep, kwargs):
             if deferred:
                 raise deferred.pop()
             # Raising here stops within one step; pipe._interrupt would still run the VAE.
             if cancel is not None and cancel.is_set():
                 raise JobCancelled()
-            if on_progress is not None:
+            if on_progress is not None and preview is not None:
                 on_progress(ProgressUpdate(step + 1, pipeline.num_timesteps, batch_index,
-                                           request.batch_count,
-                                           latent_preview(kwargs.get("latents"))))
+                                           request.batch_count, preview(kwargs.get("latents"))))
             return kwargs
 
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
@@ -454,14 +450,16 @@ class Engine:
         """Decode latents; on NaN (fp16 VAE overflow) decode again in fp32, never save black."""
         vae = base.pipe.vae
         scaled = latents / vae.config.scaling_factor
-        decoded = vae.decode(scaled.to(vae.dtype)).sample
-        if torch.isnan(decoded).any() and vae.dtype != torch.float32:
-            logger.warning("VAE produced NaN in %s; decoding again in fp32", vae.dtype)
-            vae.to(torch.float32)
-            try:
-                decoded = vae.decode(scaled.float()).sample
-            finally:
-                vae.to(self.placement.dtype)
+        factor = base.pipe.vae_scale_factor
+        with tiling_for_size(vae, scaled.shape[-1] * factor, scaled.shape[-2] * factor):
+            decoded = vae.decode(scaled.to(vae.dtype)).sample
+            if torch.isnan(decoded).any() and vae.dtype != torch.float32:
+                logger.warning("VAE produced NaN in %s; decoding again in fp32", vae.dtype)
+                vae.to(torch.float32)
+                try:
+                    decoded = vae.decode(scaled.float()).sample
+                finally:
+                    vae.to(self.placement.dtype)
         if torch.isnan(decoded).any():
             raise ResourceError("nan_output")
         array = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)

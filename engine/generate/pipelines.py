@@ -22,8 +22,10 @@ from engine.errors import ModelError
 from engine.generate.devices import Placement
 from engine.generate.lora import LoraAdapters, weights_only_forced_off
 from engine.generate.lora_hotswap import HotswapLoras
+from engine.generate.memory import place_pipeline
 from engine.generate.speed import CompileWatch, apply_load_time, use_compile_cache
 from engine.generate.text_encoding import TextContext, read_text_context
+from engine.memory_plan import MemoryChoice, ModelMemory
 from engine.requests import JobKind
 from engine.settings import SpeedSettings
 from engine.store.manifest import ManifestEntry
@@ -46,6 +48,7 @@ class LoadedBase:
     # HotswapLoras when the UNet is compiled: changing LoRAs then never recompiles it.
     loras: LoraAdapters | HotswapLoras = field(default_factory=LoraAdapters)
     derived: dict = field(default_factory=dict)
+    memory: MemoryChoice | None = None  # the memory mode it runs in
 
     @property
     def default_size(self) -> tuple[int, int]:
@@ -97,7 +100,7 @@ def free_memory() -> None:
 
 class PipelineManager:
     def __init__(self, store: ModelStore, placement: Placement, max_loaded: int = 2,
-                 max_controlnets: int = 2, memory_mode: str = "normal",
+                 max_controlnets: int = 2, memory_mode: str = "auto",
                  speed: SpeedSettings | None = None,
                  compile_cache_dir: Path | None = None) -> None:
         self.store = store
@@ -116,6 +119,12 @@ class PipelineManager:
     @property
     def loaded_models(self) -> tuple[str, ...]:
         return tuple(base.model_id for base in self._bases.values())
+
+    def memory_modes(self) -> tuple[ModelMemory, ...]:
+        """Each loaded base's memory mode. Read without the lock (a job holds it for its whole
+        run): copying the values is one step under the GIL."""
+        return tuple(ModelMemory(base.model_id, base.memory) for base in list(self._bases.values())
+                     if base.memory is not None)
 
     def base(self, reference: str) -> LoadedBase:
         folder = self.store.base_location(reference).resolve()
@@ -156,7 +165,8 @@ class PipelineManager:
             else:
                 pipe = StableDiffusionPipeline.from_pretrained(
                     folder, use_safetensors=_prefer_safetensors(folder), **common)
-            self._place(pipe)  # weights a file left out are still "meta": moving them fails
+            # Weights a file left out are still "meta": moving them fails.
+            memory = place_pipeline(pipe, self.memory_mode, self.placement, reference)
             self._speed_up(pipe.unet)
             if self.speed.channels_last:
                 pipe.vae.to(memory_format=torch.channels_last)
@@ -170,7 +180,7 @@ class PipelineManager:
             reference=reference, folder=folder, entry=self.store.entry(reference), pipe=pipe,
             scheduler_config=dict(pipe.scheduler.config),
             text_context=read_text_context(pipe.tokenizer, pipe.text_encoder),
-            model_hash=self.store.model_hash(folder),
+            model_hash=self.store.model_hash(folder), memory=memory,
             loras=HotswapLoras() if self.speed.compile_unet else LoraAdapters())
 
     def _speed_up(self, model) -> None:
@@ -192,14 +202,6 @@ class PipelineManager:
                 use_safetensors=_has_safetensors(config / "vae"))}
         return StableDiffusionPipeline.from_single_file(
             str(path), config=str(config), local_files_only=True, **common)
-
-    def _place(self, pipe) -> None:
-        """On the device; in low-memory mode only the module at work is on the GPU."""
-        if self.memory_mode == "low" and self.placement.device.type == "cuda":
-            pipe.enable_model_cpu_offload()
-            pipe.vae.enable_tiling()
-        else:
-            pipe.to(self.placement.device)
 
     def controlnet(self, reference: str):
         from diffusers import ControlNetModel

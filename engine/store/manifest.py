@@ -21,6 +21,8 @@ class ModelKind(str, enum.Enum):
     CONTROLNET = "controlnet"
     LORA = "lora"
     ANNOTATOR = "annotator"  # a preprocessor's weights (controlnet-aux), not a diffusion model
+    # A tiny VAE decoder (TAESD, diffusers' AutoencoderTiny) that draws the live previews.
+    PREVIEW_DECODER = "preview_decoder"
 
 
 class BaseFamily(str, enum.Enum):
@@ -147,7 +149,8 @@ class ManifestEntry(_Strict):
             raise ValueError("only an annotator lists files")
         if self.kind is ModelKind.BASE and self.base_family is not None:
             raise ValueError("a base model has no base_family")
-        if self.kind is not ModelKind.BASE and (self.base is None) == (self.base_family is None):
+        if self.kind in (ModelKind.CONTROLNET, ModelKind.LORA) and \
+                (self.base is None) == (self.base_family is None):
             raise ValueError("a ControlNet or LoRA names either the base it was trained for "
                              "(base) or the family it fits (base_family)")
         if self.kind is ModelKind.CONTROLNET and not self.control_type:

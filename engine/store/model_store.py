@@ -35,6 +35,8 @@ REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 BASE_FILES = ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "unet/*",
               "vae/*"]
 SINGLE_MODEL_FILES = ["config.json", "preprocessor_config.json", "*.safetensors", "*.bin"]
+# TAESD's repo also holds a pickled copy and the original (non-diffusers) weights: not needed.
+PREVIEW_DECODER_FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
 CONVERTED_DIR = "converted"
 COMPLETE_MARKER = ".complete"
 
@@ -48,6 +50,8 @@ def files_for(entry: ManifestEntry) -> list[str]:
         return [entry.weight_file] + ([entry.preview_image] if entry.preview_image else [])
     if entry.kind is ModelKind.BASE:
         return BASE_FILES
+    if entry.kind is ModelKind.PREVIEW_DECODER:
+        return PREVIEW_DECODER_FILES
     return SINGLE_MODEL_FILES
 
 

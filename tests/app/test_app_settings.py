@@ -33,8 +33,8 @@ def test_no_convert_reaches_the_engine_settings():
 
     assert parse_settings([], {}).convert_downloads
     kept = parse_settings(["--no-convert"], {})
-    assert not app.engine_settings(kept, "normal").convert_downloads
-    assert app.engine_settings(parse_settings([], {}), "normal").convert_downloads
+    assert not app.engine_settings(kept, "auto").convert_downloads
+    assert app.engine_settings(parse_settings([], {}), "auto").convert_downloads
 
 
 def test_a_public_address_without_a_password_is_refused():
@@ -142,7 +142,7 @@ def test_other_flags():
 
 def test_preferences_round_trip(tmp_path):
     store = PreferencesStore(tmp_path / "nested" / "settings.json")
-    chosen = Preferences(language="en", output_dir="/pictures/画境", memory_mode="low",
+    chosen = Preferences(language="en", output_dir="/pictures/画境", memory_mode="model_offload",
                          default_sampler="Euler a")
     store.save(chosen)
     assert store.load() == chosen
@@ -171,14 +171,23 @@ def test_undecodable_file_gives_defaults(tmp_path):
 
 def test_unknown_keys_are_ignored(tmp_path):
     path = tmp_path / "settings.json"
-    path.write_text(json.dumps({"language": "en", "colour": "red", "memory_mode": "low"}),
-                    encoding="utf-8")
-    assert PreferencesStore(path).load() == Preferences(language="en", memory_mode="low")
+    path.write_text(json.dumps({"language": "en", "colour": "red",
+                                "memory_mode": "sequential_offload"}), encoding="utf-8")
+    assert PreferencesStore(path).load() == Preferences(language="en",
+                                                        memory_mode="sequential_offload")
+
+
+@pytest.mark.parametrize(("saved", "read"), [("normal", "auto"), ("low", "model_offload")])
+def test_an_old_files_memory_mode_is_read_as_what_it_named(tmp_path, saved, read):
+    """Earlier versions saved "normal" and "low"; the mode is kept, not reset to "auto"."""
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"language": "en", "memory_mode": saved}), encoding="utf-8")
+    assert PreferencesStore(path).load() == Preferences(language="en", memory_mode=read)
 
 
 @pytest.mark.parametrize("field, bad", [
     ("language", "fr"), ("language", ["en"]), ("language", None),
-    ("memory_mode", "huge"), ("memory_mode", 3),
+    ("memory_mode", "huge"), ("memory_mode", 3), ("memory_mode", None),
     ("output_dir", ""), ("output_dir", "   "), ("output_dir", 5),
     ("default_sampler", 7), ("default_sampler", None), ("default_sampler", "No such sampler"),
     ("channels_last", 1), ("fuse_qkv", "yes"), ("compile_unet", None),
@@ -186,7 +195,7 @@ def test_unknown_keys_are_ignored(tmp_path):
     ("step_cache_interval", 2.5), ("preview_method", "full"),
 ])
 def test_a_bad_field_falls_back_alone(tmp_path, field, bad):
-    good = Preferences(language="en", output_dir="/pictures", memory_mode="low",
+    good = Preferences(language="en", output_dir="/pictures", memory_mode="model_offload",
                        default_sampler="Euler a", channels_last=True, fuse_qkv=True,
                        compile_unet=True, step_cache_interval=3, preview_method="taesd")
     raw = {**good.__dict__, field: bad}
@@ -208,16 +217,16 @@ def test_speed_settings_round_trip_and_reach_the_engine_settings(tmp_path):
     store.save(Preferences(language="en").with_speed(speed))
     loaded = store.load()
     assert loaded.speed == speed and loaded.language == "en"
-    assert app.engine_settings(parse_settings([], {}), "normal", loaded.speed).speed == speed
-    assert app.engine_settings(parse_settings([], {}), "normal").speed == SpeedSettings()
+    assert app.engine_settings(parse_settings([], {}), "auto", loaded.speed).speed == speed
+    assert app.engine_settings(parse_settings([], {}), "auto").speed == SpeedSettings()
 
 
 def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
     store = PreferencesStore(tmp_path / "settings.json")
     store.save(Preferences(language="en"))
-    store.save(Preferences(language="zh-CN", memory_mode="low"))
+    store.save(Preferences(language="zh-CN", memory_mode="gpu"))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["settings.json"]
-    assert store.load() == Preferences(memory_mode="low")
+    assert store.load() == Preferences(memory_mode="gpu")
 
 
 def test_a_failed_save_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path, monkeypatch):
@@ -229,7 +238,7 @@ def test_a_failed_save_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path,
 
     monkeypatch.setattr(app_settings.os, "replace", full_disk)
     with pytest.raises(OSError):
-        store.save(Preferences(memory_mode="low"))
+        store.save(Preferences(memory_mode="gpu"))
     monkeypatch.undo()
 
     assert store.load() == Preferences(language="en")

@@ -108,7 +108,7 @@ def test_switching_language_in_settings_translates_the_banner_and_the_section(tm
     with running_ui(service, tmp_path) as ui:
         result = call(ui.client, "/save_settings", **by_keys(
             settings__language="en", settings__output_dir=str(tmp_path / "out"),
-            settings__memory_mode="normal", settings__default_sampler="DPM++ 2M"))
+            settings__memory_mode="auto", settings__default_sampler="DPM++ 2M"))
         updates = updates_by_elem_id(ui, "save_settings", result)
         assert updates["device-banner"]["value"].startswith("⚠️ Found NVIDIA GeForce RTX 4090")
         assert updates["device-details"]["value"].startswith("Runs on: cpu")

@@ -630,7 +630,7 @@ def test_interrupt_from_another_session_leaves_the_job_running(ui, backend, gate
 
 # -- 设置 ------------------------------------------------------------------------------------
 
-def _save_settings(client, language: str, output_dir: str, memory_mode: str = "normal",
+def _save_settings(client, language: str, output_dir: str, memory_mode: str = "auto",
                    sampler: str = "DPM++ 2M"):
     return call(client, "/save_settings", **by_keys(
         settings__language=language, settings__output_dir=output_dir,
@@ -651,19 +651,20 @@ def test_saving_settings_in_english_persists_them_and_relabels_the_page(tmp_path
     service, backend = fake_image_service(tmp_path / "data")
     pictures = tmp_path / "pictures"
     with running_ui(service, tmp_path) as ui:
-        result = _save_settings(ui.client, "en", str(pictures), "low", "Euler a")
+        result = _save_settings(ui.client, "en", str(pictures), "model_offload", "Euler a")
 
         saved = json.loads((tmp_path / "settings.json").read_text(encoding="utf-8"))
-        assert saved == {"language": "en", "output_dir": str(pictures), "memory_mode": "low",
+        assert saved == {"language": "en", "output_dir": str(pictures),
+                         "memory_mode": "model_offload",
                          "default_sampler": "Euler a", "download_source": "",
                          "custom_endpoint": "", "channels_last": False, "fuse_qkv": False,
                          "compile_unet": False, "step_cache_interval": 0,
                          "preview_method": "approx"}
-        assert ui.store.load() == Preferences("en", str(pictures), "low", "Euler a")
+        assert ui.store.load() == Preferences("en", str(pictures), "model_offload", "Euler a")
         prompt_updates = _updates_labelled(ui.client, "/save_settings", result, "common.prompt")
         assert {update["label"] for update in prompt_updates} == {"Prompt"}
         assert translate("en", "common.prompt") == "Prompt"
-        assert backend.memory_modes == ["low"] and service.output_dir == pictures
+        assert backend.memory_modes == ["model_offload"] and service.output_dir == pictures
         assert not list(tmp_path.glob("*.tmp"))
 
         # Errors are now in English, and new images are saved with their infotext.
@@ -700,7 +701,7 @@ def test_a_damaged_settings_file_loads_as_defaults(tmp_path):
         assert "Prompt" not in labels  # the page stays in the default language
         _save_settings(ui.client, ZH, str(tmp_path / "outputs"))
     assert ui.store.load() == Preferences(output_dir=str(tmp_path / "outputs"))
-    assert backend.memory_modes == []  # "normal" was already the mode
+    assert backend.memory_modes == []  # "auto" was already the mode
 
 
 @pytest.mark.servers

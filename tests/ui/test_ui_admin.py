@@ -70,7 +70,7 @@ def served(tmp_path: Path) -> tuple[ImageService, FakeEngine, RecordingDownloade
 DEFAULT_SPEED = SpeedSettings()
 
 
-def save(client, output_dir: str, language: str = ZH, memory_mode: str = "normal",
+def save(client, output_dir: str, language: str = ZH, memory_mode: str = "auto",
          source: str = "", endpoint: str = "", sampler: str = "DPM++ 2M",
          speed: SpeedSettings = DEFAULT_SPEED):
     return call(client, "/save_settings", **by_keys(
@@ -98,7 +98,7 @@ def shared(tmp_path):
 
 
 @pytest.mark.parametrize("change", [
-    dict(output_dir="elsewhere"), dict(memory_mode="low"), dict(source="hf-mirror"),
+    dict(output_dir="elsewhere"), dict(memory_mode="model_offload"), dict(source="hf-mirror"),
     dict(source="custom", endpoint="https://hub.example.com"),
     dict(speed=SpeedSettings(fuse_qkv=True)), dict(speed=SpeedSettings(step_cache_interval=3)),
 ])
@@ -127,11 +127,11 @@ def test_a_non_admin_keeps_language_and_sampler_to_their_own_browser(shared, tmp
 
 def test_the_admin_can_change_server_settings(shared, tmp_path):
     ui = shared.ui
-    save(ui.client, str(tmp_path / "pictures"), memory_mode="low", source="hf-mirror")
+    save(ui.client, str(tmp_path / "pictures"), memory_mode="model_offload", source="hf-mirror")
     saved = ui.store.load()
     assert (saved.output_dir, saved.memory_mode, saved.download_source) == (
-        str(tmp_path / "pictures"), "low", "hf-mirror")
-    assert shared.engine.memory_modes == ["low"]
+        str(tmp_path / "pictures"), "model_offload", "hf-mirror")
+    assert shared.engine.memory_modes == ["model_offload"]
     assert ui.service.output_dir == (tmp_path / "pictures").resolve()
     assert shared.engine.speeds == []  # unchanged, so not sent
 
@@ -303,7 +303,7 @@ def test_on_a_space_two_visitors_keep_their_own_language(tmp_path):
         assert labels(chinese, theirs) <= {None, translate(ZH, "common.prompt")}
         # A message for the Chinese visitor is still in Chinese.
         with pytest.raises(AppError) as caught:
-            save(chinese, str(tmp_path / "x"), memory_mode="low")
+            save(chinese, str(tmp_path / "x"), memory_mode="model_offload")
         assert refused_as("admin_only", caught)
 
 
@@ -327,9 +327,10 @@ def test_on_a_space_the_admin_password_unlocks_one_browser_session(tmp_path, cap
             ui.client.predict("wrong-guess-123", api_name="/unlock_admin")
         assert refused_as("admin_password_wrong", caught)
         ui.client.predict(ADMIN_PASSWORD, api_name="/unlock_admin")
-        save(ui.client, str(tmp_path / "pictures"), memory_mode="low", language="en")
+        save(ui.client, str(tmp_path / "pictures"), memory_mode="model_offload", language="en")
         saved = ui.store.load()
-        assert (saved.output_dir, saved.memory_mode) == (str(tmp_path / "pictures"), "low")
+        assert (saved.output_dir, saved.memory_mode) == (str(tmp_path / "pictures"),
+                                                         "model_offload")
         assert saved.language == ZH  # on a Space, even the admin's language is their own
         ui.client.predict("pai-food-large", True, api_name="/delete_model")
         assert downloads.deleted == ["pai-food-large"]

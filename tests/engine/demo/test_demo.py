@@ -60,8 +60,9 @@ def test_demo_manifest_validates_and_lists_the_set(demo):
     for entry in manifest.models:
         assert entry.license == "apache-2.0"
         assert "噪声" in entry.description.zh and "noise" in entry.description.en
-        assert entry.kind is ModelKind.ANNOTATOR or (entry.id.startswith("demo-")
-                                                     and entry.examples)
+        assert entry.kind in (ModelKind.ANNOTATOR, ModelKind.PREVIEW_DECODER) or (
+            entry.id.startswith("demo-") and entry.examples)
+    assert [e.id for e in manifest.of_kind(ModelKind.PREVIEW_DECODER)] == ["taesd"]
 
 
 @pytest.mark.engine

@@ -392,7 +392,7 @@ class _Fp16OverflowVae:
 
 def test_nan_from_an_fp16_vae_is_decoded_again_in_fp32(engine):
     vae = _Fp16OverflowVae()
-    base = type("Base", (), {"pipe": type("Pipe", (), {"vae": vae})()})()
+    base = type("Base", (), {"pipe": type("Pipe", (), {"vae": vae, "vae_scale_factor": 8})()})()
     images = engine._decode(base, torch.zeros(2, 4, 2, 2))
     assert len(images) == 2 and np.asarray(images[0])[0, 0, 0] == 191  # (0.5/2+0.5)*255
     assert vae.casts[0] == torch.float32
@@ -401,7 +401,7 @@ def test_nan_from_an_fp16_vae_is_decoded_again_in_fp32(engine):
 def test_nan_in_fp32_is_an_error_not_a_black_image(engine):
     vae = _Fp16OverflowVae()
     vae.to = lambda dtype: vae  # stays fp16: the retry cannot help
-    base = type("Base", (), {"pipe": type("Pipe", (), {"vae": vae})()})()
+    base = type("Base", (), {"pipe": type("Pipe", (), {"vae": vae, "vae_scale_factor": 8})()})()
     with pytest.raises(EngineError) as caught:
         engine._decode(base, torch.zeros(1, 4, 2, 2))
     assert caught.value.code == "nan_output"

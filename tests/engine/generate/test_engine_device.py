@@ -3,6 +3,7 @@ problem decided by ``engine.device_report`` with a faked ``nvidia-smi``."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from engine.generate.engine import Engine
@@ -20,13 +21,16 @@ def expected_build() -> str:
     return "MPS" if torch.backends.mps.is_built() else "CPU"
 
 
-def test_the_engine_on_the_cpu_reports_it_and_its_torch(engine):
+def test_the_engine_on_the_cpu_reports_it_and_its_torch(engine, monkeypatch):
     report = engine.device_report()
     assert (report.device, report.precision) == ("cpu", "fp32")
     assert report.torch_version == torch.__version__
     assert report.torch_build == expected_build()
     assert (report.gpu_name, report.gpu_memory_bytes, report.problem) == (None, None, None)
-    assert engine.device_report() is report  # made once
+    # Made once: torch is not asked again (only the loaded models' memory modes are read).
+    monkeypatch.setattr("engine.generate.engine.torch_facts",
+                        lambda *args: pytest.fail("torch was asked again"))
+    assert engine.device_report() == report
 
 
 def test_an_engine_left_to_choose_names_the_gpu_or_the_gpu_it_cannot_use(tiny_repos):

@@ -71,8 +71,9 @@ def test_default_sizes_follow_the_cards(manifest):
 def test_every_entry_has_both_languages_and_examples(manifest):
     for entry in manifest.models:
         assert entry.name.zh and entry.name.en and entry.description.zh and entry.license
-        # Preprocessor weights make no pictures of their own: nothing to prompt.
-        assert entry.examples or entry.kind is ModelKind.ANNOTATOR, entry.id
+        # Preprocessor weights and the preview decoder make no pictures of their own.
+        assert entry.examples or entry.kind in (ModelKind.ANNOTATOR,
+                                                ModelKind.PREVIEW_DECODER), entry.id
 
 
 def test_annotators_take_a_few_files_into_a_cache_folder_of_their_own(manifest):
