@@ -1070,4 +1070,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/engine/generate/test_step_cache_jobs.py::"
          "test_the_infotext_names_the_interval_when_the_cache_ran",),
     ),
+    Mutation(
+        "bench: the step cache's images are held to bare diffusers'",
+        "bench/gpu_run.py",
+        "            row.images_match = match if options.exact else None",
+        "            row.images_match = match",
+        ("tests/bench/test_gpu_bench.py::"
+         "test_tiny_run_numbers_are_positive_and_images_match",),
+    ),
+    Mutation(
+        "bench: the step cache counts towards the speed goals",
+        "bench/gpu_report.py",
+        "                and (r.optimization is None or is_exact(r.optimization))]",
+        "                ]",
+        ("tests/bench/test_gpu_bench.py::test_tiny_run_checks_the_three_goals",),
+    ),
 )
