@@ -1047,6 +1047,16 @@ MUTATIONS: tuple[Mutation, ...] = (
          "test_below_two_the_images_are_the_uncached_ones"),
     ),
     Mutation(
+        "step cache: a compiled UNet takes the cache too",
+        "engine/generate/step_cache.py",
+        'if hasattr(unet, "_orig_mod") or getattr(unet, "_compiled_call_impl", None) is not None:',
+        "if False:",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_the_cache_is_off_below_two_and_on_a_compiled_unet",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_a_compiled_unet_runs_without_the_cache"),
+    ),
+    Mutation(
         "engine: the step cache setting never reaches the job",
         "engine/generate/engine.py",
         "usable_interval(pipe.unet, self.pipelines.speed.step_cache_interval)",

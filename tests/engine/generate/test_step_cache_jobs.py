@@ -14,6 +14,7 @@ from engine.errors import JobCancelled
 from engine.metadata.infotext import format_infotext, parse_infotext
 from engine.settings import SpeedSettings
 from tests.support.helpers import BASE, controlnet, img2img, inpaint, pixels, run, txt2img
+from tests.support.tiny_repos import make_settings
 
 STEPS = 9  # with interval 3: full at steps 0, 3, 6
 # Mean absolute pixel difference, cached vs not, on the tiny models: a correct cache gives
@@ -148,3 +149,23 @@ def test_a_cancelled_job_leaves_no_cache_and_the_next_starts_full(engine, cached
     with torch.no_grad(), watching(engine) as seen:
         run(engine, txt2img(steps=STEPS))
     assert seen["deep"] == STEPS  # turned off in 设置: the next job, same loaded model
+
+
+def test_a_compiled_unet_runs_without_the_cache(tiny_repos):
+    """A shallow step is another graph: on a compiled UNet the cache would recompile as it
+    switches, so the job runs uncached, and its image says nothing of a cache."""
+    from engine.generate.engine import Engine
+
+    compilations = []
+
+    def eager_backend(graph, example_inputs):
+        compilations.append(1)
+        return graph.forward
+
+    torch._dynamo.reset()  # other tests' compiled code must not count here
+    engine = Engine(make_settings(tiny_repos, speed=SpeedSettings(
+        compile_unet=True, step_cache_interval=3)))
+    engine.pipelines.compile_watch.backend = eager_backend
+    result = run(engine, txt2img(steps=STEPS))
+    assert "step_cache" not in result.images[0].parameters
+    assert 1 <= len(compilations) <= 2  # with the cache: 4 for these 9 steps
