@@ -23,12 +23,15 @@ class EngineOptimization:
     """One way the engine can run faster. ``settings`` are the ``EngineSettings`` overrides
     that switch it on; None while the engine does not offer it (its row says so).
     ``reorders_math``: the same computation summed in another order (another memory layout,
-    fused matrices, generated kernels), so fp32 images may differ by a rounding step."""
+    fused matrices, generated kernels), so fp32 images may differ by a rounding step.
+    ``exact`` is False for one that changes the pictures on purpose (the step cache): its
+    images are not held to bare diffusers', only their difference is recorded."""
 
     name: str
     label: str
     settings: dict[str, Any] | None
     reorders_math: bool = False
+    exact: bool = True
 
 
 # SDPA is diffusers' and the engine's default attention; the others are the usual next steps
@@ -41,12 +44,17 @@ ENGINE_OPTIMIZATIONS = (
                        {"speed": SpeedSettings(fuse_qkv=True)}, reorders_math=True),
     EngineOptimization("torch_compile", "engine + torch.compile",
                        {"speed": SpeedSettings(compile_unet=True)}, reorders_math=True),
-    EngineOptimization("step_cache", "engine + step cache", None),
+    EngineOptimization("step_cache", "engine + step cache",
+                       {"speed": SpeedSettings(step_cache_interval=3)}, exact=False),
 )
 
 
 def offered_optimizations() -> tuple[EngineOptimization, ...]:
     return tuple(o for o in ENGINE_OPTIMIZATIONS if o.settings is not None)
+
+
+def is_exact(name: str) -> bool:
+    return all(o.exact for o in ENGINE_OPTIMIZATIONS if o.name == name)
 
 
 def job_matrix(sides: tuple[int, ...], batches: tuple[int, ...], dtypes: tuple[str, ...],

@@ -792,8 +792,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "few-step: the pipeline call drops the sampler's gamma (TCD runs at eta 0)",
         "engine/generate/engine.py",
-        "            callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),\n",
-        "            callback_on_step_end=on_step_end,\n",
+        "callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),\n",
+        "callback_on_step_end=on_step_end,\n",
         ("tests/engine/generate/test_few_step_loras.py::test_tcd_samples_with_its_gamma",),
     ),
     Mutation(
@@ -1156,5 +1156,132 @@ MUTATIONS: tuple[Mutation, ...] = (
          'tests/ui/test_memory_and_preview_texts.py::'
          'test_the_taesd_line_shows_until_taesd_is_downloaded',
         ),
+    ),
+    # -- the step cache ----------------------------------------------------------------------
+    Mutation(
+        "step cache: shallow steps get deep features of zeros",
+        "engine/generate/step_cache.py",
+        "last(hidden_states=self._deep, temb=emb, res_hidden_states_tuple=skips,\n"
+        "                          upsample_size=None, **cross)",
+        "last(hidden_states=torch.zeros_like(self._deep), temb=emb,\n"
+        "                          res_hidden_states_tuple=skips, upsample_size=None, **cross)",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_a_shallow_call_on_the_full_calls_inputs_answers_as_the_full_unet",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_cached_images_are_close_to_the_uncached_ones_but_not_equal"),
+    ),
+    Mutation(
+        "step cache: the first full step's features are kept for good",
+        "engine/generate/step_cache.py",
+        '            self._deep = block_kwargs["hidden_states"].detach()',
+        '            self._deep = self._deep if self._deep is not None else \\\n'
+        '                block_kwargs["hidden_states"].detach()',
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_a_shallow_call_on_the_full_calls_inputs_answers_as_the_full_unet",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_cached_images_are_close_to_the_uncached_ones_but_not_equal"),
+    ),
+    Mutation(
+        "step cache: skips reach the last up block in the wrong order",
+        "engine/generate/step_cache.py",
+        "        skips = (sample, *skips)[:len(last.resnets)]",
+        "        skips = (sample, *skips)[:len(last.resnets)][::-1]",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_a_shallow_call_on_the_full_calls_inputs_answers_as_the_full_unet",),
+    ),
+    Mutation(
+        "step cache: the last up block reads the downsampler's output",
+        "engine/generate/step_cache.py",
+        "        skips = (sample, *skips)[:len(last.resnets)]",
+        "        skips = (sample, *skips)[-len(last.resnets):]",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_a_shallow_call_on_the_full_calls_inputs_answers_as_the_full_unet",),
+    ),
+    Mutation(
+        "step cache: ControlNet residuals are dropped on shallow steps",
+        "engine/generate/step_cache.py",
+        "        if down_block_additional_residuals is not None:",
+        "        if False:",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_a_shallow_call_on_the_full_calls_inputs_answers_as_the_full_unet",),
+    ),
+    Mutation(
+        "step cache: full steps at 1, N+1... instead of 0, N...",
+        "engine/generate/step_cache.py",
+        "        if step % self.interval != 0 and self._can_reuse(sample, args, kwargs):",
+        "        if step % self.interval != 1 and self._can_reuse(sample, args, kwargs):",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_deep_blocks_run_on_every_nth_call_and_shallow_ones_on_every_call",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_deep_blocks_run_every_third_step_of_each_batch"),
+    ),
+    Mutation(
+        "step cache: the UNet keeps the cache after the job",
+        "engine/generate/step_cache.py",
+        "            del unet.forward\n",
+        "            pass\n",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_the_unets_own_forward_comes_back_after_an_error",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_a_cancelled_job_leaves_no_cache_and_the_next_starts_full"),
+    ),
+    Mutation(
+        "step cache: an interval of 1 counts as on",
+        "engine/generate/step_cache.py",
+        "    if interval < MIN_INTERVAL:\n        return 0",
+        "    if interval < 1:\n        return 0",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_the_cache_is_off_below_two_and_on_a_compiled_unet",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_below_two_the_images_are_the_uncached_ones"),
+    ),
+    Mutation(
+        "step cache: a compiled UNet takes the cache too",
+        "engine/generate/step_cache.py",
+        'if hasattr(unet, "_orig_mod") or getattr(unet, "_compiled_call_impl", None) is not None:',
+        "if False:",
+        ("tests/engine/generate/test_step_cache.py::"
+         "test_the_cache_is_off_below_two_and_on_a_compiled_unet",
+         "tests/engine/generate/test_step_cache_jobs.py::"
+         "test_a_compiled_unet_runs_without_the_cache"),
+    ),
+    Mutation(
+        "engine: the step cache setting never reaches the job",
+        "engine/generate/engine.py",
+        "usable_interval(pipe.unet, self.pipelines.speed.step_cache_interval)",
+        "usable_interval(pipe.unet, 0)",
+        ("tests/engine/generate/test_step_cache_jobs.py::"
+         "test_deep_blocks_run_every_third_step_of_each_batch",),
+    ),
+    Mutation(
+        "engine: the image's parameters do not say the step cache ran",
+        "engine/generate/engine.py",
+        "                                step_cache=job.step_cache)",
+        "                                step_cache=0)",
+        ("tests/engine/generate/test_step_cache_jobs.py::"
+         "test_the_infotext_names_the_interval_when_the_cache_ran",),
+    ),
+    Mutation(
+        "infotext: the step cache key is not read back",
+        "engine/metadata/infotext.py",
+        '            "Step cache": ("step_cache", int)}',
+        "            }",
+        ("tests/engine/generate/test_step_cache_jobs.py::"
+         "test_the_infotext_names_the_interval_when_the_cache_ran",),
+    ),
+    Mutation(
+        "bench: the step cache's images are held to bare diffusers'",
+        "bench/gpu_run.py",
+        "            row.images_match = match if options.exact else None",
+        "            row.images_match = match",
+        ("tests/bench/test_gpu_bench.py::"
+         "test_tiny_run_numbers_are_positive_and_images_match",),
+    ),
+    Mutation(
+        "bench: the step cache counts towards the speed goals",
+        "bench/gpu_report.py",
+        "                and (r.optimization is None or is_exact(r.optimization))]",
+        "                ]",
+        ("tests/bench/test_gpu_bench.py::test_tiny_run_checks_the_three_goals",),
     ),
 )

@@ -46,6 +46,7 @@ from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import Preprocessors
 from engine.generate.previews import PreviewDecoders
 from engine.generate.speed import COMPILE_CACHE_FOLDER, settle_fused_qkv, user_cache_dir
+from engine.generate.step_cache import step_cache, usable_interval
 from engine.generate.text_encoding import (
     TextContext,
     encode_prompts,
@@ -100,6 +101,7 @@ class _Job:
     overlay: tuple[Image.Image, Image.Image] | None = None
     call_args: dict = dataclasses.field(default_factory=dict)
     lora_hashes: dict = dataclasses.field(default_factory=dict)
+    step_cache: int = 0  # the step cache's interval for this job; 0 is off
 
     @property
     def request(self) -> GenerationRequest:
@@ -353,6 +355,7 @@ class Engine:
         controlnet = job.call_args.pop("_controlnet", None)
         pipe = self.pipelines.pipeline(job.base, job.request.kind, controlnet)
         pipe.scheduler = job.base.pipe.scheduler
+        job.step_cache = usable_interval(pipe.unet, self.pipelines.speed.step_cache_interval)
         return pipe
 
     def _encode_prompts(self, job: _Job):
@@ -416,14 +419,15 @@ class Engine:
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         self.pipelines.compile_watch.listener = on_compile
         try:
-            output = pipe(
-                prompt_embeds=encoded.positive, negative_prompt_embeds=encoded.negative,
-                num_inference_steps=_denoising_steps(job),
-                guidance_scale=float(request.guidance),
-                num_images_per_prompt=request.batch_size, generator=generators,
-                output_type="latent",
-                callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),
-                **job.call_args)
+            with step_cache(pipe.unet, job.step_cache):
+                output = pipe(
+                    prompt_embeds=encoded.positive, negative_prompt_embeds=encoded.negative,
+                    num_inference_steps=_denoising_steps(job),
+                    guidance_scale=float(request.guidance),
+                    num_images_per_prompt=request.batch_size, generator=generators,
+                    output_type="latent",
+                    callback_on_step_end=on_step_end, **sampler_call_options(request.sampler),
+                    **job.call_args)
         finally:
             self.pipelines.compile_watch.listener = None
         return output.images
@@ -499,4 +503,5 @@ class Engine:
                                 width=job.width, height=job.height,
                                 prompt_info=encoded.positive_info,
                                 precision=self.placement.precision, version=ENGINE_VERSION,
-                                model_hash=job.base.model_hash, lora_hashes=job.lora_hashes)
+                                model_hash=job.base.model_hash, lora_hashes=job.lora_hashes,
+                                step_cache=job.step_cache)

@@ -89,6 +89,8 @@ def _fields(parameters: Mapping[str, Any]) -> list[tuple[str, str]]:
         add("ControlNet 0", _control_text(parameters["control"]))
     add("Lora weights", _loras_text(parameters.get("loras")))
     add("Lora hashes", _lora_hashes_text(parameters.get("loras")))
+    # Not an A1111 key (it has no such cache): the interval of ours, to reproduce the image.
+    add("Step cache", parameters.get("step_cache"))
     extra = parameters.get("extra")
     written = {key for key, _ in fields} | {"Version"}
     for key, value in (extra.items() if isinstance(extra, Mapping) else ()):
@@ -216,7 +218,8 @@ def _split_prompts(lines: list[str]) -> tuple[str, str]:
 
 
 _NUMBERS = {"Steps": ("steps", int), "Seed": ("seed", int), "Mask blur": ("mask_blur", int),
-            "CFG scale": ("guidance", float), "Denoising strength": ("strength", float)}
+            "CFG scale": ("guidance", float), "Denoising strength": ("strength", float),
+            "Step cache": ("step_cache", int)}
 
 
 def _apply_fields(parameters: dict[str, Any], fields: dict[str, str]) -> None:

@@ -22,9 +22,12 @@ from engine.requests import (
 def image_parameters(prepared: PreparedRequest, *, model: str, seed: int, width: int,
                      height: int, prompt_info: PromptInfo, precision: str, version: str,
                      model_hash: str | None = None,
-                     lora_hashes: Mapping[str, str] | None = None) -> dict[str, Any]:
+                     lora_hashes: Mapping[str, str] | None = None,
+                     step_cache: int = 0) -> dict[str, Any]:
     """One image's parameters. The prompt is the one the user wrote, ``<lora:...>`` tags
-    included (as A1111 writes it); ``loras`` lists every LoRA applied, tags and field alike."""
+    included (as A1111 writes it); ``loras`` lists every LoRA applied, tags and field alike.
+    ``step_cache`` is the step cache's interval, present only when the cache ran (it changes
+    the image, so reproducing it needs the same)."""
     request = prepared.request
     hashes = lora_hashes or {}
     parameters = {
@@ -41,6 +44,8 @@ def image_parameters(prepared: PreparedRequest, *, model: str, seed: int, width:
         "context_length": prompt_info.context_length,
         "precision": precision, "version": version,
     }
+    if step_cache:
+        parameters["step_cache"] = step_cache
     parameters.update(mode_parameters(request))
     return parameters
 

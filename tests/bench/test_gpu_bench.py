@@ -112,7 +112,10 @@ def test_tiny_run_numbers_are_positive_and_images_match(tiny_results):
             continue
         assert all(row[name] > 0 for name in MEASURED_NUMBERS), row
         assert len(row["runs"]) == 1
-        if row["path"] == "engine":
+        if row["path"] == "engine" and not OPTIMIZATIONS[row["optimization"]].exact:
+            # The step cache changes the pictures on purpose: their difference is recorded.
+            assert row["images_match"] is None and 0 < row["max_pixel_diff"] < 255, row
+        elif row["path"] == "engine":
             exact = not OPTIMIZATIONS[row["optimization"]].reorders_math
             assert row["images_match"] is True, row
             assert row["max_pixel_diff"] <= (0 if exact else REORDERED_TOLERANCE["fp32"]), row
@@ -142,6 +145,8 @@ def test_tiny_run_checks_the_three_goals(tiny_results):
     assert len(goals) == 3
     assert {g["status"] for g in goals} <= {"met", "not met"}
     assert all(g["side"] == 64 and g["batch"] == 1 for g in goals)
+    # The step cache is fastest there, but makes other pictures: it is no path to a goal.
+    assert not any("step cache" in g["detail"] for g in goals)
 
 
 @pytest.fixture
