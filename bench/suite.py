@@ -43,7 +43,8 @@ BENCHMARKS = (
     Benchmark("engine_overhead", ("engine_overhead_ratio",), engine_overhead.measure),
     Benchmark("api_overhead", ("api_overhead_ratio", "gradio_overhead_ratio"),
               api_overhead.measure),
-    Benchmark("preview_cost", ("preview_cost_ratio", "preview_cost_ratio_taesd"),
+    Benchmark("preview_cost", ("preview_cost_ratio", "preview_cost_ratio_every_step",
+                               "preview_cost_ratio_taesd"),
               preview_cost.measure),
     # One ratio per speed option the engine offers (bench.gpu_matrix): new options join.
     Benchmark("optimizations", optimizations.figure_names(), optimizations.measure),

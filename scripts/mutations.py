@@ -1284,4 +1284,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         "                ]",
         ("tests/bench/test_gpu_bench.py::test_tiny_run_checks_the_three_goals",),
     ),
+    Mutation(
+        "previews: every step makes a preview (the pacer is ignored)",
+        "engine/generate/engine.py",
+        '                image = preview(kwargs.get("latents")) if pacer.due() else None',
+        '                image = preview(kwargs.get("latents"))',
+        ("tests/engine/generate/test_previews.py::"
+         "test_previews_are_paced_while_progress_comes_every_step",),
+    ),
+    Mutation(
+        "previews: the pacer never remembers its last preview",
+        "engine/generate/previews.py",
+        "        self._last = now\n        return True",
+        "        return True",
+        ("tests/engine/generate/test_previews.py::"
+         "test_the_pacer_lets_a_preview_through_once_its_interval_has_passed",),
+    ),
 )

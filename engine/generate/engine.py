@@ -44,7 +44,7 @@ from engine.generate.aux_annotators import AuxAnnotators
 from engine.generate.devices import Placement, pick_placement, torch_facts
 from engine.generate.pipelines import LoadedBase, PipelineManager, free_memory
 from engine.generate.preprocessors import Preprocessors
-from engine.generate.previews import PreviewDecoders
+from engine.generate.previews import PREVIEW_EVERY_S, PreviewDecoders, PreviewPacer
 from engine.generate.speed import COMPILE_CACHE_FOLDER, settle_fused_qkv, user_cache_dir
 from engine.generate.step_cache import step_cache, usable_interval
 from engine.generate.text_encoding import (
@@ -157,6 +157,8 @@ class Engine:
         aux = AuxAnnotators(self.store.complete_folder, device=str(self.placement.device))
         self.preprocessors = Preprocessors(self.store.resolve, aux, str(self.placement.device))
         self.previews = PreviewDecoders(self.store, self.placement)
+        # Seconds between live previews within a batch (``PreviewPacer``); 0: every step.
+        self.preview_every_s = PREVIEW_EVERY_S
         self._counters: dict[Path, _TokenCounter] = {}
         self._counters_lock = threading.Lock()
         self._nvidia_probe = nvidia_probe
@@ -404,6 +406,7 @@ class Engine:
                 deferred.append(exc)
 
         preview = self.previews.maker(self.pipelines.speed.preview_method) if on_progress else None
+        pacer = PreviewPacer(self.preview_every_s)
 
         def on_step_end(pipeline, step, timestep, kwargs):
             if deferred:
@@ -412,8 +415,9 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise JobCancelled()
             if on_progress is not None and preview is not None:
+                image = preview(kwargs.get("latents")) if pacer.due() else None
                 on_progress(ProgressUpdate(step + 1, pipeline.num_timesteps, batch_index,
-                                           request.batch_count, preview(kwargs.get("latents"))))
+                                           request.batch_count, image))
             return kwargs
 
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]

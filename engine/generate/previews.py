@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,31 @@ PreviewMaker = Callable[[torch.Tensor | None], Image.Image | None]
 # preview from it costs milliseconds and needs no weights.
 LATENT_RGB = ((0.298, 0.207, 0.208), (0.187, 0.286, 0.173), (-0.158, 0.189, 0.264),
               (-0.184, -0.271, -0.473))
+
+
+# The UI asks for the live preview every 0.5 s (ui.generation_widgets.PREVIEW_SECONDS) and A1111
+# clients poll /sdapi/v1/progress about as often: a preview made more often is never seen, and
+# each one copies the latents off the device (a sync that drains a GPU's queue of launched
+# kernels) and decodes them. A1111 paces its previews too (show_progress_every_n_steps).
+PREVIEW_EVERY_S = 0.25
+
+
+class PreviewPacer:
+    """Says which steps get a preview: the first, then one whenever ``every_s`` has passed
+    since the last. Progress itself is still reported every step."""
+
+    def __init__(self, every_s: float = PREVIEW_EVERY_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every_s:
+            return False
+        self._last = now
+        return True
 
 
 def _is_sd_latents(latents: torch.Tensor | None) -> bool:

@@ -23,7 +23,7 @@ EXPECTED_FIGURES = {
     "engine_overhead_ratio", "api_overhead_ratio", "gradio_overhead_ratio", "mode_switch_ms",
     "mode_switch_loaded_bytes", "lora_switch_ms", "lora_weight_change_ms", "base_load_ms",
     "cold_start_s", "first_image_s", "rss_all_modes_over_base", "preview_cost_ratio",
-    "preview_cost_ratio_taesd",
+    "preview_cost_ratio_every_step", "preview_cost_ratio_taesd",
     "hires_cost_ratio", "upscale_tile_ratio", *optimization_figures()}
 NOT_YET = {"hires_cost_ratio", "upscale_tile_ratio"}
 

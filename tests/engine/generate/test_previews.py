@@ -8,6 +8,7 @@ import pytest
 
 from engine.demo.tiny_models import place_in_hub_cache, write_taesd
 from engine.generate.engine import Engine
+from engine.generate.previews import PreviewPacer
 from engine.settings import SpeedSettings
 from tests.support.helpers import run, txt2img
 from tests.support.tiny_repos import make_settings
@@ -23,8 +24,10 @@ def _engine(tiny_repos, tmp_path, with_taesd: bool) -> Engine:
     place_in_hub_cache(tiny_repos.pai_base, "alibaba-pai/pai-diffusion-artist-large-zh", hub)
     if with_taesd:
         place_in_hub_cache(write_taesd(tmp_path / "taesd"), TAESD_REPO, hub)
-    return Engine(make_settings(tiny_repos, hub_cache_dir=hub,
-                                speed=SpeedSettings(preview_method="taesd")))
+    engine = Engine(make_settings(tiny_repos, hub_cache_dir=hub,
+                                  speed=SpeedSettings(preview_method="taesd")))
+    engine.preview_every_s = 0  # a preview every step: these tests count them
+    return engine
 
 
 def _previews(engine: Engine, steps: int = 2) -> list:
@@ -62,6 +65,27 @@ def test_a_taesd_downloaded_between_jobs_is_used_from_the_next_job(tiny_repos, t
     assert _previews(engine, steps=1)[0].size == (SIDE // 2, SIDE // 2)
     place_in_hub_cache(write_taesd(tmp_path / "taesd"), TAESD_REPO, tmp_path / "hub")
     assert _previews(engine, steps=1)[0].size == (SIDE, SIDE)
+
+
+def test_previews_are_paced_while_progress_comes_every_step(tiny_repos, tmp_path):
+    engine = _engine(tiny_repos, tmp_path, with_taesd=False)
+    engine.preview_every_s = 3600  # nothing after the first step is due
+    updates: list = []
+    run(engine, txt2img(steps=3, batch_count=2), on_progress=updates.append)
+    assert [(u.step, u.batch_index) for u in updates] == [
+        (step, batch) for batch in range(2) for step in (1, 2, 3)]
+    # Each batch starts with a preview; the steps after it are not due yet.
+    assert [u.preview is not None for u in updates] == [True, False, False] * 2
+
+
+def test_the_pacer_lets_a_preview_through_once_its_interval_has_passed():
+    now = [100.0]
+    pacer = PreviewPacer(0.25, clock=lambda: now[0])
+    seen = []
+    for step_seconds in (0.0, 0.1, 0.1, 0.1, 0.3, 0.1):
+        now[0] += step_seconds
+        seen.append(pacer.due())
+    assert seen == [True, False, False, True, True, False]
 
 
 def test_the_approx_method_never_loads_taesd(tiny_repos, tmp_path):
